@@ -1,0 +1,40 @@
+# The README's commands. Everything runs from the virtualenv in $(VENV).
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PY := $(VENV)/bin/python
+
+.PHONY: venv run test lint bench clean
+
+venv: $(PY)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+run: venv
+	$(PY) -m pip install -q -e .
+	$(VENV)/bin/pfd-db init
+	$(VENV)/bin/pfd-db status
+
+test: venv
+	$(PY) -m pip install -q -e '.[test]'
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
+	$(VENV)/bin/pytest -q
+
+lint: venv
+	$(PY) -m pip install -q -e '.[test]'
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
+
+bench: venv
+	$(PY) -m pip install -q -e .
+	@if [ -f benchmarks/run_all.py ]; then \
+		$(PY) benchmarks/run_all.py; \
+	else \
+		echo "benchmarks/run_all.py not found: nothing to run"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f *.db *.db-wal *.db-shm

@@ -1,0 +1,71 @@
+"""Settings: the one place that reads the environment.
+
+Every setting is an environment variable with the ``PFD_DB_`` prefix
+(``PFD_DB_POOL_SIZE=10``); the database URL also honours the common
+``DATABASE_URL``. With nothing set, pfd-db uses a SQLite file ``./pfd.db``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_URL = "sqlite:///./pfd.db"
+
+
+def normalise_url(url: str) -> str:
+    """The URL with a PostgreSQL scheme pointed at psycopg 3 (``postgres://`` too)."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """pfd-db's configuration, read from ``PFD_DB_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="PFD_DB_", extra="ignore")
+
+    url: str = Field(
+        default=DEFAULT_URL,
+        validation_alias=AliasChoices("PFD_DB_URL", "DATABASE_URL"),
+        description="Database URL; falls back to DATABASE_URL, then ./pfd.db.",
+    )
+    pool_size: int = Field(default=30, ge=1, description="Connections kept open (servers).")
+    max_overflow: int = Field(default=30, ge=0, description="Extra connections under load.")
+    pool_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for one.")
+    pool_recycle: int = Field(default=3600, description="Seconds before a connection is renewed.")
+    pool_pre_ping: bool = Field(default=True, description="Test a connection before use.")
+    slow_query_seconds: float = Field(
+        default=1.0, ge=0, description="Statements slower than this are logged at WARNING."
+    )
+    echo: bool = Field(default=False, description="Log every statement (debugging only).")
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Instance key that encrypts TOTP secrets (Fernet, base64)."
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="File holding the instance key, if not given inline."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password of the seeded admin; generated when unset."
+    )
+    default_dataset_path: str = Field(
+        default="data/processed/dataset.h5", description="HDF5 file of the seeded dataset."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _use_psycopg(cls, url: str) -> str:
+        return normalise_url(url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (``get_settings.cache_clear()`` to re-read)."""
+    return Settings()

@@ -1,0 +1,85 @@
+"""Sessions: the factory, a thread-scoped registry and two context helpers.
+
+``SessionLocal`` makes sessions with ``autoflush=False`` (nothing is written
+before you flush or commit) and ``expire_on_commit=False``: objects stay
+readable after ``commit()`` without another round-trip, so a web callback can
+commit and then render what it wrote. The flip side: after a commit, attribute
+values are what this session last saw; call ``session.refresh(obj)`` when
+another writer may have changed the row since.
+
+The engine is made from the settings on first use; ``configure()`` points
+everything at another database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+from pfd_db.engine import make_engine
+
+_lock = threading.RLock()
+_engine: Engine | None = None
+
+
+class _LazySessionMaker(sessionmaker[Session]):
+    """A ``sessionmaker`` that binds itself to the settings' engine on first call."""
+
+    def __call__(self, **local_kw: Any) -> Session:
+        if self.kw.get("bind") is None and "bind" not in local_kw:
+            get_engine()
+        return super().__call__(**local_kw)
+
+
+SessionLocal = _LazySessionMaker(autoflush=False, expire_on_commit=False)
+SessionScoped = scoped_session(SessionLocal)
+
+
+def configure(url: str | None = None, engine: Engine | None = None) -> Engine:
+    """Point ``SessionLocal`` and ``SessionScoped`` at ``engine``, or at a new
+    engine for ``url`` (default: the settings' URL). Returns the engine."""
+    global _engine
+    with _lock:
+        SessionScoped.remove()
+        old, _engine = _engine, engine or make_engine(url)
+        SessionLocal.configure(bind=_engine)
+        if old is not None and old is not _engine:
+            old.dispose()
+        return _engine
+
+
+def get_engine() -> Engine:
+    """The engine sessions use, made from the settings on first call."""
+    with _lock:
+        return _engine if _engine is not None else configure()
+
+
+@contextmanager
+def get_db_session() -> Iterator[Session]:
+    """A session that commits when the block succeeds, rolls back when it raises,
+    and is closed either way::
+
+        with get_db_session() as session:
+            session.add(thing)
+    """
+    session = SessionLocal()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_db() -> Iterator[Session]:
+    """A session for dependency injection (FastAPI ``Depends(get_db)`` and the like):
+    committed after the request succeeds, rolled back if it fails."""
+    with get_db_session() as session:
+        yield session

@@ -1,0 +1,202 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+A test asks for ``db`` (a Session), ``engine``, ``db_url`` or ``fresh_url`` and is
+run once per dialect; ``dialect`` is session-scoped, so pytest runs all SQLite
+tests on one database, then all PostgreSQL tests on another. The PostgreSQL
+server is a private, throwaway one started by the suite (see pgserver.py).
+
+The package is imported inside the fixtures so that collection works while it is
+still being written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pgserver import PostgresNotFoundError, PostgresServer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, MetaData
+    from sqlalchemy.orm import Session
+
+DIALECTS = ("sqlite", "postgresql")
+NO_DB = "no-db"
+
+
+# --- servers and databases ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """The suite's running PostgreSQL server; stopped and deleted at session end."""
+    try:
+        server = PostgresServer()
+    except PostgresNotFoundError as exc:
+        missing = str(exc)  # fail outside the except block: one clean message per test
+    else:
+        missing = ""
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=DIALECTS, ids=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    """The dialect a test runs on: "sqlite" or "postgresql"."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def db_url(
+    dialect: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """URL of the session's test database on the current dialect."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'pfd_test.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    server.create_database("pfd_test")
+    try:
+        yield server.url("pfd_test")
+    finally:
+        server.drop_database("pfd_test")
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    """The package's engine on the test database, with every model table created."""
+    from pfd_db.engine import make_engine
+    from pfd_db.models import Base
+
+    eng = make_engine(db_url)
+    try:
+        Base.metadata.create_all(eng)
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    """A Session for one test; afterwards every table is emptied for the next test."""
+    from sqlalchemy.orm import Session
+
+    from pfd_db.models import Base
+
+    session = Session(bind=engine, expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        empty_tables(engine, Base.metadata)
+
+
+@pytest.fixture
+def fresh_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a brand-new, empty database on the current dialect (for migration tests)."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    name = f"pfd_fresh_{uuid.uuid4().hex[:12]}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+def empty_tables(engine: Engine, metadata: MetaData) -> None:
+    """Delete every row of every table in the database, resetting id counters.
+
+    Covers the model tables and any table a test created itself. On PostgreSQL one
+    TRUNCATE. On SQLite a DELETE per real table, children before parents (the
+    reverse of ``metadata.sorted_tables``, then tables the models don't know), in
+    one transaction; virtual tables (FTS5) and their shadow tables are left alone:
+    the triggers on the real tables keep them in step.
+    """
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            query = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            names = conn.exec_driver_sql(query).scalars().all()
+            if names:
+                listed = ", ".join(quote(name) for name in names)
+                conn.exec_driver_sql(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+            return
+        rows = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+        ).all()
+        virtual = [name for name, ddl in rows if (ddl or "").upper().startswith("CREATE VIRTUAL")]
+        real = {
+            name
+            for name, _ in rows
+            if not name.startswith("sqlite_")
+            and not any(name == v or name.startswith(f"{v}_") for v in virtual)
+        }
+        known = [t.name for t in reversed(metadata.sorted_tables) if t.name in real]
+        order = known + sorted(real - set(known))
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        for name in order:
+            conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
+        if any(name == "sqlite_sequence" for name, _ in rows):
+            conn.exec_driver_sql("DELETE FROM sqlite_sequence")
+
+
+# --- per-dialect markers and summary -----------------------------------------
+
+
+def _dialect_of(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "dialect" in callspec.params:
+        return str(callspec.params["dialect"])
+    if "pg_server" in getattr(item, "fixturenames", ()):
+        return "postgresql"
+    return NO_DB
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its dialect, so `-m sqlite` / `-m postgresql` select them."""
+    for item in items:
+        name = _dialect_of(item)
+        if name != NO_DB:
+            item.add_marker(getattr(pytest.mark, name))
+        # user_properties travel with every report (also across xdist workers)
+        item.user_properties.append(("dialect", name))
+
+
+_outcomes: dict[str, tuple[str, str]] = {}  # nodeid -> (dialect, outcome)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record one outcome per test: failed if any phase failed, else call's outcome."""
+    name = dict(report.user_properties).get("dialect", NO_DB)
+    previous = _outcomes.get(report.nodeid, (name, ""))[1]
+    if previous == "failed":
+        return
+    if report.failed:
+        _outcomes[report.nodeid] = (str(name), "failed")
+    elif report.when == "call" or (report.when == "setup" and report.skipped):
+        _outcomes[report.nodeid] = (str(name), report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per dialect: `sqlite: 120 passed, 0 failed, 0 skipped`."""
+    counts: Counter[tuple[str, str]] = Counter(_outcomes.values())
+    terminalreporter.write_sep("-", "per dialect")
+    for name in (*DIALECTS, NO_DB):
+        terminalreporter.write_line(
+            f"{name}: {counts[name, 'passed']} passed, {counts[name, 'failed']} failed, "
+            f"{counts[name, 'skipped']} skipped"
+        )
