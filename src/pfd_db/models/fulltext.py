@@ -59,7 +59,7 @@ def sqlite_fts_statements() -> list[str]:
     new = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
     old = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
     remove = (
-        f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, {cols}) VALUES ('delete', old.id, {old});"  # noqa: S608, E501
+        f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, {cols}) VALUES ('delete', old.id, {old});"  # noqa: S608
     )
     add = f"INSERT INTO {FTS_TABLE}(rowid, {cols}) VALUES (new.id, {new});"  # noqa: S608
     return [
