@@ -95,7 +95,7 @@ def enum_column(enum: type[Enum], name: str) -> SAEnum:
         create_constraint=True,
         validate_strings=True,
         values_callable=lambda members: [m.value for m in members],
-        length=max(len(m.value) for m in enum),
+        length=max(20, *(len(m.value) for m in enum)),
     )
 
 
