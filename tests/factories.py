@@ -11,8 +11,19 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Connection, DateTime, Enum, Float, Integer, Table
-from sqlalchemy import String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Enum,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+)
 
 from pfd_db.models import Base
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pfd_db.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///./pfd.db"
 
@@ -67,5 +69,14 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once (``get_settings.cache_clear()`` to re-read)."""
-    return Settings()
+    """The process-wide settings, read once (``get_settings.cache_clear()`` to re-read).
+
+    Raises :class:`ConfigurationError` naming each variable whose value is unusable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PFD_DB_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None

@@ -71,40 +71,32 @@ def make_engine(url: str | None = None, **overrides: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(parsed, settings)
     else:
-        engine = create_engine(
-            parsed,
-            poolclass=MeteredQueuePool,
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
-            pool_timeout=settings.pool_timeout,
-            pool_recycle=settings.pool_recycle,
-            pool_pre_ping=settings.pool_pre_ping,
-            echo=settings.echo,
-        )
+        engine = create_engine(parsed, pool_pre_ping=settings.pool_pre_ping, **_pool_args(settings))
     _log_slow_statements(engine, settings.slow_query_seconds)
     _count_pool_events(engine)
     return engine
 
 
+def _pool_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "poolclass": MeteredQueuePool,
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": settings.pool_recycle,
+        "echo": settings.echo,
+    }
+
+
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     in_memory = url.database in (None, "", ":memory:")
-    if in_memory:
+    connect_args = {"check_same_thread": False}
+    if in_memory:  # one connection, shared, or every checkout would see a new empty database
         engine = create_engine(
-            url,
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False},
-            echo=settings.echo,
+            url, poolclass=StaticPool, connect_args=connect_args, echo=settings.echo
         )
     else:
-        engine = create_engine(
-            url,
-            poolclass=MeteredQueuePool,
-            pool_size=5,
-            max_overflow=settings.max_overflow,
-            pool_timeout=settings.pool_timeout,
-            connect_args={"check_same_thread": False},
-            echo=settings.echo,
-        )
+        engine = create_engine(url, connect_args=connect_args, **_pool_args(settings))
     busy_ms = settings.sqlite_busy_timeout_ms
 
     @event.listens_for(engine, "connect")

@@ -25,6 +25,7 @@ from pfd_db.engine import make_engine
 
 _lock = threading.RLock()
 _engine: Engine | None = None
+_owned = False  # whether _engine was made here (and so is ours to dispose)
 
 
 class _LazySessionMaker(sessionmaker[Session]):
@@ -43,14 +44,24 @@ SessionScoped = scoped_session(SessionLocal)
 def configure(url: str | None = None, engine: Engine | None = None) -> Engine:
     """Point ``SessionLocal`` and ``SessionScoped`` at ``engine``, or at a new
     engine for ``url`` (default: the settings' URL). Returns the engine."""
-    global _engine
+    global _engine, _owned
+    with _lock:
+        reset()
+        _engine, _owned = (engine, False) if engine is not None else (make_engine(url), True)
+        SessionLocal.configure(bind=_engine)
+        return _engine
+
+
+def reset() -> None:
+    """Forget the configured engine (disposing it if pfd-db made it); the next
+    session is bound from the settings again."""
+    global _engine, _owned
     with _lock:
         SessionScoped.remove()
-        old, _engine = _engine, engine or make_engine(url)
-        SessionLocal.configure(bind=_engine)
-        if old is not None and old is not _engine:
-            old.dispose()
-        return _engine
+        if _engine is not None and _owned:
+            _engine.dispose()
+        _engine, _owned = None, False
+        SessionLocal.configure(bind=None)
 
 
 def get_engine() -> Engine:
