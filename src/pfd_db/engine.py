@@ -49,7 +49,10 @@ def parse_url(url: str) -> URL:
     try:
         return make_url(normalise_url(url))
     except ArgumentError as exc:
-        raise DatabaseUnavailable(f"not a database URL: {mask_password(url)!r}") from exc
+        raise DatabaseUnavailable(
+            "not a database URL (expected e.g. sqlite:///path/to/pfd.db or "
+            "postgresql://user:password@host/dbname)"
+        ) from exc
 
 
 def mask_password(url: str | URL) -> str:
