@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PY := $(VENV)/bin/python
+# benchmarks/ is linted once it exists (git keeps no empty directories)
+LINT_PATHS := src tests $(wildcard benchmarks)
 
 .PHONY: venv run test lint bench clean
 
@@ -17,13 +19,13 @@ run: venv
 
 test: venv
 	$(PY) -m pip install -q -e '.[test]'
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/pytest -q
 
 lint: venv
 	$(PY) -m pip install -q -e '.[test]'
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy src
 
 bench: venv

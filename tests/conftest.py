@@ -117,22 +117,37 @@ def fresh_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
 
 
 def empty_tables(engine: Engine, metadata: MetaData) -> None:
-    """Delete every row of every table in the database, resetting id counters.
+    """Delete every row of every table in the database and restart the id counters.
 
-    Covers the model tables and any table a test created itself. On PostgreSQL one
-    TRUNCATE. On SQLite a DELETE per real table, children before parents (the
-    reverse of ``metadata.sorted_tables``, then tables the models don't know), in
-    one transaction; virtual tables (FTS5) and their shadow tables are left alone:
-    the triggers on the real tables keep them in step.
+    Covers the model tables and any table a test created itself, in one transaction.
+
+    PostgreSQL: DELETE from every table with foreign-key (and other) triggers off for
+    the transaction (``session_replication_role = replica``; we are superuser), then
+    restart the sequences that were used, all in one round trip. Same result as
+    ``TRUNCATE ... RESTART IDENTITY CASCADE`` but much faster on small tables:
+    TRUNCATE makes new files for every table and index (~2.5 ms a table here).
+
+    SQLite: DELETE from each real table, children before parents (the reverse of
+    ``metadata.sorted_tables``, then tables the models don't know), and reset
+    ``sqlite_sequence``. Virtual tables (FTS5) and their shadow tables are left
+    alone: the triggers on the real tables keep them in step.
     """
     quote = engine.dialect.identifier_preparer.quote
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            query = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-            names = conn.exec_driver_sql(query).scalars().all()
-            if names:
-                listed = ", ".join(quote(name) for name in names)
-                conn.exec_driver_sql(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+            tables = conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).scalars()
+            sequences = conn.exec_driver_sql(
+                "SELECT sequencename FROM pg_sequences"
+                " WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+            ).scalars()
+            statements = [
+                "SET LOCAL session_replication_role = replica",
+                *(f"DELETE FROM {quote(name)}" for name in tables),
+                *(f"ALTER SEQUENCE {quote(name)} RESTART" for name in sequences),
+            ]
+            conn.exec_driver_sql("; ".join(statements))
             return
         rows = conn.exec_driver_sql(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
@@ -145,9 +160,8 @@ def empty_tables(engine: Engine, metadata: MetaData) -> None:
             and not any(name == v or name.startswith(f"{v}_") for v in virtual)
         }
         known = [t.name for t in reversed(metadata.sorted_tables) if t.name in real]
-        order = known + sorted(real - set(known))
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-        for name in order:
+        for name in known + sorted(real - set(known)):
             conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
         if any(name == "sqlite_sequence" for name, _ in rows):
             conn.exec_driver_sql("DELETE FROM sqlite_sequence")

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -134,6 +135,7 @@ class PostgresServer:
         """Create a cluster in a new temp directory and start the server on its socket."""
         self.base = Path(tempfile.mkdtemp(prefix="pfd-pgtest-", dir="/tmp"))
         atexit.register(self.stop)
+        self._stop_on_sigterm()
         try:
             self.base.chmod(0o755)
             self.sockdir.mkdir()
@@ -170,6 +172,20 @@ class PostgresServer:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
             atexit.unregister(self.stop)
+
+    def _stop_on_sigterm(self) -> None:
+        """atexit does not run on SIGTERM (a CI timeout): stop the server, then die as usual."""
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            signal.signal(signum, signal.SIG_DFL)
+            self.stop()
+            os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, handler)
 
     def _kill_postmaster(self) -> None:
         """Last resort when pg_ctl cannot stop the server: SIGQUIT its postmaster."""
