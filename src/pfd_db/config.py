@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the seeded admin; generated when unset."
     )
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id passes.")
+    argon2_memory_cost: int = Field(
+        default=65_536, ge=8, description="argon2id memory in KiB (64 MiB by default)."
+    )
+    argon2_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
     default_dataset_path: str = Field(
         default="data/processed/dataset.h5", description="HDF5 file of the seeded dataset."
     )

@@ -58,3 +58,19 @@ class ConfigurationError(PfdDbError):
 
 class DatabaseUnavailable(PfdDbError):
     """The database cannot be reached, or its URL is unusable."""
+
+
+class MigrationError(PfdDbError):
+    """The schema cannot be moved to the requested revision as things stand."""
+
+
+class UnversionedDatabase(MigrationError):
+    """The database holds pfd-db tables but no migration history (see ``migrate --adopt``)."""
+
+
+class SchemaDrift(MigrationError):
+    """The live schema differs from the models; ``differences`` says how."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
