@@ -182,3 +182,11 @@ def test_init_on_a_fresh_machine_creates_pfd_db_in_the_working_directory(tmp_pat
     engine = make_engine(f"sqlite:///{tmp_path / 'pfd.db'}")
     assert migrations.state(engine).at_head
     engine.dispose()
+
+
+def test_history_lists_the_revisions_and_marks_the_current_one(fresh_url):
+    before = pfd_db("history", "--url", fresh_url)
+    assert before.exit_code == 0 and "0001" in before.output and "current" not in before.output
+    pfd_db("migrate", "--url", fresh_url)
+    after = pfd_db("history", "--url", fresh_url)
+    assert "0001" in after.output and "current" in after.output

@@ -125,11 +125,17 @@ def current(url: UrlOption = None) -> None:
 
 
 @app.command()
-def history() -> None:
-    """List the migration revisions, oldest first."""
-    table = Table("revision", "down revision", "message")
+def history(url: UrlOption = None) -> None:
+    """List the migration revisions, oldest first; the database's own is marked."""
+    try:
+        with database(url) as engine:
+            applied = migrations.state(engine).current
+    except typer.Exit:
+        applied = None  # the list itself needs no database
+    table = Table("revision", "down revision", "message", "")
     for rev in migrations.history():
-        table.add_row(rev.revision, rev.down_revision or "-", rev.message)
+        mark = "current" if rev.revision == applied else ""
+        table.add_row(rev.revision, rev.down_revision or "-", rev.message, mark)
     console.print(table)
 
 
