@@ -11,6 +11,7 @@ still being written.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,13 @@ from pgserver import PostgresNotFoundError, PostgresServer
 if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData
     from sqlalchemy.orm import Session
+
+# Settings for the whole suite, before pfd_db reads them: a throwaway instance key
+# and cheap argon2 parameters (the benchmarks and production keep the defaults).
+os.environ.setdefault("PFD_DB_SECRET_KEY", "LFd7TlRSdWR5dW9ycFctSW5mVUw2WTIzT1JqTFRGOHA=")
+os.environ.setdefault("PFD_DB_ARGON2_MEMORY_COST", "1024")
+os.environ.setdefault("PFD_DB_ARGON2_TIME_COST", "1")
+os.environ.setdefault("PFD_DB_ARGON2_PARALLELISM", "1")
 
 DIALECTS = ("sqlite", "postgresql")
 NO_DB = "no-db"
@@ -87,8 +95,17 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def db(engine: Engine) -> Iterator[Session]:
-    """A Session for one test; afterwards every table is emptied for the next test."""
+def plaintexts() -> list[str]:
+    """Secrets a test handled in the clear (passwords, tokens, keys, codes, TOTP
+    secrets): append them, and the ``db`` fixture fails the test if any of them
+    is found in any text or JSON column of any table when the test ends."""
+    return []
+
+
+@pytest.fixture
+def db(engine: Engine, plaintexts: list[str]) -> Iterator[Session]:
+    """A Session for one test; afterwards every table is scanned for the test's
+    plaintext secrets, then emptied for the next test."""
     from sqlalchemy.orm import Session
 
     from pfd_db.models import Base
@@ -98,7 +115,38 @@ def db(engine: Engine) -> Iterator[Session]:
         yield session
     finally:
         session.close()
-        empty_tables(engine, Base.metadata)
+        try:
+            leaks = find_plaintexts(engine, Base.metadata, plaintexts)
+        finally:
+            empty_tables(engine, Base.metadata)
+        assert not leaks, f"plaintext secrets stored: {leaks}"
+
+
+def find_plaintexts(engine: Engine, metadata: MetaData, secrets: list[str]) -> list[str]:
+    """``table.column`` for every stored value that contains one of ``secrets``."""
+    from sqlalchemy import JSON, String, Text, cast, select
+
+    wanted = [s for s in secrets if s]
+    if not wanted:
+        return []
+    found = []
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            columns = [
+                cast(c, Text).label(c.name)
+                for c in table.columns
+                if isinstance(getattr(c.type, "impl", c.type), String | Text | JSON)
+                and c.computed is None
+            ]
+            if not columns:
+                continue
+            for row in conn.execute(select(*columns)).mappings():
+                found += [
+                    f"{table.name}.{name}"
+                    for name, value in row.items()
+                    if value is not None and any(secret in str(value) for secret in wanted)
+                ]
+    return sorted(set(found))
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ def count(db, model) -> int:
     return db.scalar(select(func.count()).select_from(model))
 
 
-def test_seed_creates_the_admin_preferences_and_default_dataset(db):
+def test_seed_creates_the_admin_preferences_and_default_dataset(db, plaintexts):
     report = seed(db)
+    plaintexts.append(report.admin_password)
     db.commit()
     admin = db.scalars(select(User)).one()
     assert (admin.username, admin.email, admin.role) == ("admin", "admin@localhost", Role.ADMIN)

@@ -49,10 +49,22 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
     )
     secret_key: SecretStr | None = Field(
-        default=None, description="Instance key that encrypts TOTP secrets (Fernet, base64)."
+        default=None,
+        description="Instance key (Fernet, base64) that encrypts TOTP secrets and keys "
+        "backup-code hashes; several, comma-separated, to rotate (the first encrypts).",
     )
     secret_key_file: Path | None = Field(
-        default=None, description="File holding the instance key, if not given inline."
+        default=None,
+        description="File holding the instance key; default: <database file>.key beside a "
+        "SQLite database.",
+    )
+    lockout_threshold: int = Field(default=5, ge=1, description="Failures before a lockout.")
+    lockout_window_seconds: int = Field(
+        default=900, ge=1, description="Window in which failures are counted."
+    )
+    lockout_seconds: int = Field(default=900, ge=1, description="How long a lockout lasts.")
+    session_ttl_seconds: int = Field(
+        default=43_200, ge=60, description="Lifetime of a login session (12 hours)."
     )
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the seeded admin; generated when unset."

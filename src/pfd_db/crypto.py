@@ -1,0 +1,102 @@
+"""The instance key and what it protects; token hashing.
+
+The instance key is a Fernet key. It encrypts TOTP secrets at rest and keys
+the HMAC that hashes backup codes. It comes from ``PFD_DB_SECRET_KEY`` (several
+keys, comma-separated, to rotate: the first encrypts, all decrypt), else from
+the file ``PFD_DB_SECRET_KEY_FILE``, else, for a SQLite database, from the file
+``<database>.key`` beside it, which ``pfd-db init`` creates with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy.engine import make_url
+
+from pfd_db.config import get_settings
+from pfd_db.errors import ConfigurationError
+
+
+def sha256_hex(value: str) -> str:
+    """The SHA-256 of ``value`` in hex: for high-entropy tokens, where a fast hash suffices."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def random_token(nbytes: int = 32) -> str:
+    """``nbytes`` random bytes, URL-safe base64 without padding."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def default_key_path(url: str) -> Path | None:
+    """Where the key of a SQLite file database lives (``<file>.key``); None otherwise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(f"{parsed.database}.key")
+
+
+def create_key_file(path: Path) -> bool:
+    """Write a new key to ``path`` with mode 0600; False (and nothing written) if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(Fernet.generate_key() + b"\n")
+    return True
+
+
+def _configured_keys() -> list[bytes]:
+    settings = get_settings()
+    if settings.secret_key is not None:
+        text = settings.secret_key.get_secret_value()
+    else:
+        path = settings.secret_key_file or default_key_path(settings.url)
+        if path is None or not path.exists():
+            raise ConfigurationError(
+                "no instance key: set PFD_DB_SECRET_KEY or PFD_DB_SECRET_KEY_FILE "
+                "(`pfd-db init` creates one beside a SQLite database)"
+            )
+        text = path.read_text()
+    return [part.strip().encode() for part in text.split(",") if part.strip()]
+
+
+@lru_cache(maxsize=8)
+def _fernet(keys: tuple[bytes, ...]) -> MultiFernet:
+    try:
+        return MultiFernet([Fernet(key) for key in keys])
+    except ValueError:
+        raise ConfigurationError("the instance key is not a valid Fernet key") from None
+
+
+def _instance() -> MultiFernet:
+    keys = tuple(_configured_keys())
+    if not keys:
+        raise ConfigurationError("the instance key is empty")
+    return _fernet(keys)
+
+
+def encrypt(plaintext: str) -> str:
+    """``plaintext`` encrypted with the instance key."""
+    return _instance().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    """The plaintext of ``token``; :class:`ConfigurationError` if no key opens it."""
+    try:
+        return _instance().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise ConfigurationError("a stored secret does not open with the instance key") from None
+
+
+def keyed_hash(purpose: str, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under a key derived from the instance key for ``purpose``."""
+    primary = _configured_keys()[0]
+    subkey = hmac.new(primary, purpose.encode(), hashlib.sha256).digest()
+    return hmac.new(subkey, value.encode(), hashlib.sha256).hexdigest()
