@@ -52,6 +52,10 @@ class AuthenticationFailed(PfdDbError):
         self.reason = reason
 
 
+class RateLimited(PfdDbError):
+    """Too many attempts in the window; try again later."""
+
+
 class ConfigurationError(PfdDbError):
     """The settings are incomplete or contradictory."""
 
