@@ -1,65 +1,24 @@
-"""The ``pfd-db`` operator command.
-
-Exit codes: 0 success; 1 ``check`` found the database behind head; 2 an
-expected error (unreachable database, bad URL, unknown revision, refused
-adoption, bad input), printed as one line; 3 ``check`` found schema drift.
-"""
+"""Schema commands: migrate, downgrade, current, history, check, seed, init, status."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.orm import Session
 
 from pfd_db import migrations
+from pfd_db.cli.common import UrlOption, console, database, err_console, fail
 from pfd_db.config import get_settings
-from pfd_db.engine import make_engine, mask_password
-from pfd_db.errors import MigrationError, PfdDbError, SchemaDrift
+from pfd_db.crypto import create_key_file, default_key_path
+from pfd_db.engine import mask_password
+from pfd_db.errors import MigrationError, PfdDbError
 from pfd_db.models import Base
 from pfd_db.seed import SeedReport, seed
 
-app = typer.Typer(
-    help="Operate a pfd-db database: migrate, check, seed and inspect it.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="Database URL (default: PFD_DB_URL, DATABASE_URL, ./pfd.db)."),
-]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
-
-@contextmanager
-def database(url: str | None) -> Iterator[Engine]:
-    """An engine for ``url``; pfd-db's expected errors become one line and exit 2."""
-    engine = None
-    try:
-        engine = make_engine(url)
-        yield engine
-    except SchemaDrift as exc:
-        for difference in exc.differences:
-            err_console.print(f"  - {difference}")
-        raise fail(str(exc)) from None
-    except PfdDbError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        if engine is not None:
-            engine.dispose()
+app = typer.Typer()
 
 
 def require_head(engine: Engine) -> None:
@@ -191,7 +150,23 @@ def init(url: UrlOption = None) -> None:
         else:
             console.print(f"schema: upgraded from {before.current or 'empty'} to {after.current}")
         report_seed(run_seed(engine))
+        ensure_instance_key(url)
         console.print(f"ready: {mask_password(engine.url)}")
+
+
+def ensure_instance_key(url: str | None) -> None:
+    """Create the key file beside a SQLite database when no instance key is configured."""
+    settings = get_settings()
+    if settings.secret_key is not None or settings.secret_key_file is not None:
+        return
+    path = default_key_path(url or settings.url)
+    if path is None:
+        err_console.print(
+            "[yellow]warning:[/yellow] no instance key configured; set PFD_DB_SECRET_KEY "
+            "(2FA secrets and backup codes need it)"
+        )
+    elif create_key_file(path):
+        console.print(f"instance key: created {path} (mode 0600); back it up with the database")
 
 
 @app.command()
