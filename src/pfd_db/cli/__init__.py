@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from pfd_db.cli import identity, schema
+from pfd_db.cli import demo, identity, schema
 
 app = typer.Typer(
     help="Operate a pfd-db database: migrate, check, seed, inspect, manage users and API keys.",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in schema.app.registered_commands:
+for command in [*schema.app.registered_commands, *demo.app.registered_commands]:
     app.registered_commands.append(command)
 app.add_typer(identity.users, name="user")
 app.add_typer(identity.api_keys, name="apikey")
