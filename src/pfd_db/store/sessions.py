@@ -1,0 +1,138 @@
+"""Login sessions: a bearer token given to the client once, found again by its hash.
+
+The token is 32 random bytes, URL-safe base64 (43 characters). Only its SHA-256
+is stored (``session_logs.session_token``): a fast hash suffices for a secret
+with that much entropy, and it lets :func:`resolve` find the row with one
+indexed lookup. A session is live while it is active, not expired and its user
+is active.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session, contains_eager
+
+from pfd_db.config import get_settings
+from pfd_db.crypto import random_token, sha256_hex
+from pfd_db.errors import InvalidInput
+from pfd_db.models import SessionLog, User
+from pfd_db.store import useragent
+from pfd_db.types import as_utc, utcnow
+
+TOKEN_BYTES = 32
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43,128}")
+LAST_ACTIVE_GRANULARITY = timedelta(seconds=60)
+
+
+def start_session(
+    session: Session,
+    user: User,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    ttl: timedelta | None = None,
+    now: datetime | None = None,
+) -> tuple[str, SessionLog]:
+    """Open a session for ``user``; returns the token (shown only this once) and the row.
+
+    It expires after ``ttl`` (default: the ``session_ttl_seconds`` setting).
+    """
+    now = _now(now)
+    client = useragent.parse(user_agent)
+    token = random_token(TOKEN_BYTES)
+    record = SessionLog(
+        user=user,
+        session_token=sha256_hex(token),
+        ip_address=ip[:45] if ip else None,
+        user_agent=user_agent[:500] if user_agent else None,
+        device_type=client.device_type,
+        browser=client.browser,
+        last_active=now,
+        expires_at=now + _lifetime(ttl),
+    )
+    session.add(record)
+    session.flush()
+    return token, record
+
+
+def resolve(session: Session, token: str, now: datetime | None = None) -> SessionLog | None:
+    """The live session ``token`` opens, or None; marks it active (at most once a minute)."""
+    if not _well_formed(token):
+        return None
+    now = _now(now)
+    record = session.scalar(
+        select(SessionLog)
+        .join(SessionLog.user)
+        .options(contains_eager(SessionLog.user))
+        .where(SessionLog.session_token == sha256_hex(token), *_live(now))
+    )
+    if record is not None and _due_for_refresh(record, now):
+        record.last_active = now
+        session.flush()
+    return record
+
+
+def end_session(session: Session, token: str) -> bool:
+    """End the session ``token`` opens; False if there was no active one."""
+    if not _well_formed(token):
+        return False
+    return _end(session, SessionLog.session_token == sha256_hex(token)) == 1
+
+
+def end_all_sessions(session: Session, user: User) -> int:
+    """End every active session of ``user`` (expired ones included); how many were ended."""
+    return _end(session, SessionLog.user_id == user.id)
+
+
+def active_sessions(session: Session, user: User, now: datetime | None = None) -> list[SessionLog]:
+    """The live sessions of ``user``, newest first."""
+    return list(
+        session.scalars(
+            select(SessionLog)
+            .join(SessionLog.user)
+            .where(SessionLog.user_id == user.id, *_live(_now(now)))
+            .order_by(SessionLog.created_at.desc(), SessionLog.id.desc())
+        )
+    )
+
+
+def _end(session: Session, where: ColumnElement[bool]) -> int:
+    """Mark the active sessions matching ``where`` ended; how many there were."""
+    records = session.scalars(select(SessionLog).where(SessionLog.is_active.is_(True), where)).all()
+    now = utcnow()
+    for record in records:
+        record.is_active = False
+        record.logged_out_at = now
+    session.flush()
+    return len(records)
+
+
+def _live(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        SessionLog.is_active.is_(True),
+        SessionLog.expires_at > now,
+        User.is_active.is_(True),
+    )
+
+
+def _due_for_refresh(record: SessionLog, now: datetime) -> bool:
+    last = record.last_active
+    return last is None or now - last >= LAST_ACTIVE_GRANULARITY
+
+
+def _well_formed(token: object) -> bool:
+    return isinstance(token, str) and TOKEN_PATTERN.fullmatch(token) is not None
+
+
+def _lifetime(ttl: timedelta | None) -> timedelta:
+    if ttl is None:
+        return timedelta(seconds=get_settings().session_ttl_seconds)
+    if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+        raise InvalidInput("ttl must be a positive timedelta")
+    return ttl
+
+
+def _now(now: datetime | None) -> datetime:
+    return utcnow() if now is None else as_utc(now)
