@@ -125,3 +125,35 @@ def test_the_default_database_is_pfd_db_in_the_working_directory(tmp_path):
     )
     assert out == "./pfd.db"
     assert (tmp_path / "pfd.db").exists()
+
+
+def test_a_read_only_session_reads_beside_an_open_write_transaction(configured):
+    with sessions.get_db_session() as session:
+        session.add(SystemLog(action="seen", status="success"))
+    writer = configured.connect()
+    writer.begin()
+    writer.execute(SystemLog.__table__.insert().values(action="pending", status="success"))
+    try:
+        with sessions.get_db_session(read_only=True) as reader:
+            actions = reader.scalars(select(SystemLog.action)).all()
+        assert actions == ["seen"]  # read at once, not after the writer's busy timeout
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+def test_a_read_only_session_commits_nothing(configured, dialect):
+    from sqlalchemy.exc import DBAPIError
+
+    if dialect == "postgresql":  # the server refuses the write outright
+        with (
+            pytest.raises(DBAPIError, match="read-only"),
+            sessions.get_db_session(read_only=True) as session,
+        ):
+            session.add(SystemLog(action="sneaky", status="success"))
+            session.flush()
+    else:
+        with sessions.get_db_session(read_only=True) as session:
+            session.add(SystemLog(action="sneaky", status="success"))
+            session.flush()
+    assert count_logs(configured) == 0

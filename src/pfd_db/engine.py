@@ -21,6 +21,7 @@ from pfd_db.config import Settings, get_settings, normalise_url
 from pfd_db.errors import DatabaseUnavailable
 
 logger = logging.getLogger("pfd_db.engine")
+READ_ONLY = "pfd_read_only"
 SLOW_STATEMENT_CHARS = 200
 
 
@@ -115,10 +116,13 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Any) -> None:
-        # Take the write lock up front: a second writer then waits out busy_timeout
-        # instead of failing with "database is locked" when it upgrades a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn: Any) -> None:
+        # Writers take the write lock up front: a second writer then waits out
+        # busy_timeout instead of failing with "database is locked" when it upgrades
+        # a read lock. Read-only work (see read_only()) starts deferred and, with WAL,
+        # neither waits for writers nor holds them up.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -166,6 +170,13 @@ def pool_status(engine: Engine) -> dict[str, int]:
         "connects": counters.connects,
         "checkout_waits": getattr(pool, "waits", 0),
     }
+
+
+def read_only(engine: Engine) -> Engine:
+    """A view of ``engine`` for read-only transactions: on SQLite they begin deferred
+    (no write lock, so they run beside a writer), on PostgreSQL they are
+    ``READ ONLY`` (a write fails). Connections and pool are shared with ``engine``."""
+    return engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
 
 
 def verify_connection(engine: Engine) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from pfd_db.engine import make_engine
+from pfd_db.engine import read_only as read_only_engine
 
 _lock = threading.RLock()
 _engine: Engine | None = None
@@ -71,17 +72,22 @@ def get_engine() -> Engine:
 
 
 @contextmanager
-def get_db_session() -> Iterator[Session]:
+def get_db_session(*, read_only: bool = False) -> Iterator[Session]:
     """A session that commits when the block succeeds, rolls back when it raises,
     and is closed either way::
 
         with get_db_session() as session:
             session.add(thing)
+
+    ``read_only=True`` is for work that only reads (dashboard views): on SQLite it
+    runs beside writers instead of queueing behind them, on PostgreSQL any write
+    fails; nothing is committed.
     """
-    session = SessionLocal()
+    session = SessionLocal(bind=read_only_engine(get_engine())) if read_only else SessionLocal()
     try:
         yield session
-        session.commit()
+        if not read_only:
+            session.commit()
     except BaseException:
         session.rollback()
         raise
