@@ -1,0 +1,406 @@
+"""Hyper-parameter (HPO) and neural-architecture (NAS) search campaigns.
+
+Many workers report trials of one campaign at once, so every change to a
+campaign's counters happens in the database, atomically: ``trials_completed``
+moves by ``+ 1`` in an UPDATE, and the best result is replaced only by a
+conditional UPDATE (``WHERE best_accuracy IS NULL OR best_accuracy < :new``),
+so the true best survives any interleaving. Recording a trial also locks the
+campaign's row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
+IMMEDIATE`` already lets one writer in at a time): the checks that decide
+whether a trial counts, and NAS trial numbering, then see a settled campaign.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from pfd_db.errors import Conflict, InvalidInput, NotFound
+from pfd_db.models import (
+    Dataset,
+    Experiment,
+    ExperimentStatus,
+    HPOCampaign,
+    HPOMethod,
+    NASCampaign,
+    NASTrial,
+    User,
+)
+from pfd_db.models.enums import NASAlgorithm
+from pfd_db.store.validation import check_transition, require_member, require_object, require_text
+
+Campaign = TypeVar("Campaign", HPOCampaign, NASCampaign)
+
+S = ExperimentStatus
+TRANSITIONS: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {
+    S.PENDING: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.PAUSED, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.RUNNING}),
+}
+OPEN = frozenset({S.PENDING, S.RUNNING, S.PAUSED})
+ACCURACY_KEYS = ("val_accuracy", "accuracy")
+REAL_RESULTS = ("validation_accuracy", "validation_loss", "training_time", "model_size_mb")
+COUNT_RESULTS = ("num_parameters", "flops")
+RESULT_KEYS = frozenset({*REAL_RESULTS, *COUNT_RESULTS, "metrics"})
+
+
+# --- both kinds ------------------------------------------------------------------
+
+
+def transition(session: Session, campaign: Campaign, status: ExperimentStatus | str) -> Campaign:
+    """Move ``campaign`` to ``status``: pending → running | cancelled, running →
+    paused | completed | failed | cancelled, paused → running; anything else
+    raises InvalidTransition."""
+    new = require_member(status, ExperimentStatus, "status")
+    current = _lock_campaign(session, campaign)
+    check_transition(f"campaign {campaign.name!r}", current, new, TRANSITIONS)
+    if isinstance(campaign, HPOCampaign):
+        campaign.status = new
+    else:
+        campaign.status = new.value
+    session.flush()
+    return campaign
+
+
+def _lock_campaign(session: Session, campaign: HPOCampaign | NASCampaign) -> ExperimentStatus:
+    """Lock the campaign's row for this transaction; its stored status."""
+    model = type(campaign)
+    if campaign.id is None:
+        session.flush()
+    status = session.scalar(select(model.status).where(model.id == campaign.id).with_for_update())
+    if status is None:
+        raise NotFound(f"campaign {campaign.name!r} no longer exists")
+    return ExperimentStatus(status)
+
+
+# --- hyper-parameter search ----------------------------------------------------------
+
+
+def create_hpo_campaign(
+    session: Session,
+    name: str,
+    method: HPOMethod | str,
+    base_model_type: str,
+    dataset: Dataset | int,
+    search_space: Mapping[str, Any],
+    budget: Mapping[str, Any],
+    trials_total: int,
+    created_by: User | int | None = None,
+) -> HPOCampaign:
+    """A new, pending HPO campaign of ``trials_total`` trials. Conflict if the
+    name is taken (also when another caller takes it at the same moment)."""
+    values = {
+        "name": require_text(name, "name", 255),
+        "method": require_member(method, HPOMethod, "method"),
+        "base_model_type": require_text(base_model_type, "base_model_type", 50),
+        "search_space": _require_json_object(search_space, "search_space"),
+        "budget": _require_json_object(budget, "budget"),
+        "trials_total": _require_count(trials_total, "trials_total", minimum=1),
+        "dataset_id": _dataset_id(session, dataset),
+        "created_by": _user_id(session, created_by),
+    }
+    insert = _insert_ignoring_conflicts(session, HPOCampaign).values(values)
+    created = session.scalars(insert.returning(HPOCampaign)).one_or_none()
+    if created is None:
+        raise Conflict(f"an HPO campaign named {values['name']!r} already exists")
+    return created
+
+
+def record_trial(
+    session: Session,
+    campaign: HPOCampaign,
+    experiment: Experiment,
+    accuracy: float | None = None,
+) -> HPOCampaign:
+    """Count ``experiment`` as a finished trial of ``campaign``, returned updated.
+
+    Links the experiment to the campaign, adds one to ``trials_completed``,
+    makes it the best trial if its accuracy beats the best so far, and
+    completes the campaign when the count reaches ``trials_total`` (a pending
+    campaign becomes running with its first trial). ``accuracy`` defaults to
+    the experiment's ``val_accuracy`` metric, then its ``accuracy`` metric.
+
+    An experiment already linked to this campaign counts as recorded: a second
+    call changes nothing (so leave ``hpo_campaign_id`` unset when creating a
+    trial's experiment). Conflict if the experiment belongs to another campaign
+    or the campaign is no longer open (completed, failed, cancelled).
+    """
+    score = _trial_accuracy(experiment, accuracy)
+    if experiment.id is None:
+        session.flush()
+    status = _lock_campaign(session, campaign)
+    owner = _campaign_id_of(session, experiment)
+    if owner == campaign.id:
+        session.refresh(campaign)
+        return campaign
+    if owner is not None:
+        raise Conflict(f"experiment {experiment.name!r} is a trial of another HPO campaign")
+    if status not in OPEN:
+        raise Conflict(f"HPO campaign {campaign.name!r} is {status.value}: it takes no more trials")
+    _link(session, experiment, campaign)
+    _offer_best_experiment(session, campaign, experiment, score)
+    _count_trial(session, campaign)
+    return campaign
+
+
+def _trial_accuracy(experiment: Experiment, accuracy: float | None) -> float:
+    if accuracy is None:
+        metrics = experiment.metrics or {}
+        accuracy = next((metrics[k] for k in ACCURACY_KEYS if metrics.get(k) is not None), None)
+        if accuracy is None:
+            raise InvalidInput(
+                "accuracy: not given, and the experiment's metrics have neither "
+                "val_accuracy nor accuracy"
+            )
+    return _require_real(accuracy, "accuracy")
+
+
+def _campaign_id_of(session: Session, experiment: Experiment) -> int | None:
+    found = session.execute(
+        select(Experiment.hpo_campaign_id).where(Experiment.id == experiment.id)
+    ).one_or_none()
+    if found is None:
+        raise NotFound(f"experiment {experiment.name!r} no longer exists")
+    return found[0]
+
+
+def _link(session: Session, experiment: Experiment, campaign: HPOCampaign) -> None:
+    """Set the experiment's campaign, only if it still has none."""
+    linked = session.scalar(
+        update(Experiment)
+        .where(Experiment.id == experiment.id, Experiment.hpo_campaign_id.is_(None))
+        .values(hpo_campaign_id=campaign.id)
+        .returning(Experiment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if linked is None:
+        raise Conflict(f"experiment {experiment.name!r} is a trial of another HPO campaign")
+    set_committed_value(experiment, "hpo_campaign_id", campaign.id)
+
+
+def _offer_best_experiment(
+    session: Session, campaign: HPOCampaign, experiment: Experiment, score: float
+) -> None:
+    session.execute(
+        update(HPOCampaign)
+        .where(HPOCampaign.id == campaign.id, _beaten_by(HPOCampaign.best_accuracy, score))
+        .values(best_experiment_id=experiment.id, best_accuracy=score)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _count_trial(session: Session, campaign: HPOCampaign) -> None:
+    """Add one to the campaign's trial count and move its status on; reload it."""
+    budget_spent = HPOCampaign.trials_completed + 1 >= HPOCampaign.trials_total
+    status = case(
+        (budget_spent, S.COMPLETED.value),
+        (HPOCampaign.status == S.PENDING, S.RUNNING.value),
+        else_=HPOCampaign.status,
+    )
+    session.execute(
+        update(HPOCampaign)
+        .where(HPOCampaign.id == campaign.id)
+        .values(trials_completed=HPOCampaign.trials_completed + 1, status=status)
+        .returning(HPOCampaign)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).all()
+
+
+# --- neural architecture search ------------------------------------------------------
+
+
+def create_nas_campaign(
+    session: Session,
+    name: str,
+    dataset: Dataset | int,
+    *,
+    search_algorithm: NASAlgorithm | str = NASAlgorithm.RANDOM,
+    num_trials: int = 20,
+    max_epochs_per_trial: int = 10,
+    search_space_config: Mapping[str, Any] | None = None,
+) -> NASCampaign:
+    """A new, pending NAS campaign (names need not be unique)."""
+    campaign = NASCampaign(
+        name=require_text(name, "name", 200),
+        search_algorithm=require_member(search_algorithm, NASAlgorithm, "search_algorithm").value,
+        num_trials=_require_count(num_trials, "num_trials", minimum=1),
+        max_epochs_per_trial=_require_count(
+            max_epochs_per_trial, "max_epochs_per_trial", minimum=1
+        ),
+        search_space_config=(
+            None
+            if search_space_config is None
+            else _require_json_object(search_space_config, "search_space_config")
+        ),
+        dataset_id=_dataset_id(session, dataset),
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def architecture_hash(architecture: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the architecture's canonical JSON: sorted keys, no spaces."""
+    return hashlib.sha256(_canonical_json(architecture, "architecture").encode()).hexdigest()
+
+
+def add_trial(
+    session: Session,
+    campaign: NASCampaign,
+    architecture: Mapping[str, Any],
+    results: Mapping[str, Any] | None = None,
+) -> NASTrial:
+    """Add a trial of ``architecture`` to ``campaign``, numbered next, with
+    ``results`` (validation_accuracy, validation_loss, training_time,
+    num_parameters, flops, model_size_mb, metrics). If the campaign already has
+    this architecture, that trial is returned unchanged instead. A trial that
+    beats the campaign's best accuracy becomes its best trial."""
+    shape = _require_json_object(architecture, "architecture")
+    if not shape:
+        raise InvalidInput("architecture must not be empty")
+    fields = _trial_results(results)
+    digest = architecture_hash(shape)
+    _lock_campaign(session, campaign)
+    existing = _trial_with_hash(session, campaign, digest)
+    if existing is not None:
+        return existing
+    trial = NASTrial(
+        campaign_id=campaign.id,
+        trial_number=_next_trial_number(session, campaign),
+        architecture=shape,
+        architecture_hash=digest,
+        **fields,
+    )
+    session.add(trial)
+    session.flush()
+    session.expire(campaign, ["trials"])
+    if trial.validation_accuracy is not None:
+        _offer_best_trial(session, campaign, trial, trial.validation_accuracy)
+    return trial
+
+
+def trials(session: Session, campaign: NASCampaign) -> list[NASTrial]:
+    """The campaign's trials in trial-number order."""
+    return list(
+        session.scalars(
+            select(NASTrial)
+            .where(NASTrial.campaign_id == campaign.id)
+            .order_by(NASTrial.trial_number)
+        )
+    )
+
+
+def _trial_results(results: Mapping[str, Any] | None) -> dict[str, Any]:
+    given = require_object(results or {}, "results")
+    unknown = sorted(set(given) - RESULT_KEYS)
+    if unknown:
+        raise InvalidInput(
+            f"results has unknown keys {unknown} (expected some of {sorted(RESULT_KEYS)})"
+        )
+    checked: dict[str, Any] = {}
+    for key, value in given.items():
+        if value is None:
+            checked[key] = None
+        elif key in REAL_RESULTS:
+            checked[key] = _require_real(value, f"results[{key!r}]")
+        elif key in COUNT_RESULTS:
+            checked[key] = _require_count(value, f"results[{key!r}]", minimum=0)
+        else:
+            checked[key] = _require_json_object(value, f"results[{key!r}]")
+    return checked
+
+
+def _trial_with_hash(session: Session, campaign: NASCampaign, digest: str) -> NASTrial | None:
+    return session.scalars(
+        select(NASTrial)
+        .where(NASTrial.campaign_id == campaign.id, NASTrial.architecture_hash == digest)
+        .order_by(NASTrial.trial_number)
+        .limit(1)
+    ).one_or_none()
+
+
+def _next_trial_number(session: Session, campaign: NASCampaign) -> int:
+    highest = session.scalar(
+        select(func.max(NASTrial.trial_number)).where(NASTrial.campaign_id == campaign.id)
+    )
+    return (highest or 0) + 1
+
+
+def _offer_best_trial(
+    session: Session, campaign: NASCampaign, trial: NASTrial, score: float
+) -> None:
+    session.execute(
+        update(NASCampaign)
+        .where(NASCampaign.id == campaign.id, _beaten_by(NASCampaign.best_accuracy, score))
+        .values(best_trial_id=trial.id, best_accuracy=score)
+        .returning(NASCampaign)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).all()
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _beaten_by(best: Any, score: float) -> Any:
+    return or_(best.is_(None), best < score)
+
+
+def _dataset_id(session: Session, dataset: Dataset | int) -> int:
+    if isinstance(dataset, Dataset):
+        if dataset.id is None:
+            session.flush()
+        return dataset.id
+    if isinstance(dataset, bool) or not isinstance(dataset, int):
+        raise InvalidInput("dataset must be a Dataset or its integer id")
+    if session.get(Dataset, dataset) is None:
+        raise NotFound(f"no dataset with id {dataset}")
+    return dataset
+
+
+def _user_id(session: Session, user: User | int | None) -> int | None:
+    if isinstance(user, User) and user.id is None:
+        session.flush()
+    return user.id if isinstance(user, User) else user
+
+
+def _require_real(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
+    return float(value)
+
+
+def _require_count(value: object, field: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{field} must be a whole number of at least {minimum} (got {value!r})")
+    return value
+
+
+def _require_json_object(value: object, field: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object that serialises to standard JSON."""
+    document = require_object(value, field)
+    _canonical_json(document, field)
+    return document
+
+
+def _canonical_json(document: Mapping[str, Any], field: str) -> str:
+    try:
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{field} is not plain JSON: {exc}") from None
+
+
+def _insert_ignoring_conflicts(
+    session: Session, model: type[Any]
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT INTO model's table ... ON CONFLICT DO NOTHING`` for the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing()
+    return sqlite.insert(model).on_conflict_do_nothing()
