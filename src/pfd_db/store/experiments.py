@@ -1,0 +1,467 @@
+"""Experiments: create them, move them through their status machine, log their
+training curves (one epoch, or thousands at once), finish and delete them.
+
+Status changes are conditional updates (``... WHERE id = :id AND status =
+:expected``), so two sessions can never both make a change from the same state.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any, NoReturn
+
+from sqlalchemy import Executable, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from pfd_db.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun
+from pfd_db.store import tags
+from pfd_db.store.validation import check_transition, require_member, require_object, require_text
+from pfd_db.types import utcnow
+
+NAME_MAX = 255
+MODEL_TYPE_MAX = 50
+PATH_MAX = 500
+
+S = ExperimentStatus
+ALLOWED: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {
+    S.PENDING: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.PAUSED, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.RUNNING}),
+}
+FINAL = (S.COMPLETED, S.FAILED, S.CANCELLED)
+
+METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+OPTIONAL_NUMBERS = ("learning_rate", "duration_seconds")
+EPOCH_KEYS = frozenset({"epoch", *METRICS, *OPTIONAL_NUMBERS, "checkpoint_path"})
+PER_ROW = ("epoch", *METRICS, *OPTIONAL_NUMBERS, "checkpoint_path")
+SHARED = ("experiment_id", "created_at", "updated_at")  # the same for every row of a call
+COLUMNS = (*PER_ROW, *SHARED)
+REPLACED = (*METRICS, *OPTIONAL_NUMBERS, "checkpoint_path", "updated_at")
+CONFLICT_KEY = ["experiment_id", "epoch"]  # the unique index ix_training_runs_experiment_epoch
+EPOCH_BATCH = 2_500  # x 11 columns = 27 500 bound parameters, under SQLite's 32 766
+
+
+# --- experiments -------------------------------------------------------------------
+
+
+def create_experiment(
+    session: Session,
+    name: str,
+    model_type: str,
+    dataset: Dataset,
+    config: Mapping[str, Any],
+    *,
+    hyperparameters: Mapping[str, Any] | None = None,
+    notes: str | None = None,
+    created_by: int | None = None,
+    hpo_campaign: HPOCampaign | None = None,
+) -> Experiment:
+    """A new, pending experiment on ``dataset``. ``config`` (and
+    ``hyperparameters``, if given) must be JSON objects. :class:`InvalidInput`
+    naming the field, or :class:`Conflict` if the name is taken; either way
+    nothing is written."""
+    fields = {
+        "name": require_text(name, "name", NAME_MAX),
+        "model_type": require_text(model_type, "model_type", MODEL_TYPE_MAX),
+        "config": require_object(config, "config"),
+        "hyperparameters": _optional_object(hyperparameters, "hyperparameters"),
+        "notes": _optional_notes(notes),
+        "created_by": created_by,
+    }
+    session.flush()  # the dataset and campaign need their ids
+    experiment = Experiment(
+        **fields,
+        dataset_id=dataset.id,
+        hpo_campaign_id=None if hpo_campaign is None else hpo_campaign.id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(experiment)
+    except IntegrityError as exc:
+        if _name_taken(session, experiment.name):
+            raise Conflict(f"an experiment named {experiment.name!r} already exists") from exc
+        raise
+    return experiment
+
+
+def get_experiment(session: Session, name: str) -> Experiment:
+    """The experiment called ``name``; :class:`NotFound` naming it otherwise."""
+    experiment = session.scalar(select(Experiment).where(Experiment.name == name))
+    if experiment is None:
+        raise NotFound(f"no experiment named {name!r}")
+    return experiment
+
+
+def delete_experiment(session: Session, experiment: Experiment) -> None:
+    """Delete ``experiment``; the database cascades to its training runs,
+    explanations and tag links.
+
+    Its tags are detached first (:func:`pfd_db.store.tags.detach_all`) so that
+    every tag's usage count stays exact, with the experiment's row locked so
+    that no link can be added in between.
+    """
+    session.flush()
+    _lock(session, experiment)
+    tags.detach_all(session, [experiment.id])
+    session.expire(experiment, ["training_runs"])  # the database deletes them, not the ORM
+    session.delete(experiment)
+    session.flush()
+
+
+def _name_taken(session: Session, name: str) -> bool:
+    return session.scalar(select(Experiment.id).where(Experiment.name == name)) is not None
+
+
+def _lock(session: Session, experiment: Experiment) -> None:
+    """Lock the experiment's row until the transaction ends (SQLite's writers are
+    serialised already, and it ignores FOR UPDATE)."""
+    found = session.scalar(
+        select(Experiment.id).where(Experiment.id == experiment.id).with_for_update()
+    )
+    if found is None:
+        raise NotFound(f"experiment {experiment.name!r} no longer exists")
+
+
+# --- status ------------------------------------------------------------------------
+
+
+def transition(
+    session: Session, experiment: Experiment, new_status: ExperimentStatus | str
+) -> Experiment:
+    """Move ``experiment`` to ``new_status``: pending → running | cancelled;
+    running → paused | completed | failed | cancelled; paused → running.
+    Anything else raises :class:`InvalidTransition`.
+
+    Safe against a concurrent change: the row is updated only if its status is
+    still the one this session holds (``UPDATE ... WHERE id = :id AND status =
+    :expected``). If another session changed it first, the status is read
+    again and :class:`InvalidTransition` says what it is now; so of two workers
+    starting one pending experiment, exactly one succeeds.
+    """
+    new = require_member(new_status, ExperimentStatus, "status")
+    return _change_status(session, experiment, new)
+
+
+def start(session: Session, experiment: Experiment) -> Experiment:
+    """pending or paused → running (see :func:`transition`)."""
+    return transition(session, experiment, S.RUNNING)
+
+
+def pause(session: Session, experiment: Experiment) -> Experiment:
+    """running → paused."""
+    return transition(session, experiment, S.PAUSED)
+
+
+def resume(session: Session, experiment: Experiment) -> Experiment:
+    """paused → running."""
+    return transition(session, experiment, S.RUNNING)
+
+
+def cancel(session: Session, experiment: Experiment) -> Experiment:
+    """pending or running → cancelled."""
+    return transition(session, experiment, S.CANCELLED)
+
+
+def fail(session: Session, experiment: Experiment) -> Experiment:
+    """running → failed (:func:`finish` with ``status=FAILED`` also records results)."""
+    return transition(session, experiment, S.FAILED)
+
+
+def finish(
+    session: Session,
+    experiment: Experiment,
+    metrics: Mapping[str, Any] | None = None,
+    *,
+    duration_seconds: float | None = None,
+    status: ExperimentStatus | str = ExperimentStatus.COMPLETED,
+) -> Experiment:
+    """End ``experiment`` (completed by default; failed or cancelled also
+    allowed) and record its results: ``metrics`` merged into the stored ones,
+    ``best_epoch`` (highest ``val_accuracy`` in its curve, the earliest on a
+    tie), ``total_epochs`` (epochs logged) and ``duration_seconds`` if given.
+    The status change is checked and applied as in :func:`transition`, in the
+    same statement as the results."""
+    final = _final_status(status)
+    results: dict[str, Any] = {
+        "metrics": {**(experiment.metrics or {}), **(_optional_object(metrics, "metrics") or {})}
+    }
+    if duration_seconds is not None:
+        results["duration_seconds"] = _non_negative(duration_seconds, "duration_seconds")
+    results["best_epoch"], results["total_epochs"] = _curve_summary(session, experiment)
+    return _change_status(session, experiment, final, **results)
+
+
+def _final_status(status: object) -> ExperimentStatus:
+    final = require_member(status, ExperimentStatus, "status")
+    if final not in FINAL:
+        raise InvalidInput(f"status must be one of {', '.join(FINAL)} to finish (got {final})")
+    return final
+
+
+def _curve_summary(session: Session, experiment: Experiment) -> tuple[int | None, int]:
+    """(best epoch, number of epochs) of the experiment's curve, in one query."""
+    of_experiment = TrainingRun.experiment_id == experiment.id
+    best = (
+        select(TrainingRun.epoch)
+        .where(of_experiment)
+        .order_by(TrainingRun.val_accuracy.desc(), TrainingRun.epoch)
+        .limit(1)
+        .scalar_subquery()
+    )
+    total = select(func.count()).select_from(TrainingRun).where(of_experiment).scalar_subquery()
+    best_epoch, total_epochs = session.execute(select(best, total)).one()
+    return best_epoch, total_epochs
+
+
+def _change_status(
+    session: Session, experiment: Experiment, new: ExperimentStatus, **values: Any
+) -> Experiment:
+    """Set the status (and ``values``) if the stored status is still the one the
+    session holds; InvalidTransition otherwise."""
+    expected = experiment.status
+    check_transition(_describe(experiment), expected, new, ALLOWED)
+    session.flush()
+    values = {**values, "status": new, "updated_at": utcnow()}
+    changed = session.scalar(
+        update(Experiment)
+        .where(Experiment.id == experiment.id, Experiment.status == expected)
+        .values(values)
+        .returning(Experiment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed is None:
+        _raise_changed_meanwhile(session, experiment, expected, new)
+    for key, value in values.items():
+        set_committed_value(experiment, key, value)
+    return experiment
+
+
+def _raise_changed_meanwhile(
+    session: Session, experiment: Experiment, expected: ExperimentStatus, new: ExperimentStatus
+) -> NoReturn:
+    stored = session.scalar(select(Experiment.status).where(Experiment.id == experiment.id))
+    if stored is None:
+        raise NotFound(f"experiment {experiment.name!r} no longer exists")
+    set_committed_value(experiment, "status", stored)
+    raise InvalidTransition(
+        f"{_describe(experiment)} is {stored.value} now, not {expected.value} "
+        f"(another session changed it); cannot go to {new.value}"
+    )
+
+
+def _describe(experiment: Experiment) -> str:
+    return f"experiment {experiment.name!r}"
+
+
+# --- training curves ----------------------------------------------------------------
+
+
+def log_epoch(
+    session: Session,
+    experiment: Experiment,
+    epoch: int,
+    train_loss: float,
+    val_loss: float,
+    train_accuracy: float,
+    val_accuracy: float,
+    *,
+    learning_rate: float | None = None,
+    duration_seconds: float | None = None,
+    checkpoint_path: str | None = None,
+) -> TrainingRun:
+    """Record one epoch of ``experiment``'s curve. Logging an epoch again (after
+    a resume, say) replaces its values; the row keeps its ``created_at``."""
+    row = _valid_epoch(
+        {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "train_accuracy": train_accuracy,
+            "val_accuracy": val_accuracy,
+            "learning_rate": learning_rate,
+            "duration_seconds": duration_seconds,
+            "checkpoint_path": checkpoint_path,
+        }
+    )
+    session.flush()
+    upsert = _replacing(_insert_for(session)(TrainingRun).values({**row, **_owner(experiment)}))
+    run = session.scalars(
+        upsert.returning(TrainingRun), execution_options={"populate_existing": True}
+    ).one()
+    session.expire(experiment, ["training_runs"])
+    return run
+
+
+def log_epochs(session: Session, experiment: Experiment, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Record many epochs of ``experiment``'s curve at once; returns how many.
+
+    The fast path for bulk loads. Each row has ``epoch`` (an int, at least 0),
+    ``train_loss``, ``val_loss``, ``train_accuracy`` and ``val_accuracy``
+    (finite numbers), and may have ``learning_rate``, ``duration_seconds`` and
+    ``checkpoint_path``. All rows are checked first (an epoch may appear only
+    once): the first bad one raises :class:`InvalidInput` naming its index and
+    field, and nothing is written. Then each batch of ``EPOCH_BATCH`` rows is
+    one ``INSERT ... ON CONFLICT (experiment_id, epoch) DO UPDATE`` statement,
+    so epochs already logged are replaced (keeping their ``created_at``).
+    """
+    checked = _valid_rows(rows)
+    if not checked:
+        return 0
+    session.flush()
+    owner = _owner(experiment)
+    dialect = session.get_bind().dialect.name
+    for start in range(0, len(checked), EPOCH_BATCH):
+        _write_batch(session, dialect, owner, checked[start : start + EPOCH_BATCH])
+    session.expire(experiment, ["training_runs"])
+    return len(checked)
+
+
+def curve(session: Session, experiment: Experiment) -> list[TrainingRun]:
+    """The experiment's training runs, by epoch, as stored now."""
+    return list(
+        session.scalars(
+            select(TrainingRun)
+            .where(TrainingRun.experiment_id == experiment.id)
+            .order_by(TrainingRun.epoch),
+            execution_options={"populate_existing": True},
+        )
+    )
+
+
+def _owner(experiment: Experiment) -> dict[str, Any]:
+    """The columns every row written now for ``experiment`` shares."""
+    now = utcnow()
+    return {"experiment_id": experiment.id, "created_at": now, "updated_at": now}
+
+
+def _write_batch(
+    session: Session, dialect: str, owner: dict[str, Any], rows: list[dict[str, Any]]
+) -> None:
+    if dialect == "postgresql":
+        columns = {name: [row[name] for row in rows] for name in PER_ROW}
+        session.execute(_bulk_upsert(dialect), {**columns, **owner})
+    else:
+        session.execute(_bulk_upsert(dialect), [{**row, **owner} for row in rows])
+
+
+@cache
+def _bulk_upsert(dialect: str) -> Executable:
+    """One ``INSERT ... ON CONFLICT DO UPDATE`` statement for a whole batch.
+
+    PostgreSQL receives one array per column that varies by row, unnests them
+    and adds the shared columns once: a fixed statement of 11 parameters,
+    whatever the batch size. On SQLite the statement has RETURNING so that
+    SQLAlchemy's "insertmanyvalues" renders the batch as one multi-row VALUES
+    (this driver gets it only for statements with RETURNING); ``EPOCH_BATCH``
+    keeps that under the bound-parameter limit.
+    """
+    table = TrainingRun.metadata.tables[TrainingRun.__tablename__]
+    if dialect == "postgresql":
+        arrays = [bindparam(name, type_=postgresql.ARRAY(table.c[name].type)) for name in PER_ROW]
+        batch = func.unnest(*arrays).table_valued(*PER_ROW).render_derived()
+        shared = {name: bindparam(name, type_=table.c[name].type) for name in SHARED}
+        rows = select(*(shared[name] if name in shared else batch.c[name] for name in COLUMNS))
+        return _replacing(postgresql.insert(table).from_select(COLUMNS, rows))
+    return (
+        _replacing(sqlite.insert(table))
+        .returning(table.c.id)
+        .execution_options(insertmanyvalues_page_size=EPOCH_BATCH)
+    )
+
+
+def _insert_for(session: Session) -> Any:
+    """``insert`` of the session's dialect, the one that knows ON CONFLICT."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _replacing(
+    statement: postgresql.Insert | sqlite.Insert,
+) -> postgresql.Insert | sqlite.Insert:
+    """``statement`` with ON CONFLICT (experiment_id, epoch) DO UPDATE of the values."""
+    return statement.on_conflict_do_update(
+        index_elements=CONFLICT_KEY,
+        set_={name: statement.excluded[name] for name in REPLACED},
+    )
+
+
+# --- checks ------------------------------------------------------------------------
+
+
+def _valid_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, checked, or InvalidInput naming the first bad row's index and field."""
+    checked: list[dict[str, Any]] = []
+    first_seen: dict[int, int] = {}
+    for index, row in enumerate(rows):
+        try:
+            epoch = _valid_epoch(row)
+        except InvalidInput as exc:
+            raise InvalidInput(f"row {index}: {exc}") from None
+        earlier = first_seen.setdefault(epoch["epoch"], index)
+        if earlier != index:
+            raise InvalidInput(f"row {index}: epoch {epoch['epoch']} repeats row {earlier}")
+        checked.append(epoch)
+    return checked
+
+
+def _valid_epoch(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The epoch's columns, checked; InvalidInput naming the first bad field."""
+    if not isinstance(values, Mapping):
+        raise InvalidInput("must be a mapping of column names to values")
+    if not EPOCH_KEYS.issuperset(values):
+        unknown = sorted(set(values) - EPOCH_KEYS)
+        raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(EPOCH_KEYS)})")
+    checked: dict[str, Any] = {"epoch": _epoch_number(values.get("epoch"))}
+    for name in METRICS:
+        checked[name] = _finite(values.get(name), name)
+    for name in OPTIONAL_NUMBERS:
+        checked[name] = _optional_finite(values.get(name), name)
+    checked["checkpoint_path"] = _optional_text(values.get("checkpoint_path"), "checkpoint_path")
+    return checked
+
+
+def _epoch_number(value: object) -> int:
+    if type(value) is int and value >= 0:  # the common case, without the ABC check below
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidInput(f"epoch must be a whole number, at least 0 (got {value!r})")
+    return int(value)
+
+
+def _finite(value: object, field: str) -> float:
+    if type(value) is float and math.isfinite(value):  # the common case, without the ABC check
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
+    return float(value)
+
+
+def _optional_finite(value: object, field: str) -> float | None:
+    return None if value is None else _finite(value, field)
+
+
+def _non_negative(value: object, field: str) -> float:
+    number = _finite(value, field)
+    if number < 0:
+        raise InvalidInput(f"{field} must be at least 0 (got {number})")
+    return number
+
+
+def _optional_text(value: object, field: str) -> str | None:
+    return None if value is None else require_text(value, field, PATH_MAX)
+
+
+def _optional_object(value: object, field: str) -> dict[str, Any] | None:
+    return None if value is None else require_object(value, field)
+
+
+def _optional_notes(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"notes must be a string or None (got {type(value).__name__})")
+    return value
