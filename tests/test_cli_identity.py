@@ -30,10 +30,12 @@ def url(fresh_url):
 
 @pytest.fixture
 def session_on(url):
+    """A session on the CLI's database. Tests commit it before running the CLI: on
+    SQLite an open transaction holds the write lock the CLI needs."""
     from sqlalchemy.orm import Session
 
     engine = make_engine(url)
-    with Session(engine) as session:
+    with Session(engine, expire_on_commit=False) as session:
         yield session
     engine.dispose()
 
@@ -96,6 +98,7 @@ def test_apikey_create_shows_the_key_once_and_it_verifies(url, session_on):
     assert result.exit_code == 0, result.output
     key_text = re.search(r"(pfd_\S+)", result.output).group(1)
     key = api_keys.verify(session_on, key_text)
+    session_on.commit()  # verify stamped last_used_at: end the write before the CLI writes
     assert key is not None and sorted(key.scopes) == ["read", "write"]
     listing = pfd_db(url, "apikey", "list")
     assert key.prefix in listing.output and key_text not in listing.output
@@ -107,8 +110,10 @@ def test_apikey_revoke_by_prefix(url, session_on):
     result = pfd_db(url, "apikey", "create", "ada", "--name", "ci")
     key_text = re.search(r"(pfd_\S+)", result.output).group(1)
     prefix = session_on.scalars(select(APIKey.prefix)).one()
+    session_on.commit()
     revoked = pfd_db(url, "apikey", "revoke", prefix)
     assert revoked.exit_code == 0, revoked.output
     session_on.expire_all()
     assert api_keys.verify(session_on, key_text) is None
+    session_on.commit()
     assert pfd_db(url, "apikey", "revoke", "nosuchprefix").exit_code == 2

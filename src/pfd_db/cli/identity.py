@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy.orm import Session
 
 from pfd_db.cli.common import UrlOption, console, transaction
@@ -146,7 +146,16 @@ def list_keys(
     """List API keys (never their secrets)."""
     with transaction(url) as session:
         owners = [find_user(session, username)] if username else users_store.list_users(session)
-        table = Table("id", "prefix", "user", "name", "scopes", "active", "expires", "last used")
+        table = Table(
+            "id",
+            Column("prefix", no_wrap=True, min_width=16),
+            "user",
+            "name",
+            "scopes",
+            "active",
+            "expires",
+            "last used",
+        )
         for owner in owners:
             for key in keys_store.list_keys(session, owner):
                 table.add_row(
