@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -35,7 +33,15 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.models.enums import NASAlgorithm
-from pfd_db.store.validation import check_transition, require_member, require_object, require_text
+from pfd_db.store.validation import (
+    check_transition,
+    require_count,
+    require_finite,
+    require_member,
+    require_object,
+    require_text,
+)
+from pfd_db.store.writes import insert_ignoring_conflicts
 
 Campaign = TypeVar("Campaign", HPOCampaign, NASCampaign)
 
@@ -103,11 +109,11 @@ def create_hpo_campaign(
         "base_model_type": require_text(base_model_type, "base_model_type", 50),
         "search_space": _require_json_object(search_space, "search_space"),
         "budget": _require_json_object(budget, "budget"),
-        "trials_total": _require_count(trials_total, "trials_total", minimum=1),
+        "trials_total": require_count(trials_total, "trials_total", minimum=1),
         "dataset_id": _dataset_id(session, dataset),
         "created_by": _user_id(session, created_by),
     }
-    insert = _insert_ignoring_conflicts(session, HPOCampaign).values(values)
+    insert = insert_ignoring_conflicts(session, HPOCampaign).values(values)
     created = session.scalars(insert.returning(HPOCampaign)).one_or_none()
     if created is None:
         raise Conflict(f"an HPO campaign named {values['name']!r} already exists")
@@ -160,7 +166,7 @@ def _trial_accuracy(experiment: Experiment, accuracy: float | None) -> float:
                 "accuracy: not given, and the experiment's metrics have neither "
                 "val_accuracy nor accuracy"
             )
-    return _require_real(accuracy, "accuracy")
+    return require_finite(accuracy, "accuracy")
 
 
 def _campaign_id_of(session: Session, experiment: Experiment) -> int | None:
@@ -231,10 +237,8 @@ def create_nas_campaign(
     campaign = NASCampaign(
         name=require_text(name, "name", 200),
         search_algorithm=require_member(search_algorithm, NASAlgorithm, "search_algorithm").value,
-        num_trials=_require_count(num_trials, "num_trials", minimum=1),
-        max_epochs_per_trial=_require_count(
-            max_epochs_per_trial, "max_epochs_per_trial", minimum=1
-        ),
+        num_trials=require_count(num_trials, "num_trials", minimum=1),
+        max_epochs_per_trial=require_count(max_epochs_per_trial, "max_epochs_per_trial", minimum=1),
         search_space_config=(
             None
             if search_space_config is None
@@ -310,9 +314,9 @@ def _trial_results(results: Mapping[str, Any] | None) -> dict[str, Any]:
         if value is None:
             checked[key] = None
         elif key in REAL_RESULTS:
-            checked[key] = _require_real(value, f"results[{key!r}]")
+            checked[key] = require_finite(value, f"results[{key!r}]")
         elif key in COUNT_RESULTS:
-            checked[key] = _require_count(value, f"results[{key!r}]", minimum=0)
+            checked[key] = require_count(value, f"results[{key!r}]", minimum=0)
         else:
             checked[key] = _require_json_object(value, f"results[{key!r}]")
     return checked
@@ -371,18 +375,6 @@ def _user_id(session: Session, user: User | int | None) -> int | None:
     return user.id if isinstance(user, User) else user
 
 
-def _require_real(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
-    return float(value)
-
-
-def _require_count(value: object, field: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInput(f"{field} must be a whole number of at least {minimum} (got {value!r})")
-    return value
-
-
 def _require_json_object(value: object, field: str) -> dict[str, Any]:
     """``value`` if it is a JSON object that serialises to standard JSON."""
     document = require_object(value, field)
@@ -395,12 +387,3 @@ def _canonical_json(document: Mapping[str, Any], field: str) -> str:
         return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{field} is not plain JSON: {exc}") from None
-
-
-def _insert_ignoring_conflicts(
-    session: Session, model: type[Any]
-) -> postgresql.Insert | sqlite.Insert:
-    """``INSERT INTO model's table ... ON CONFLICT DO NOTHING`` for the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    return sqlite.insert(model).on_conflict_do_nothing()

@@ -7,8 +7,6 @@ row against those lists before it writes any.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,7 +16,14 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, HPOCampaign, NASCampaign, Signal
-from pfd_db.store.validation import require_identifiers, require_object, require_text
+from pfd_db.store.validation import (
+    optional_finite,
+    optional_text,
+    require_identifiers,
+    require_object,
+    require_text,
+)
+from pfd_db.store.writes import add_unless_taken
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -57,17 +62,16 @@ def register_dataset(
         severity_levels=require_identifiers(severity_levels, "severity_levels"),
         file_path=require_text(file_path, "file_path", PATH_MAX),
         num_signals=_count(num_signals, "num_signals"),
-        description=_optional_text(description, "description", DESCRIPTION_MAX),
+        description=optional_text(description, "description", DESCRIPTION_MAX),
         meta_data=None if meta_data is None else require_object(meta_data, "meta_data"),
         created_by=created_by,
     )
-    try:
-        with session.begin_nested():
-            session.add(dataset)
-    except IntegrityError as exc:
-        if _name_taken(session, dataset.name):
-            raise Conflict(f"a dataset named {dataset.name!r} already exists") from exc
-        raise
+    add_unless_taken(
+        session,
+        dataset,
+        taken=lambda: _name_taken(session, dataset.name),
+        conflict=f"a dataset named {dataset.name!r} already exists",
+    )
     return dataset
 
 
@@ -198,10 +202,10 @@ def _valid_signal(dataset: Dataset, row: Mapping[str, Any]) -> dict[str, Any]:
         "signal_id": require_text(row.get("signal_id"), "signal_id", SIGNAL_ID_MAX),
         "fault_class": _one_of(row.get("fault_class"), dataset.fault_types, "fault_class"),
         "severity": _optional_one_of(row.get("severity"), dataset.severity_levels, "severity"),
-        "file_path": _optional_text(row.get("file_path"), "file_path", PATH_MAX),
+        "file_path": optional_text(row.get("file_path"), "file_path", PATH_MAX),
     }
     for name in SIGNAL_NUMBERS:
-        checked[name] = _optional_finite(row.get(name), name)
+        checked[name] = optional_finite(row.get(name), name)
     return checked
 
 
@@ -233,18 +237,6 @@ def _one_of(value: object, allowed: list[str], field: str) -> str:
 
 def _optional_one_of(value: object, allowed: list[str], field: str) -> str | None:
     return None if value is None else _one_of(value, allowed, field)
-
-
-def _optional_text(value: object, field: str, max_length: int) -> str | None:
-    return None if value is None else require_text(value, field, max_length)
-
-
-def _optional_finite(value: object, field: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InvalidInput(f"{field} must be a finite number or None (got {value!r})")
-    return float(value)
 
 
 def _count(value: object, field: str) -> int:

@@ -7,7 +7,6 @@ Status changes are conditional updates (``... WHERE id = :id AND status =
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -15,14 +14,23 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Executable, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from pfd_db.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from pfd_db.errors import InvalidInput, InvalidTransition, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun
 from pfd_db.store import tags
-from pfd_db.store.validation import check_transition, require_member, require_object, require_text
+from pfd_db.store.validation import (
+    check_transition,
+    optional_finite,
+    optional_object,
+    optional_text,
+    require_finite,
+    require_member,
+    require_object,
+    require_text,
+)
+from pfd_db.store.writes import add_unless_taken, insert_for
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -71,7 +79,7 @@ def create_experiment(
         "name": require_text(name, "name", NAME_MAX),
         "model_type": require_text(model_type, "model_type", MODEL_TYPE_MAX),
         "config": require_object(config, "config"),
-        "hyperparameters": _optional_object(hyperparameters, "hyperparameters"),
+        "hyperparameters": optional_object(hyperparameters, "hyperparameters"),
         "notes": _optional_notes(notes),
         "created_by": created_by,
     }
@@ -81,13 +89,12 @@ def create_experiment(
         dataset_id=dataset.id,
         hpo_campaign_id=None if hpo_campaign is None else hpo_campaign.id,
     )
-    try:
-        with session.begin_nested():
-            session.add(experiment)
-    except IntegrityError as exc:
-        if _name_taken(session, experiment.name):
-            raise Conflict(f"an experiment named {experiment.name!r} already exists") from exc
-        raise
+    add_unless_taken(
+        session,
+        experiment,
+        taken=lambda: _name_taken(session, experiment.name),
+        conflict=f"an experiment named {experiment.name!r} already exists",
+    )
     return experiment
 
 
@@ -190,7 +197,7 @@ def finish(
     same statement as the results."""
     final = _final_status(status)
     results: dict[str, Any] = {
-        "metrics": {**(experiment.metrics or {}), **(_optional_object(metrics, "metrics") or {})}
+        "metrics": {**(experiment.metrics or {}), **(optional_object(metrics, "metrics") or {})}
     }
     if duration_seconds is not None:
         results["duration_seconds"] = _non_negative(duration_seconds, "duration_seconds")
@@ -291,7 +298,7 @@ def log_epoch(
         }
     )
     session.flush()
-    upsert = _replacing(_insert_for(session)(TrainingRun).values({**row, **_owner(experiment)}))
+    upsert = _replacing(insert_for(session, TrainingRun).values({**row, **_owner(experiment)}))
     run = session.scalars(
         upsert.returning(TrainingRun), execution_options={"populate_existing": True}
     ).one()
@@ -376,11 +383,6 @@ def _bulk_upsert(dialect: str) -> Executable:
     )
 
 
-def _insert_for(session: Session) -> Any:
-    """``insert`` of the session's dialect, the one that knows ON CONFLICT."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _replacing(
     statement: postgresql.Insert | sqlite.Insert,
 ) -> postgresql.Insert | sqlite.Insert:
@@ -419,10 +421,12 @@ def _valid_epoch(values: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(EPOCH_KEYS)})")
     checked: dict[str, Any] = {"epoch": _epoch_number(values.get("epoch"))}
     for name in METRICS:
-        checked[name] = _finite(values.get(name), name)
+        checked[name] = require_finite(values.get(name), name)
     for name in OPTIONAL_NUMBERS:
-        checked[name] = _optional_finite(values.get(name), name)
-    checked["checkpoint_path"] = _optional_text(values.get("checkpoint_path"), "checkpoint_path")
+        checked[name] = optional_finite(values.get(name), name)
+    checked["checkpoint_path"] = optional_text(
+        values.get("checkpoint_path"), "checkpoint_path", PATH_MAX
+    )
     return checked
 
 
@@ -434,31 +438,11 @@ def _epoch_number(value: object) -> int:
     return int(value)
 
 
-def _finite(value: object, field: str) -> float:
-    if type(value) is float and math.isfinite(value):  # the common case, without the ABC check
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
-    return float(value)
-
-
-def _optional_finite(value: object, field: str) -> float | None:
-    return None if value is None else _finite(value, field)
-
-
 def _non_negative(value: object, field: str) -> float:
-    number = _finite(value, field)
+    number = require_finite(value, field)
     if number < 0:
         raise InvalidInput(f"{field} must be at least 0 (got {number})")
     return number
-
-
-def _optional_text(value: object, field: str) -> str | None:
-    return None if value is None else require_text(value, field, PATH_MAX)
-
-
-def _optional_object(value: object, field: str) -> dict[str, Any] | None:
-    return None if value is None else require_object(value, field)
 
 
 def _optional_notes(value: object) -> str | None:

@@ -50,13 +50,16 @@ def recent_failures(
 ) -> int:
     """How many failed attempts by ``methods`` ``user`` had in the last ``window``."""
     since = (now or utcnow()) - window
-    return session.scalar(
-        select(func.count())
-        .select_from(LoginHistory)
-        .where(
-            LoginHistory.user_id == user.id,
-            LoginHistory.success.is_(False),
-            LoginHistory.login_method.in_([m.value for m in methods]),
-            LoginHistory.timestamp >= since,
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(LoginHistory)
+            .where(
+                LoginHistory.user_id == user.id,
+                LoginHistory.success.is_(False),
+                LoginHistory.login_method.in_([m.value for m in methods]),
+                LoginHistory.timestamp >= since,
+            )
         )
-    ) or 0
+        or 0
+    )

@@ -57,7 +57,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql.ext import phraseto_tsquery, plainto_tsquery
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import operators
@@ -83,6 +82,7 @@ from pfd_db.store.query_language import (
     parse,
 )
 from pfd_db.store.validation import require_text
+from pfd_db.store.writes import add_unless_taken
 from pfd_db.types import utcnow
 
 MAX_LIMIT = 500
@@ -346,17 +346,13 @@ def save_search(
     """
     name = require_text(name, "name", SAVED_NAME_MAX)
     parse(query)
-    duplicate = Conflict(f"{user.username} already has a saved search named {name!r}")
+    duplicate = f"{user.username} already has a saved search named {name!r}"
     if _has_saved(session, user, name):
-        raise duplicate
+        raise Conflict(duplicate)
     saved = SavedSearch(user_id=user.id, name=name, query=query, is_pinned=pinned)
-    try:
-        with session.begin_nested():
-            session.add(saved)
-    except IntegrityError:
-        if _has_saved(session, user, name):  # saved by a concurrent writer since the check
-            raise duplicate from None
-        raise
+    add_unless_taken(
+        session, saved, taken=lambda: _has_saved(session, user, name), conflict=duplicate
+    )
     return saved
 
 

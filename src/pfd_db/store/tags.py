@@ -21,7 +21,6 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -35,13 +34,13 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
 from pfd_db.store.validation import require_text
+from pfd_db.store.writes import insert_ignoring_conflicts
 
 NAME_MAX = 50
 SLUG_MAX = 50
@@ -83,7 +82,7 @@ def get_or_create_tag(
     if existing is not None:
         return existing
     session.execute(
-        _insert_ignoring_conflicts(session, Tag).values(
+        insert_ignoring_conflicts(session, Tag).values(
             name=name, slug=slug, color=color, created_by=_user_id(session, created_by)
         )
     )
@@ -201,7 +200,7 @@ def _link_batch(session: Session, ids: list[int], tag_id: int, added_by: int | N
         .where(Experiment.id.in_(ids))
         .order_by(Experiment.id)
     )
-    insert = _insert_ignoring_conflicts(session, ExperimentTag).from_select(
+    insert = insert_ignoring_conflicts(session, ExperimentTag).from_select(
         ["experiment_id", "tag_id", "added_by"], chosen
     )
     return len(session.execute(insert.returning(ExperimentTag.id)).all())
@@ -299,12 +298,3 @@ def _user_id(session: Session, user: User | int | None) -> int | None:
     if isinstance(user, User) and user.id is None:
         session.flush()
     return user.id if isinstance(user, User) else user
-
-
-def _insert_ignoring_conflicts(
-    session: Session, model: type[Any]
-) -> postgresql.Insert | sqlite.Insert:
-    """``INSERT INTO model's table ... ON CONFLICT DO NOTHING`` for the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    return sqlite.insert(model).on_conflict_do_nothing()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -68,3 +70,36 @@ def check_transition(what: str, current: E, new: E, allowed: Mapping[E, frozense
     """Raise InvalidTransition unless ``allowed`` lets ``what`` go from ``current`` to ``new``."""
     if new not in allowed.get(current, frozenset()):
         raise InvalidTransition(f"{what} cannot go from {current.value} to {new.value}")
+
+
+def optional_text(value: object, field: str, max_length: int) -> str | None:
+    """None, or ``value`` checked as :func:`require_text`."""
+    return None if value is None else require_text(value, field, max_length)
+
+
+def optional_object(value: object, field: str) -> dict[str, Any] | None:
+    """None, or ``value`` checked as :func:`require_object`."""
+    return None if value is None else require_object(value, field)
+
+
+def require_finite(value: object, field: str) -> float:
+    """``value`` as a float, if it is a finite real number (not a bool)."""
+    if type(value) is float and math.isfinite(value):  # the hot path of bulk inserts
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
+    return float(value)
+
+
+def optional_finite(value: object, field: str) -> float | None:
+    """None, or ``value`` checked as :func:`require_finite`."""
+    return None if value is None else require_finite(value, field)
+
+
+def require_count(value: object, field: str, minimum: int = 0) -> int:
+    """``value`` if it is a whole number of at least ``minimum`` (not a bool)."""
+    if type(value) is int and value >= minimum:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InvalidInput(f"{field} must be a whole number of at least {minimum} (got {value!r})")
+    return int(value)
