@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from pfd_db.crypto import sha256_hex
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store import api_keys
 from pfd_db.types import utcnow
+from probes import statements
 
 KEY_FORMAT = re.compile(r"pfd_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
@@ -54,21 +53,6 @@ def with_char_changed(text: str, index: int) -> str:
     """``text`` with the character at ``index`` swapped for another allowed one."""
     replacement = "b" if text[index] == "a" else "a"
     return text[:index] + replacement + text[index + 1 :]
-
-
-@contextmanager
-def statements(engine) -> Iterator[list[str]]:
-    """The SQL statements ``engine`` sends while the block runs."""
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement, _params, _context, _many):
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def stored_row(engine, key: APIKey):

@@ -23,7 +23,7 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.store import campaigns
-from test_tags import run_together
+from probes import run_together
 
 SEARCH_SPACE = {"lr": {"low": 1e-4, "high": 1e-1, "log": True}, "batch_size": [32, 64]}
 BUDGET = {"max_hours": 4}

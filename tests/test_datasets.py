@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import (
@@ -20,6 +17,7 @@ from pfd_db.models import (
 )
 from pfd_db.store import datasets
 from pfd_db.store.datasets import SIGNAL_BATCH
+from probes import statements
 
 FAULTS = ["normal", "inner_race", "outer_race"]
 SEVERITIES = ["mild", "severe"]
@@ -62,21 +60,6 @@ def signal_rows(n: int, faults=FAULTS) -> list[dict]:
         }
         for i in range(n)
     ]
-
-
-@contextmanager
-def statements(engine) -> Iterator[list[str]]:
-    """The SQL statements ``engine`` sends while the block runs."""
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement, _params, _context, _many):
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 # --- register ------------------------------------------------------------------------

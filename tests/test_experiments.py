@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from itertools import product
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, InvalidTransition, NotFound
@@ -28,6 +26,7 @@ from pfd_db.models import (
 )
 from pfd_db.store import experiments, tags
 from pfd_db.store.experiments import ALLOWED, COLUMNS, EPOCH_BATCH
+from probes import executions
 
 S = ExperimentStatus
 LEGAL = sorted((old, new) for old, targets in ALLOWED.items() for new in targets)
@@ -109,21 +108,6 @@ def stored_runs(db, experiment) -> list[tuple]:
         .where(table.c.experiment_id == experiment.id)
         .order_by(table.c.epoch)
     ).all()
-
-
-@contextmanager
-def statements(engine) -> Iterator[list[tuple[str, object]]]:
-    """(statement, parameters) of each statement ``engine`` sends while the block runs."""
-    sent: list[tuple[str, object]] = []
-
-    def record(_conn, _cursor, statement, parameters, _context, _many):
-        sent.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def rows_in(parameters) -> int:
@@ -419,7 +403,7 @@ def test_log_epochs_keeps_created_at_and_moves_updated_at(db, experiment):
 
 def test_log_epochs_writes_one_statement_per_batch(db, engine, experiment):
     rows = epoch_rows(range(2 * EPOCH_BATCH + 10))
-    with statements(engine) as sent:
+    with executions(engine) as sent:
         assert experiments.log_epochs(db, experiment, rows) == len(rows)
     inserts = [(sql, params) for sql, params in sent if sql.startswith("INSERT INTO training_runs")]
     assert all("ON CONFLICT (experiment_id, epoch) DO UPDATE" in sql for sql, _ in inserts)
@@ -509,7 +493,7 @@ def test_curve_of_an_experiment_without_epochs_is_empty(db, experiment):
 def test_curve_is_one_query(db, engine, experiment):
     experiments.log_epochs(db, experiment, epoch_rows(range(10)))
     db.commit()
-    with statements(engine) as sent:
+    with executions(engine) as sent:
         experiments.curve(db, experiment)
     assert len([sql for sql, _ in sent if sql.startswith("SELECT")]) == 1
 

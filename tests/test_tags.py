@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +15,7 @@ from factories import insert_row
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
 from pfd_db.store import tags
+from probes import run_together
 
 TAG_NAMES = ("cnn", "baseline", "Deep Learning", "deep-learning", "tuned")
 CHURN_ROUNDS = 40
@@ -329,27 +328,6 @@ def test_suggest_tags_refuses_a_prefix_that_is_not_text(db):
 
 
 # --- concurrency --------------------------------------------------------------------------
-
-
-def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Run ``work(0) ... work(count - 1)`` on threads released at the same moment."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results, errors
 
 
 def churn(engine, experiment_ids: list[int], seed: int, start: Callable[[], object]) -> list[str]:

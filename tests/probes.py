@@ -1,0 +1,55 @@
+"""Test instruments: what an engine sends, and work released on threads at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+
+@contextmanager
+def executions(engine) -> Iterator[list[tuple[str, Any]]]:
+    """(statement, parameters) of each statement ``engine`` sends while the block runs."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many):
+        sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def statements(engine) -> Iterator[list[str]]:
+    """The SQL texts ``engine`` sent while the block ran (filled when it ends)."""
+    texts: list[str] = []
+    with executions(engine) as sent:
+        yield texts
+    texts.extend(statement for statement, _ in sent)
+
+
+def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
+    """Run ``work(0) ... work(count - 1)`` on threads released at the same moment."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
