@@ -171,7 +171,7 @@ def test_status_never_shows_a_password():
     assert result.exit_code == 2
 
 
-def test_init_on_a_fresh_machine_creates_pfd_db_in_the_working_directory(tmp_path):
+def test_init_on_a_fresh_machine_creates_pfd_db_and_its_key_file(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PFD_DB_", "DATABASE_URL"))}
     code = "from pfd_db.cli import app; app(['init'])"
     result = subprocess.run(
@@ -179,9 +179,27 @@ def test_init_on_a_fresh_machine_creates_pfd_db_in_the_working_directory(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pfd.db").exists()
+    key_file = tmp_path / "pfd.db.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert "instance key: created" in result.stdout
     engine = make_engine(f"sqlite:///{tmp_path / 'pfd.db'}")
     assert migrations.state(engine).at_head
     engine.dispose()
+    # the key file is found beside the database with no configuration, and used
+    enable_2fa = (
+        "from sqlalchemy import select\n"
+        "from pfd_db import get_db_session\n"
+        "from pfd_db.models import User\n"
+        "from pfd_db.store import twofactor\n"
+        "with get_db_session() as s:\n"
+        "    admin = s.scalars(select(User)).one()\n"
+        "    secret, _ = twofactor.begin_setup(s, admin)\n"
+        "    print(secret != admin.totp_secret and len(admin.totp_secret) > 60)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", enable_2fa], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "True", result.stderr
 
 
 def test_history_lists_the_revisions_and_marks_the_current_one(fresh_url):

@@ -34,7 +34,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Any
 
 from sqlalchemy import (
@@ -142,15 +142,29 @@ def search(session: Session, query: str, limit: int = 50, offset: int = 0) -> Se
     negative ``offset``. Reads only.
     """
     _check_page(limit, offset)
-    plan = _plan(parse(query), session.get_bind().dialect.name)
-    rows = session.execute(plan.page(limit, offset)).all()
+    dialect = session.get_bind().dialect.name
+    rows = session.execute(_page_statement(query, dialect, limit, offset)).all()
     if rows:
         total = int(rows[0].total)
     elif offset:  # past the last page, the window count has no row to ride on
-        total = session.scalar(plan.count()) or 0
+        total = session.scalar(_planned(query, dialect).count()) or 0
     else:
         total = 0
     return SearchResults([SearchHit(row.Experiment, float(row.rank)) for row in rows], total)
+
+
+@lru_cache(maxsize=1024)
+def _planned(query: str, dialect: str) -> _Plan:
+    """The plan of ``query``: parsed and built once, then reused (statements are
+    immutable and carry their values as bound parameters)."""
+    return _plan(parse(query), dialect)
+
+
+@lru_cache(maxsize=1024)
+def _page_statement(query: str, dialect: str, limit: int, offset: int) -> Select[Any]:
+    """One page of ``query``; a reused statement also keeps SQLAlchemy's cache key,
+    so a repeated search skips building and keying the statement."""
+    return _planned(query, dialect).page(limit, offset)
 
 
 def _check_page(limit: int, offset: int) -> None:
