@@ -208,3 +208,10 @@ def test_history_lists_the_revisions_and_marks_the_current_one(fresh_url):
     pfd_db("migrate", "--url", fresh_url)
     after = pfd_db("history", "--url", fresh_url)
     assert "0001" in after.output and "current" in after.output
+
+
+def test_version():
+    from pfd_db import __version__
+
+    result = pfd_db("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"pfd-db {__version__}"

@@ -8,12 +8,14 @@ drift.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from pfd_db import __version__
 from pfd_db.cli import demo, identity, schema
 
 app = typer.Typer(
-    help="Operate a pfd-db database: migrate, check, seed, inspect, manage users and API keys.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -21,6 +23,23 @@ app = typer.Typer(
 for command in [*schema.app.registered_commands, *demo.app.registered_commands]:
     app.registered_commands.append(command)
 app.add_typer(identity.users, name="user")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"pfd-db {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Operate a pfd-db database: migrate, check, seed, inspect, manage users and API keys."""
+
 app.add_typer(identity.api_keys, name="apikey")
 
 __all__ = ["app"]

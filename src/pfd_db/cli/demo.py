@@ -28,8 +28,11 @@ def demo(
     seed_value: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 42,
     url: UrlOption = None,
 ) -> None:
-    """Fill the database with sample datasets, signals, experiments with training
-    curves, tags, an HPO and a NAS campaign and saved searches (all in one transaction)."""
+    """Fill the database with realistic sample data, in one transaction.
+
+    Datasets and signals, experiments with training curves, tags, an HPO and a
+    NAS campaign and saved searches; the same --seed gives the same data.
+    """
     with database(url) as engine:
         require_head(engine)
         with Session(engine) as session, session.begin():
