@@ -5,15 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, false
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Mapper, mapped_column, object_session, relationship
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from pfd_db.models.base import Base, IndexedTimestamps
+from pfd_db.models.ml import Experiment
 from pfd_db.types import UTCDateTime
 
 if TYPE_CHECKING:
     from pfd_db.models.auth import User
-    from pfd_db.models.ml import Experiment
 
 # "#rrggbb": ltrim() strips the hex digits, leaving nothing; portable to both dialects.
 HEX_COLOR_CHECK = (
@@ -68,3 +82,52 @@ class SavedSearch(IndexedTimestamps, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="saved_searches")
+
+
+# Links added or removed through the ORM (session.add / session.delete, and the
+# delete cascade of an experiment or tag) keep usage_count exact too; the store
+# itself writes links with Core statements and counts them there.
+
+
+def _shift_usage(connection: Connection, link: ExperimentTag, change: int) -> None:
+    connection.execute(
+        update(Tag).where(Tag.id == link.tag_id).values(usage_count=Tag.usage_count + change)
+    )
+    session = object_session(link)
+    tag = session.identity_map.get(identity_key(Tag, link.tag_id)) if session else None
+    if tag is not None and "usage_count" in tag.__dict__:
+        set_committed_value(tag, "usage_count", tag.usage_count + change)
+
+
+@event.listens_for(ExperimentTag, "after_insert")
+def _count_added_link(
+    _mapper: Mapper[ExperimentTag], connection: Connection, link: ExperimentTag
+) -> None:
+    _shift_usage(connection, link, +1)
+
+
+@event.listens_for(ExperimentTag, "after_delete")
+def _count_removed_link(
+    _mapper: Mapper[ExperimentTag], connection: Connection, link: ExperimentTag
+) -> None:
+    _shift_usage(connection, link, -1)
+
+
+@event.listens_for(Experiment, "before_delete")
+def _uncount_links_left_to_the_cascade(
+    _mapper: Mapper[Experiment], connection: Connection, experiment: Experiment
+) -> None:
+    # Links the ORM did not load (and so did not delete itself) go with the
+    # database's ON DELETE CASCADE: count them out first.
+    of_experiment = ExperimentTag.experiment_id == experiment.id
+    lost = (
+        select(func.count())
+        .select_from(ExperimentTag)
+        .where(ExperimentTag.tag_id == Tag.id, of_experiment)
+        .scalar_subquery()
+    )
+    connection.execute(
+        update(Tag)
+        .where(Tag.id.in_(select(ExperimentTag.tag_id).where(of_experiment)))
+        .values(usage_count=Tag.usage_count - lost)
+    )
