@@ -180,10 +180,12 @@ def detach_all(session: Session, experiment_ids: Sequence[int]) -> None:
     """Remove every tag from the experiments with these ids, lowering each
     tag's usage count by the links it lost.
 
-    Call it in the transaction that deletes the experiments, just before: the
-    delete's cascade would drop the links without counting them. A link that
+    Deleting an experiment with the session counts its links out by itself
+    (see the ORM events in :mod:`pfd_db.models.search`); a bulk or raw SQL
+    delete does not, so call this in its transaction, just before. A link that
     a concurrent writer adds in between is still dropped uncounted; lock the
-    experiments (``SELECT ... FOR UPDATE``) first to rule that out.
+    experiments (``SELECT ... FOR UPDATE``) first to rule that out, as
+    :func:`pfd_db.store.experiments.delete_experiment` does.
     """
     ids = sorted(set(experiment_ids))
     removed = _unlink(session, ids, true())
