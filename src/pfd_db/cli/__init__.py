@@ -40,6 +40,7 @@ def main(
 ) -> None:
     """Operate a pfd-db database: migrate, check, seed, inspect, manage users and API keys."""
 
+
 app.add_typer(identity.api_keys, name="apikey")
 
 __all__ = ["app"]

@@ -13,7 +13,9 @@ consuming it is one conditional UPDATE.
 TOTP codes and backup codes share one rate limit: after ``lockout_threshold``
 failures of either within ``lockout_window_seconds``, both raise
 :class:`RateLimited` before looking at the code. Every attempt is recorded in
-``login_history``. Functions flush; the caller commits.
+``login_history``. Functions flush and the caller commits, except that a
+failed attempt is committed at once (with anything else pending in the
+session): a caller that rolls back on a refused code must not undo the limit.
 """
 
 from __future__ import annotations
@@ -129,9 +131,9 @@ def verify_totp(
     """Whether ``code`` is ``user``'s TOTP code for the step of ``now`` (±1 step)
     and that step was not used before; accepting it uses the step up.
 
-    :class:`RateLimited` (checked first) after too many recent failures; that
-    refusal is recorded too, so commit to keep it. The attempt is recorded in
-    ``login_history`` either way.
+    :class:`RateLimited` (checked first) after too many recent failures. The
+    attempt is recorded in ``login_history`` either way; a failure is committed
+    at once.
     """
     attempt = _Attempt(user, LoginMethod.TWO_FACTOR, _moment(now), ip, user_agent)
     _enforce_rate_limit(session, attempt)
@@ -308,6 +310,8 @@ def _enforce_rate_limit(session: Session, attempt: _Attempt) -> None:
 
 
 def _record(session: Session, attempt: _Attempt, failure: str | None) -> None:
+    """Record the attempt; a failure is committed at once, so that a caller who
+    rolls back after a refused code cannot undo the rate limit."""
     record_attempt(
         session,
         user=attempt.user,
@@ -319,6 +323,8 @@ def _record(session: Session, attempt: _Attempt, failure: str | None) -> None:
         user_agent=attempt.user_agent,
         now=attempt.now,
     )
+    if failure is not None:
+        session.commit()
 
 
 def _clip(value: str | None, length: int) -> str | None:

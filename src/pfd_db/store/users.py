@@ -95,6 +95,11 @@ def authenticate(
     "wrong password". Every attempt costs one argon2 verification, unknown
     names included, and is written to ``login_history``. See the module doc
     for the lockout.
+
+    A refusal is atomic on its own: the attempt and the failure count are
+    committed before the error is raised, so that rolling back on the error
+    cannot undo a lockout (anything else pending in ``session`` is committed
+    with them). A success only flushes; the caller commits.
     """
     now = _now(now)
     user = get_by_username(session, username)
@@ -111,11 +116,12 @@ def authenticate(
         user_agent=user_agent,
         now=now,
     )
-    if user is None:
-        raise AuthenticationFailed(UNKNOWN_USER)
-    if reason == WRONG_PASSWORD:
+    if reason == WRONG_PASSWORD and user is not None:
         _count_failure(session, user, now)
     if reason is not None:
+        # Committed before raising: a caller that rolls back on the error (as
+        # get_db_session does) must not erase the attempt and the lockout count.
+        session.commit()
         raise AuthenticationFailed(reason)
     _log_in(session, user, password)
     return user
