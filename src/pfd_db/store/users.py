@@ -118,11 +118,11 @@ def authenticate(
     )
     if reason == WRONG_PASSWORD and user is not None:
         _count_failure(session, user, now)
-    if reason is not None:
+    if user is None or reason is not None:
         # Committed before raising: a caller that rolls back on the error (as
         # get_db_session does) must not erase the attempt and the lockout count.
         session.commit()
-        raise AuthenticationFailed(reason)
+        raise AuthenticationFailed(reason or UNKNOWN_USER)
     _log_in(session, user, password)
     return user
 
