@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from databases import databases
+from databases import on_each_database
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
@@ -51,10 +51,7 @@ class Result:
 
 def main() -> int:
     """Run every dialect and size, print the table and the verdict."""
-    results: list[Result] = []
-    with databases() as targets:
-        for dialect, url in targets:
-            results += bench_dialect(dialect, url)
+    results = on_each_database(bench_dialect)
     print_table(results)
     print_verdict(results)
     return 0

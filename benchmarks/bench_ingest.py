@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from databases import databases
+from databases import on_each_database
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
@@ -67,8 +67,7 @@ class Result:
 
 def main() -> int:
     """Measure each dialect, then print the table and the verdict."""
-    with databases() as targets:
-        results = [bench_dialect(dialect, url) for dialect, url in targets]
+    results = on_each_database(lambda dialect, url: [bench_dialect(dialect, url)])
     print_table(results)
     return 0
 

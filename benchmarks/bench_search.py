@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from databases import databases
+from databases import on_each_database
 from sqlalchemy import Engine, Float, Integer, Select, column, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -162,10 +162,7 @@ class Result:
 
 def main() -> int:
     """Build each database, time the queries, print the table and the verdict."""
-    results: list[Result] = []
-    with databases() as targets:
-        for dialect, url in targets:
-            results += bench_dialect(dialect, url)
+    results = on_each_database(bench_dialect)
     print_table(results)
     print_verdict(results)
     return 0

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
@@ -24,6 +25,7 @@ if str(TESTS_DIR) not in sys.path:
 from pgserver import PostgresServer  # noqa: E402 - needs tests/ on sys.path
 
 DIALECTS = ("sqlite", "postgresql")
+R = TypeVar("R")
 DATABASE_NAME = "pfd_bench"
 
 
@@ -32,6 +34,12 @@ def databases(dialects: tuple[str, ...] = DIALECTS) -> Iterator[list[tuple[str, 
     """``(dialect, url)`` of one fresh, empty database per dialect, removed on exit."""
     with ExitStack() as stack:
         yield [(name, stack.enter_context(_database(name))) for name in dialects]
+
+
+def on_each_database(bench: Callable[[str, str], list[R]]) -> list[R]:
+    """``bench(dialect, url)`` on a fresh database of each dialect; all results."""
+    with databases() as targets:
+        return [result for dialect, url in targets for result in bench(dialect, url)]
 
 
 @contextmanager

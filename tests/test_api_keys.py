@@ -128,7 +128,7 @@ def test_issue_defaults_to_read_scope_and_1000_requests_an_hour(issue):
 )
 def test_bad_input_names_the_field_and_writes_nothing(engine, db, user, options, field):
     options.setdefault("name", "ci")
-    with statements(engine) as sent, pytest.raises(InvalidInput, match=rf"^{field}:"):
+    with statements(engine) as sent, pytest.raises(InvalidInput, match=rf"^{field}\b"):
         api_keys.issue(db, user, **options)
     assert sent == []
     db.rollback()
@@ -346,7 +346,7 @@ def test_record_usage_stores_one_request(engine, db, issue):
 )
 def test_record_usage_refuses_bad_input_naming_the_field(db, issue, arguments, field):
     _, record = issue()
-    with pytest.raises(InvalidInput, match=rf"^{field}:"):
+    with pytest.raises(InvalidInput, match=rf"^{field}\b"):
         api_keys.record_usage(db, record, *arguments)
 
 

@@ -19,6 +19,7 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.store import search as store
+from pfd_db.store import writes
 from pfd_db.store.query_language import (
     MAX_QUERY_LENGTH,
     CreatedCompare,
@@ -628,13 +629,13 @@ def test_a_duplicate_saved_concurrently_is_a_conflict(db, engine, users, monkeyp
         other.add(SavedSearch(user_id=ada.id, name="race", query="x"))
         other.commit()
     checks = []
-    real_check = store._has_saved
+    real_check = writes._taken
 
     def check_before_the_other_writer(*args):
         checks.append(args)
         return False if len(checks) == 1 else real_check(*args)
 
-    monkeypatch.setattr(store, "_has_saved", check_before_the_other_writer)
+    monkeypatch.setattr(writes, "_taken", check_before_the_other_writer)
     with pytest.raises(Conflict):
         store.save_search(db, ada, "race", "vibration")
     store.save_search(db, ada, "after", "vibration")  # the transaction survives

@@ -52,19 +52,32 @@ def create_key_file(path: Path) -> bool:
     return True
 
 
-def _configured_keys() -> list[bytes]:
+def _configured_keys() -> tuple[bytes, ...]:
+    """The instance keys, primary first. A key file is read again only when it
+    changes, so the hot paths (verifying codes) cost no file read."""
     settings = get_settings()
     if settings.secret_key is not None:
-        text = settings.secret_key.get_secret_value()
-    else:
-        path = settings.secret_key_file or default_key_path(settings.url)
-        if path is None or not path.exists():
-            raise ConfigurationError(
-                "no instance key: set PFD_DB_SECRET_KEY or PFD_DB_SECRET_KEY_FILE "
-                "(`pfd-db init` creates one beside a SQLite database)"
-            )
-        text = path.read_text()
-    return [part.strip().encode() for part in text.split(",") if part.strip()]
+        return _parse_keys(settings.secret_key.get_secret_value())
+    path = settings.secret_key_file or default_key_path(settings.url)
+    if path is None or not path.exists():
+        raise ConfigurationError(
+            "no instance key: set PFD_DB_SECRET_KEY or PFD_DB_SECRET_KEY_FILE "
+            "(`pfd-db init` creates one beside a SQLite database)"
+        )
+    return _read_key_file(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read_key_file(path: Path, _modified_ns: int) -> tuple[bytes, ...]:
+    return _parse_keys(path.read_text())
+
+
+@lru_cache(maxsize=8)
+def _parse_keys(text: str) -> tuple[bytes, ...]:
+    keys = tuple(part.strip().encode() for part in text.split(",") if part.strip())
+    if not keys:
+        raise ConfigurationError("the instance key is empty")
+    return keys
 
 
 @lru_cache(maxsize=8)
@@ -76,10 +89,7 @@ def _fernet(keys: tuple[bytes, ...]) -> MultiFernet:
 
 
 def _instance() -> MultiFernet:
-    keys = tuple(_configured_keys())
-    if not keys:
-        raise ConfigurationError("the instance key is empty")
-    return _fernet(keys)
+    return _fernet(_configured_keys())
 
 
 def encrypt(plaintext: str) -> str:
@@ -97,6 +107,9 @@ def decrypt(token: str) -> str:
 
 def keyed_hash(purpose: str, value: str) -> str:
     """HMAC-SHA256 of ``value`` under a key derived from the instance key for ``purpose``."""
-    primary = _configured_keys()[0]
-    subkey = hmac.new(primary, purpose.encode(), hashlib.sha256).digest()
-    return hmac.new(subkey, value.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(_subkey(_configured_keys()[0], purpose), value.encode(), "sha256").hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _subkey(primary: bytes, purpose: str) -> bytes:
+    return hmac.new(primary, purpose.encode(), hashlib.sha256).digest()

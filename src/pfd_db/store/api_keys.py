@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, contains_eager
 from pfd_db.crypto import random_token, sha256_hex
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
+from pfd_db.store.validation import require_count, require_text
 from pfd_db.types import as_utc, utcnow
 
 KEY_TAG = "pfd"
@@ -65,9 +66,9 @@ def issue(
     """
     record = APIKey(
         user=user,
-        name=_valid_name(name),
+        name=require_text(name, "name", NAME_MAX),
         scopes=_valid_scopes(scopes),
-        rate_limit=_valid_rate_limit(rate_limit),
+        rate_limit=require_count(rate_limit, "rate_limit", minimum=1),
         expires_at=_valid_expiry(expires_at),
         prefix=secrets.token_hex(PREFIX_BYTES),
     )
@@ -78,13 +79,6 @@ def issue(
     return plaintext, record
 
 
-def _valid_name(name: str) -> str:
-    cleaned = name.strip() if isinstance(name, str) else ""
-    if not cleaned or len(cleaned) > NAME_MAX:
-        raise InvalidInput(f"name: give 1 to {NAME_MAX} characters")
-    return cleaned
-
-
 def _valid_scopes(scopes: Iterable[str]) -> list[str]:
     if isinstance(scopes, str):
         raise InvalidInput("scopes: give a list of scopes, not one string")
@@ -93,12 +87,6 @@ def _valid_scopes(scopes: Iterable[str]) -> list[str]:
     if not wanted or unknown:
         raise InvalidInput(f"scopes: give one or more of {', '.join(SCOPE_LEVELS)}")
     return wanted
-
-
-def _valid_rate_limit(rate_limit: int) -> int:
-    if not _is_whole(rate_limit) or rate_limit < 1:
-        raise InvalidInput("rate_limit: give a whole number of requests per hour, at least 1")
-    return rate_limit
 
 
 def _valid_expiry(expires_at: datetime | None) -> datetime | None:
@@ -245,21 +233,15 @@ def record_usage(
     """Record one request made with ``key`` (``ms``: response time in milliseconds)."""
     usage = APIUsage(
         api_key_id=key.id,
-        endpoint=_valid_endpoint(endpoint),
+        endpoint=require_text(endpoint, "endpoint", 255),
         method=_valid_method(method),
         status_code=_valid_status(status_code),
-        response_time_ms=_valid_ms(ms),
+        response_time_ms=None if ms is None else require_count(ms, "ms"),
         timestamp=_moment(now),
     )
     session.add(usage)
     session.flush()
     return usage
-
-
-def _valid_endpoint(endpoint: str) -> str:
-    if not isinstance(endpoint, str) or not 1 <= len(endpoint) <= 255:
-        raise InvalidInput("endpoint: give 1 to 255 characters")
-    return endpoint
 
 
 def _valid_method(method: str) -> str:
@@ -269,19 +251,9 @@ def _valid_method(method: str) -> str:
 
 
 def _valid_status(status_code: int) -> int:
-    if not _is_whole(status_code) or not 100 <= status_code <= 599:
-        raise InvalidInput("status_code: give an HTTP status code from 100 to 599")
+    if require_count(status_code, "status_code", minimum=100) > 599:
+        raise InvalidInput("status_code must be an HTTP status code from 100 to 599")
     return status_code
-
-
-def _valid_ms(ms: int | None) -> int | None:
-    if ms is not None and (not _is_whole(ms) or ms < 0):
-        raise InvalidInput("ms: give a response time in whole milliseconds, 0 or more")
-    return ms
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_rate_limit(session: Session, key: APIKey, now: datetime | None = None) -> int:

@@ -152,7 +152,7 @@ def record_trial(
     if status not in OPEN:
         raise Conflict(f"HPO campaign {campaign.name!r} is {status.value}: it takes no more trials")
     _link(session, experiment, campaign)
-    _offer_best_experiment(session, campaign, experiment, score)
+    _offer_best(session, campaign, experiment.id, score)
     _count_trial(session, campaign)
     return campaign
 
@@ -190,17 +190,6 @@ def _link(session: Session, experiment: Experiment, campaign: HPOCampaign) -> No
     if linked is None:
         raise Conflict(f"experiment {experiment.name!r} is a trial of another HPO campaign")
     set_committed_value(experiment, "hpo_campaign_id", campaign.id)
-
-
-def _offer_best_experiment(
-    session: Session, campaign: HPOCampaign, experiment: Experiment, score: float
-) -> None:
-    session.execute(
-        update(HPOCampaign)
-        .where(HPOCampaign.id == campaign.id, _beaten_by(HPOCampaign.best_accuracy, score))
-        .values(best_experiment_id=experiment.id, best_accuracy=score)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _count_trial(session: Session, campaign: HPOCampaign) -> None:
@@ -287,7 +276,7 @@ def add_trial(
     session.flush()
     session.expire(campaign, ["trials"])
     if trial.validation_accuracy is not None:
-        _offer_best_trial(session, campaign, trial, trial.validation_accuracy)
+        _offer_best(session, campaign, trial.id, trial.validation_accuracy)
     return trial
 
 
@@ -338,23 +327,20 @@ def _next_trial_number(session: Session, campaign: NASCampaign) -> int:
     return (highest or 0) + 1
 
 
-def _offer_best_trial(
-    session: Session, campaign: NASCampaign, trial: NASTrial, score: float
-) -> None:
+def _offer_best(session: Session, campaign: Campaign, best_id: int, score: float) -> None:
+    """Make ``best_id`` the campaign's best if ``score`` beats the stored best; one
+    conditional UPDATE, so concurrent trials keep the true best."""
+    model = type(campaign)
+    best = "best_experiment_id" if model is HPOCampaign else "best_trial_id"
     session.execute(
-        update(NASCampaign)
-        .where(NASCampaign.id == campaign.id, _beaten_by(NASCampaign.best_accuracy, score))
-        .values(best_trial_id=trial.id, best_accuracy=score)
-        .returning(NASCampaign)
+        update(model)
+        .where(
+            model.id == campaign.id, or_(model.best_accuracy.is_(None), model.best_accuracy < score)
+        )
+        .values({best: best_id, "best_accuracy": score})
+        .returning(model)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).all()
-
-
-# --- helpers -------------------------------------------------------------------------
-
-
-def _beaten_by(best: Any, score: float) -> Any:
-    return or_(best.is_(None), best < score)
 
 
 def _dataset_id(session: Session, dataset: Dataset | int) -> int:

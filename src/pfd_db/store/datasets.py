@@ -18,12 +18,12 @@ from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, HPOCampaign, NASCampaign, Signal
 from pfd_db.store.validation import (
     optional_finite,
+    optional_object,
     optional_text,
     require_identifiers,
-    require_object,
     require_text,
 )
-from pfd_db.store.writes import add_unless_taken
+from pfd_db.store.writes import add_unique
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -63,20 +63,16 @@ def register_dataset(
         file_path=require_text(file_path, "file_path", PATH_MAX),
         num_signals=_count(num_signals, "num_signals"),
         description=optional_text(description, "description", DESCRIPTION_MAX),
-        meta_data=None if meta_data is None else require_object(meta_data, "meta_data"),
+        meta_data=optional_object(meta_data, "meta_data"),
         created_by=created_by,
     )
-    add_unless_taken(
+    add_unique(
         session,
         dataset,
-        taken=lambda: _name_taken(session, dataset.name),
+        {Dataset.name: dataset.name},
         conflict=f"a dataset named {dataset.name!r} already exists",
     )
     return dataset
-
-
-def _name_taken(session: Session, name: str) -> bool:
-    return session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None
 
 
 def list_datasets(session: Session) -> list[Dataset]:

@@ -30,7 +30,7 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import add_unless_taken, insert_for
+from pfd_db.store.writes import add_unique, insert_for
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -89,10 +89,10 @@ def create_experiment(
         dataset_id=dataset.id,
         hpo_campaign_id=None if hpo_campaign is None else hpo_campaign.id,
     )
-    add_unless_taken(
+    add_unique(
         session,
         experiment,
-        taken=lambda: _name_taken(session, experiment.name),
+        {Experiment.name: experiment.name},
         conflict=f"an experiment named {experiment.name!r} already exists",
     )
     return experiment
@@ -120,10 +120,6 @@ def delete_experiment(session: Session, experiment: Experiment) -> None:
     session.expire(experiment, ["training_runs"])  # the database deletes them, not the ORM
     session.delete(experiment)
     session.flush()
-
-
-def _name_taken(session: Session, name: str) -> bool:
-    return session.scalar(select(Experiment.id).where(Experiment.name == name)) is not None
 
 
 def _lock(session: Session, experiment: Experiment) -> None:

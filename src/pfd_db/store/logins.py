@@ -47,19 +47,17 @@ def recent_failures(
     methods: Iterable[LoginMethod],
     window: timedelta,
     now: datetime | None = None,
+    reason: str | None = None,
 ) -> int:
-    """How many failed attempts by ``methods`` ``user`` had in the last ``window``."""
+    """How many failed attempts by ``methods`` ``user`` had in the last ``window``
+    (only those refused for ``reason``, when given)."""
     since = (now or utcnow()) - window
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(LoginHistory)
-            .where(
-                LoginHistory.user_id == user.id,
-                LoginHistory.success.is_(False),
-                LoginHistory.login_method.in_([m.value for m in methods]),
-                LoginHistory.timestamp >= since,
-            )
-        )
-        or 0
-    )
+    conditions = [
+        LoginHistory.user_id == user.id,
+        LoginHistory.success.is_(False),
+        LoginHistory.login_method.in_([m.value for m in methods]),
+        LoginHistory.timestamp >= since,
+    ]
+    if reason is not None:
+        conditions.append(LoginHistory.failure_reason == reason)
+    return session.scalar(select(func.count()).where(*conditions)) or 0

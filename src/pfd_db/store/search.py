@@ -45,7 +45,6 @@ from sqlalchemy import (
     and_,
     case,
     column,
-    exists,
     func,
     literal,
     literal_column,
@@ -62,7 +61,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
-from pfd_db.errors import Conflict, InvalidInput
+from pfd_db.errors import InvalidInput
 from pfd_db.models import Dataset, Experiment, ExperimentTag, SavedSearch, Tag, User
 from pfd_db.models.fulltext import FTS_TABLE
 from pfd_db.store.query_language import (
@@ -82,7 +81,7 @@ from pfd_db.store.query_language import (
     parse,
 )
 from pfd_db.store.validation import require_text
-from pfd_db.store.writes import add_unless_taken
+from pfd_db.store.writes import add_unique
 from pfd_db.types import utcnow
 
 MAX_LIMIT = 500
@@ -360,22 +359,14 @@ def save_search(
     """
     name = require_text(name, "name", SAVED_NAME_MAX)
     parse(query)
-    duplicate = f"{user.username} already has a saved search named {name!r}"
-    if _has_saved(session, user, name):
-        raise Conflict(duplicate)
     saved = SavedSearch(user_id=user.id, name=name, query=query, is_pinned=pinned)
-    add_unless_taken(
-        session, saved, taken=lambda: _has_saved(session, user, name), conflict=duplicate
+    add_unique(
+        session,
+        saved,
+        {SavedSearch.user_id: user.id, SavedSearch.name: name},
+        conflict=f"{user.username} already has a saved search named {name!r}",
     )
     return saved
-
-
-def _has_saved(session: Session, user: User, name: str) -> bool:
-    return bool(
-        session.scalar(
-            select(exists().where(SavedSearch.user_id == user.id, SavedSearch.name == name))
-        )
-    )
 
 
 def saved_searches(session: Session, user: User) -> list[SavedSearch]:

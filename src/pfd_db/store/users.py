@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
 from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput
-from pfd_db.models import LoginHistory, Role, User
+from pfd_db.models import Role, User
 from pfd_db.models.enums import LoginMethod
 from pfd_db.passwords import (
     check_policy,
@@ -38,7 +38,7 @@ from pfd_db.passwords import (
     needs_rehash,
     verify_password,
 )
-from pfd_db.store.logins import record_attempt
+from pfd_db.store.logins import recent_failures, record_attempt
 from pfd_db.store.sessions import end_all_sessions
 from pfd_db.store.validation import require_member
 from pfd_db.types import as_utc, utcnow
@@ -248,28 +248,13 @@ def _count_failure(session: Session, user: User, now: datetime) -> None:
         _clear_failures(user)
     settings = get_settings()
     window = timedelta(seconds=settings.lockout_window_seconds)
-    user.failed_login_count = min(
-        user.failed_login_count + 1, _wrong_passwords_since(session, user, now - window)
+    wrong_in_window = recent_failures(
+        session, user, [LoginMethod.PASSWORD], window, now, reason=WRONG_PASSWORD
     )
+    user.failed_login_count = min(user.failed_login_count + 1, wrong_in_window)
     if user.failed_login_count >= settings.lockout_threshold:
         user.locked_until = now + timedelta(seconds=settings.lockout_seconds)
     session.flush()
-
-
-def _wrong_passwords_since(session: Session, user: User, since: datetime) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(LoginHistory)
-            .where(
-                LoginHistory.user_id == user.id,
-                LoginHistory.login_method == LoginMethod.PASSWORD.value,
-                LoginHistory.failure_reason == WRONG_PASSWORD,
-                LoginHistory.timestamp >= since,
-            )
-        )
-        or 0
-    )
 
 
 def _log_in(session: Session, user: User, password: str) -> None:

@@ -6,7 +6,6 @@ import math
 import numbers
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -48,13 +47,6 @@ def require_identifiers(values: object, field: str) -> list[str]:
     if len(set(items)) != len(items):
         raise InvalidInput(f"{field} has duplicates")
     return items
-
-
-def require_aware(value: object, field: str) -> datetime:
-    """``value`` if it is a timezone-aware datetime."""
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise InvalidInput(f"{field} must be a timezone-aware datetime")
-    return value
 
 
 def require_member(value: object, enum: type[E], field: str) -> E:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,16 +27,24 @@ def insert_ignoring_conflicts(
     return insert_for(session, model).on_conflict_do_nothing()
 
 
-def add_unless_taken(
-    session: Session, row: object, *, taken: Callable[[], bool], conflict: str
-) -> None:
-    """Add and flush ``row`` in a savepoint. If a unique constraint refuses it and
-    ``taken()`` confirms a clash (a concurrent writer got there first), raise
-    :class:`Conflict` with ``conflict``; the caller's transaction stays usable."""
+def add_unique(session: Session, row: object, key: Mapping[Any, Any], *, conflict: str) -> None:
+    """Add and flush ``row``, whose ``key`` (model attribute -> value) must be free.
+
+    :class:`Conflict` with ``conflict`` if a row with that key exists, found
+    before writing or, when a concurrent writer got there first, from the
+    unique constraint; the insert runs in a savepoint, so the caller's
+    transaction stays usable either way.
+    """
+    if _taken(session, key):
+        raise Conflict(conflict)
     try:
         with session.begin_nested():
             session.add(row)
     except IntegrityError as exc:
-        if taken():
+        if _taken(session, key):
             raise Conflict(conflict) from exc
         raise
+
+
+def _taken(session: Session, key: Mapping[Any, Any]) -> bool:
+    return bool(session.scalar(select(exists().where(*(c == v for c, v in key.items())))))
