@@ -38,6 +38,12 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def utc_or_now(value: datetime | None) -> datetime:
+    """``value`` in UTC if given (a naive one raises :class:`InvalidInput`), else
+    the current time: the clock of every function that takes ``now=``."""
+    return utcnow() if value is None else as_utc(value)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp stored as UTC on every dialect."""
 

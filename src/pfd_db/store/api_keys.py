@@ -23,7 +23,7 @@ from pfd_db.crypto import random_token, sha256_hex
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store.validation import require_count, require_text
-from pfd_db.types import as_utc, utcnow
+from pfd_db.types import as_utc, utc_or_now, utcnow
 
 KEY_TAG = "pfd"
 PREFIX_BYTES = 8
@@ -39,11 +39,6 @@ SCOPE_LEVELS = {"read": 1, "write": 2, "admin": 3}
 NAME_MAX = 100
 TOUCH_INTERVAL = timedelta(minutes=1)
 RATE_WINDOW = timedelta(hours=1)
-
-
-def _moment(now: datetime | None) -> datetime:
-    """``now`` (aware, in UTC) if given, else the current time."""
-    return utcnow() if now is None else as_utc(now)
 
 
 # --- issuing -------------------------------------------------------------------
@@ -118,7 +113,7 @@ def verify(session: Session, presented: str, now: datetime | None = None) -> API
     prefix = _prefix_of(presented)
     if prefix is None:
         return None
-    moment = _moment(now)
+    moment = utc_or_now(now)
     record = _find_with_user(session, prefix)
     if record is None or not hmac.compare_digest(sha256_hex(presented), record.key_hash):
         return None
@@ -237,7 +232,7 @@ def record_usage(
         method=_valid_method(method),
         status_code=_valid_status(status_code),
         response_time_ms=None if ms is None else require_count(ms, "ms"),
-        timestamp=_moment(now),
+        timestamp=utc_or_now(now),
     )
     session.add(usage)
     session.flush()
@@ -266,7 +261,7 @@ def check_rate_limit(session: Session, key: APIKey, now: datetime | None = None)
     request, or an in-memory/Redis counter), or a composite index on
     ``(api_key_id, timestamp)`` — which the schema contract does not allow.
     """
-    since = _moment(now) - RATE_WINDOW
+    since = utc_or_now(now) - RATE_WINDOW
     used = session.scalar(
         select(func.count())
         .select_from(APIUsage)

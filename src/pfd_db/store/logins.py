@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.models import LoginHistory, User
 from pfd_db.models.enums import LoginMethod
-from pfd_db.types import utcnow
+from pfd_db.types import utc_or_now
 
 
 def record_attempt(
@@ -34,7 +34,7 @@ def record_attempt(
         login_method=method.value,
         success=success,
         failure_reason=reason[:200] if reason else None,
-        timestamp=now or utcnow(),
+        timestamp=utc_or_now(now),
     )
     session.add(entry)
     session.flush()
@@ -51,7 +51,7 @@ def recent_failures(
 ) -> int:
     """How many failed attempts by ``methods`` ``user`` had in the last ``window``
     (only those refused for ``reason``, when given)."""
-    since = (now or utcnow()) - window
+    since = utc_or_now(now) - window
     conditions = [
         LoginHistory.user_id == user.id,
         LoginHistory.success.is_(False),

@@ -20,7 +20,7 @@ from pfd_db.crypto import random_token, sha256_hex
 from pfd_db.errors import InvalidInput
 from pfd_db.models import SessionLog, User
 from pfd_db.store import useragent
-from pfd_db.types import as_utc, utcnow
+from pfd_db.types import utc_or_now, utcnow
 
 TOKEN_BYTES = 32
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43,128}")
@@ -39,7 +39,7 @@ def start_session(
 
     It expires after ``ttl`` (default: the ``session_ttl_seconds`` setting).
     """
-    now = _now(now)
+    now = utc_or_now(now)
     client = useragent.parse(user_agent)
     token = random_token(TOKEN_BYTES)
     record = SessionLog(
@@ -61,7 +61,7 @@ def resolve(session: Session, token: str, now: datetime | None = None) -> Sessio
     """The live session ``token`` opens, or None; marks it active (at most once a minute)."""
     if not _well_formed(token):
         return None
-    now = _now(now)
+    now = utc_or_now(now)
     record = session.scalar(
         select(SessionLog)
         .join(SessionLog.user)
@@ -92,7 +92,7 @@ def active_sessions(session: Session, user: User, now: datetime | None = None) -
         session.scalars(
             select(SessionLog)
             .join(SessionLog.user)
-            .where(SessionLog.user_id == user.id, *_live(_now(now)))
+            .where(SessionLog.user_id == user.id, *_live(utc_or_now(now)))
             .order_by(SessionLog.created_at.desc(), SessionLog.id.desc())
         )
     )
@@ -132,7 +132,3 @@ def _lifetime(ttl: timedelta | None) -> timedelta:
     if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
         raise InvalidInput("ttl must be a positive timedelta")
     return ttl
-
-
-def _now(now: datetime | None) -> datetime:
-    return utcnow() if now is None else as_utc(now)

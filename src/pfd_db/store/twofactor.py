@@ -37,7 +37,7 @@ from pfd_db.errors import InvalidInput, RateLimited
 from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
 from pfd_db.store.logins import recent_failures, record_attempt
-from pfd_db.types import as_utc, utcnow
+from pfd_db.types import utc_or_now
 
 ISSUER = "PFD Dashboard"
 STEP_SECONDS = 30
@@ -61,11 +61,6 @@ class _Attempt:
     now: datetime
     ip: str | None = None
     user_agent: str | None = None
-
-
-def _moment(now: datetime | None) -> datetime:
-    """``now`` (aware, in UTC) if given, else the current time."""
-    return utcnow() if now is None else as_utc(now)
 
 
 # --- TOTP setup ----------------------------------------------------------------
@@ -97,7 +92,7 @@ def confirm_setup(session: Session, user: User, code: str, now: datetime | None 
         raise InvalidInput("two-factor authentication is already on")
     if user.totp_secret is None:
         raise InvalidInput("no two-factor setup in progress: call begin_setup first")
-    attempt = _Attempt(user, LoginMethod.TWO_FACTOR, _moment(now))
+    attempt = _Attempt(user, LoginMethod.TWO_FACTOR, utc_or_now(now))
     _enforce_rate_limit(session, attempt)
     failure = _totp_failure(session, user, code, attempt.now)
     _record(session, attempt, failure)
@@ -135,7 +130,7 @@ def verify_totp(
     attempt is recorded in ``login_history`` either way; a failure is committed
     at once.
     """
-    attempt = _Attempt(user, LoginMethod.TWO_FACTOR, _moment(now), ip, user_agent)
+    attempt = _Attempt(user, LoginMethod.TWO_FACTOR, utc_or_now(now), ip, user_agent)
     _enforce_rate_limit(session, attempt)
     if user.totp_enabled:
         failure = _totp_failure(session, user, code, attempt.now)
@@ -222,7 +217,7 @@ def use_backup_code(
 
     Same rate limit and recording as :func:`verify_totp`.
     """
-    attempt = _Attempt(user, LoginMethod.BACKUP_CODE, _moment(now), ip, user_agent)
+    attempt = _Attempt(user, LoginMethod.BACKUP_CODE, utc_or_now(now), ip, user_agent)
     _enforce_rate_limit(session, attempt)
     failure = _backup_code_failure(session, code, attempt)
     _record(session, attempt, failure)

@@ -41,7 +41,7 @@ from pfd_db.passwords import (
 from pfd_db.store.logins import recent_failures, record_attempt
 from pfd_db.store.sessions import end_all_sessions
 from pfd_db.store.validation import require_member
-from pfd_db.types import as_utc, utcnow
+from pfd_db.types import utc_or_now
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,99}")
 EMAIL = re.compile(
@@ -101,7 +101,7 @@ def authenticate(
     cannot undo a lockout (anything else pending in ``session`` is committed
     with them). A success only flushes; the caller commits.
     """
-    now = _now(now)
+    now = utc_or_now(now)
     user = get_by_username(session, username)
     password_ok = verify_password(_stored_hash(user), password)
     reason = _refusal(user, password_ok, now)
@@ -269,7 +269,3 @@ def _log_in(session: Session, user: User, password: str) -> None:
 def _clear_failures(user: User) -> None:
     user.failed_login_count = 0
     user.locked_until = None
-
-
-def _now(now: datetime | None) -> datetime:
-    return utcnow() if now is None else as_utc(now)
