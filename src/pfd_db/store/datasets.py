@@ -20,6 +20,7 @@ from pfd_db.store.validation import (
     optional_finite,
     optional_object,
     optional_text,
+    require_count,
     require_identifiers,
     require_text,
 )
@@ -61,7 +62,7 @@ def register_dataset(
         fault_types=require_identifiers(fault_types, "fault_types"),
         severity_levels=require_identifiers(severity_levels, "severity_levels"),
         file_path=require_text(file_path, "file_path", PATH_MAX),
-        num_signals=_count(num_signals, "num_signals"),
+        num_signals=require_count(num_signals, "num_signals"),
         description=optional_text(description, "description", DESCRIPTION_MAX),
         meta_data=optional_object(meta_data, "meta_data"),
         created_by=created_by,
@@ -233,9 +234,3 @@ def _one_of(value: object, allowed: list[str], field: str) -> str:
 
 def _optional_one_of(value: object, allowed: list[str], field: str) -> str | None:
     return None if value is None else _one_of(value, allowed, field)
-
-
-def _count(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{field} must be a whole number, at least 0 (got {value!r})")
-    return value

@@ -7,7 +7,6 @@ Status changes are conditional updates (``... WHERE id = :id AND status =
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any, NoReturn
@@ -25,6 +24,7 @@ from pfd_db.store.validation import (
     optional_finite,
     optional_object,
     optional_text,
+    require_count,
     require_finite,
     require_member,
     require_object,
@@ -415,7 +415,7 @@ def _valid_epoch(values: Mapping[str, Any]) -> dict[str, Any]:
     if not EPOCH_KEYS.issuperset(values):
         unknown = sorted(set(values) - EPOCH_KEYS)
         raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(EPOCH_KEYS)})")
-    checked: dict[str, Any] = {"epoch": _epoch_number(values.get("epoch"))}
+    checked: dict[str, Any] = {"epoch": require_count(values.get("epoch"), "epoch")}
     for name in METRICS:
         checked[name] = require_finite(values.get(name), name)
     for name in OPTIONAL_NUMBERS:
@@ -424,14 +424,6 @@ def _valid_epoch(values: Mapping[str, Any]) -> dict[str, Any]:
         values.get("checkpoint_path"), "checkpoint_path", PATH_MAX
     )
     return checked
-
-
-def _epoch_number(value: object) -> int:
-    if type(value) is int and value >= 0:  # the common case, without the ABC check below
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise InvalidInput(f"epoch must be a whole number, at least 0 (got {value!r})")
-    return int(value)
 
 
 def _non_negative(value: object, field: str) -> float:

@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput
 from pfd_db.models import DatasetGeneration, DatasetImport, JobStatus
-from pfd_db.store.validation import check_transition, require_object, require_text
+from pfd_db.store.validation import (
+    check_transition,
+    require_count,
+    require_object,
+    require_text,
+)
 
 Job = TypeVar("Job", DatasetGeneration, DatasetImport)
 
@@ -74,8 +79,7 @@ def start(session: Session, job: Job) -> Job:
 
 def update_progress(session: Session, job: Job, progress: int) -> Job:
     """Record ``progress`` (0-100) of a running job; it may not go backwards."""
-    if not isinstance(progress, int) or isinstance(progress, bool) or not 0 <= progress <= 100:
-        raise InvalidInput(f"progress must be a whole number from 0 to 100 (got {progress!r})")
+    require_count(progress, "progress", 0, 100)
     if job.status is not JobStatus.RUNNING:
         raise InvalidInput(f"job {job.name!r} is {job.status.value}, not running")
     if progress < job.progress:

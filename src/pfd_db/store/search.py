@@ -61,7 +61,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
-from pfd_db.errors import InvalidInput
 from pfd_db.models import Dataset, Experiment, ExperimentTag, SavedSearch, Tag, User
 from pfd_db.models.fulltext import FTS_TABLE
 from pfd_db.store.query_language import (
@@ -80,7 +79,7 @@ from pfd_db.store.query_language import (
     day_after,
     parse,
 )
-from pfd_db.store.validation import require_text
+from pfd_db.store.validation import require_count, require_text
 from pfd_db.store.writes import add_unique
 from pfd_db.types import utcnow
 
@@ -167,10 +166,8 @@ def _page_statement(query: str, dialect: str, limit: int, offset: int) -> Select
 
 
 def _check_page(limit: int, offset: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT} (got {limit!r})")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidInput(f"offset must be a non-negative integer (got {offset!r})")
+    require_count(limit, "limit", 1, MAX_LIMIT)
+    require_count(offset, "offset")
 
 
 @dataclass(frozen=True)

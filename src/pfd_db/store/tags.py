@@ -39,7 +39,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
-from pfd_db.store.validation import require_text
+from pfd_db.store.validation import require_count, require_text
 from pfd_db.store.writes import insert_ignoring_conflicts
 
 NAME_MAX = 50
@@ -126,8 +126,7 @@ def suggest_tags(session: Session, prefix: str, limit: int = 10) -> list[Tag]:
 
 
 def _most_used(limit: int) -> Select[Tag]:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"limit must be a whole number of at least 1 (got {limit!r})")
+    require_count(limit, "limit", minimum=1)
     return select(Tag).order_by(Tag.usage_count.desc(), Tag.name).limit(limit)
 
 

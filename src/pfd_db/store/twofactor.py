@@ -37,6 +37,7 @@ from pfd_db.errors import InvalidInput, RateLimited
 from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
 from pfd_db.store.logins import recent_failures, record_attempt
+from pfd_db.store.validation import require_count
 from pfd_db.types import utc_or_now
 
 ISSUER = "PFD Dashboard"
@@ -195,9 +196,7 @@ def generate_backup_codes(session: Session, user: User, n: int = 10) -> list[str
     """``n`` new backup codes for ``user``, replacing any earlier set. Returns the
     plaintext codes (``XXXXX-XXXXX``) this once; only their keyed hashes are stored.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BACKUP_CODES:
-        raise InvalidInput(f"n must be an integer from 1 to {MAX_BACKUP_CODES}")
-    codes = _new_codes(n)
+    codes = _new_codes(require_count(n, "n", 1, MAX_BACKUP_CODES))
     _delete_backup_codes(session, user)
     session.add_all(BackupCode(user_id=user.id, code_hash=_backup_hash(code)) for code in codes)
     session.flush()

@@ -88,10 +88,16 @@ def optional_finite(value: object, field: str) -> float | None:
     return None if value is None else require_finite(value, field)
 
 
-def require_count(value: object, field: str, minimum: int = 0) -> int:
-    """``value`` if it is a whole number of at least ``minimum`` (not a bool)."""
-    if type(value) is int and value >= minimum:
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidInput(f"{field} must be a whole number of at least {minimum} (got {value!r})")
+def require_count(value: object, field: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` if it is a whole number (not a bool) from ``minimum`` to ``maximum``."""
+    number = value if type(value) is int else _integral(value)  # the hot path skips the ABC
+    if number is not None and minimum <= number and (maximum is None or number <= maximum):
+        return number
+    bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    raise InvalidInput(f"{field} must be a whole number {bounds} (got {value!r})")
+
+
+def _integral(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
     return int(value)
