@@ -41,7 +41,7 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import insert_ignoring_conflicts
+from pfd_db.store.writes import id_of, insert_ignoring_conflicts
 
 Campaign = TypeVar("Campaign", HPOCampaign, NASCampaign)
 
@@ -111,7 +111,7 @@ def create_hpo_campaign(
         "budget": _require_json_object(budget, "budget"),
         "trials_total": require_count(trials_total, "trials_total", minimum=1),
         "dataset_id": _dataset_id(session, dataset),
-        "created_by": _user_id(session, created_by),
+        "created_by": id_of(session, created_by),
     }
     insert = insert_ignoring_conflicts(session, HPOCampaign).values(values)
     created = session.scalars(insert.returning(HPOCampaign)).one_or_none()
@@ -353,12 +353,6 @@ def _dataset_id(session: Session, dataset: Dataset | int) -> int:
     if session.get(Dataset, dataset) is None:
         raise NotFound(f"no dataset with id {dataset}")
     return dataset
-
-
-def _user_id(session: Session, user: User | int | None) -> int | None:
-    if isinstance(user, User) and user.id is None:
-        session.flush()
-    return user.id if isinstance(user, User) else user
 
 
 def _require_json_object(value: object, field: str) -> dict[str, Any]:

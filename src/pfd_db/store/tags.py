@@ -40,7 +40,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
 from pfd_db.store.validation import require_count, require_text
-from pfd_db.store.writes import insert_ignoring_conflicts
+from pfd_db.store.writes import id_of, insert_ignoring_conflicts
 
 NAME_MAX = 50
 SLUG_MAX = 50
@@ -83,7 +83,7 @@ def get_or_create_tag(
         return existing
     session.execute(
         insert_ignoring_conflicts(session, Tag).values(
-            name=name, slug=slug, color=color, created_by=_user_id(session, created_by)
+            name=name, slug=slug, color=color, created_by=id_of(session, created_by)
         )
     )
     return session.scalars(same_tag).one()  # ours, or a concurrent caller's
@@ -156,7 +156,7 @@ def bulk_tag(
     ids = _experiment_ids(session, experiments)
     if not ids:
         return 0
-    adder = _user_id(session, added_by)
+    adder = id_of(session, added_by)
     added = sum(_link_batch(session, batch, tag.id, adder) for batch in _batches(ids))
     if not added:
         _require_tag(session, tag)
@@ -293,9 +293,3 @@ def _experiment_ids(session: Session, experiments: Iterable[Experiment | int]) -
 def _batches(ids: list[int]) -> Iterator[list[int]]:
     for start in range(0, len(ids), BATCH):
         yield ids[start : start + BATCH]
-
-
-def _user_id(session: Session, user: User | int | None) -> int | None:
-    if isinstance(user, User) and user.id is None:
-        session.flush()
-    return user.id if isinstance(user, User) else user

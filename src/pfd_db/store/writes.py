@@ -48,3 +48,13 @@ def add_unique(session: Session, row: object, key: Mapping[Any, Any], *, conflic
 
 def _taken(session: Session, key: Mapping[Any, Any]) -> bool:
     return bool(session.scalar(select(exists().where(*(c == v for c, v in key.items())))))
+
+
+def id_of(session: Session, row: Any) -> int | None:
+    """The id of ``row`` (a model instance, flushed first if it has none yet),
+    or ``row`` itself when it is already an id or None."""
+    if row is None or isinstance(row, int):
+        return row
+    if row.id is None:
+        session.flush()
+    return int(row.id)
