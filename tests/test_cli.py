@@ -215,3 +215,10 @@ def test_version():
 
     result = pfd_db("--version")
     assert result.exit_code == 0 and result.output.strip() == f"pfd-db {__version__}"
+
+
+def test_history_needs_no_database(tmp_path):
+    result = pfd_db("history", "--url", f"postgresql://nobody@/x?host={tmp_path}")
+    assert result.exit_code == 0
+    assert "0001" in result.output and "current" not in result.output
+    assert result.stderr == ""

@@ -13,7 +13,7 @@ from pfd_db import migrations
 from pfd_db.cli.common import UrlOption, console, database, err_console, fail
 from pfd_db.config import get_settings
 from pfd_db.crypto import create_key_file, default_key_path
-from pfd_db.engine import mask_password
+from pfd_db.engine import make_engine, mask_password
 from pfd_db.errors import MigrationError, PfdDbError
 from pfd_db.models import Base
 from pfd_db.seed import SeedReport, seed
@@ -86,16 +86,25 @@ def current(url: UrlOption = None) -> None:
 @app.command()
 def history(url: UrlOption = None) -> None:
     """List the migration revisions, oldest first; the database's own is marked."""
-    try:
-        with database(url) as engine:
-            applied = migrations.state(engine).current
-    except typer.Exit:
-        applied = None  # the list itself needs no database
+    applied = applied_revision(url)
     table = Table("revision", "down revision", "message", "")
     for rev in migrations.history():
         mark = "current" if rev.revision == applied else ""
         table.add_row(rev.revision, rev.down_revision or "-", rev.message, mark)
     console.print(table)
+
+
+def applied_revision(url: str | None) -> str | None:
+    """The database's revision, or None when it cannot be read (history needs none)."""
+    engine = None
+    try:
+        engine = make_engine(url)
+        return migrations.state(engine).current
+    except PfdDbError:
+        return None
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 @app.command()
