@@ -118,7 +118,7 @@ def test_migrating_twice_is_a_no_op(fresh_engine):
 
 
 def test_a_revision_that_fails_half_way_leaves_the_database_as_it_was(fresh_engine):
-    migrations.upgrade(fresh_engine)
+    migrations.upgrade(fresh_engine, "0001")  # the failing revision branches off 0001
     tables, columns = table_names(fresh_engine), user_columns(fresh_engine)
     config = migrations.alembic_config()
     config.set_main_option(

@@ -78,6 +78,10 @@ NAMED_UNIQUES = {
     "uq_user_webhook_url": ("webhook_configurations", ["user_id", "webhook_url"]),
     "uq_experiment_tag": ("experiment_tags", ["experiment_id", "tag_id"]),
     "uq_user_saved_search_name": ("saved_searches", ["user_id", "name"]),
+    "uq_explanations_experiment_id_signal_id_method": (
+        "explanations",
+        ["experiment_id", "signal_id", "method"],
+    ),
 }
 
 # Class.relationship -> the ON DELETE rule of the foreign key behind it.
@@ -162,7 +166,7 @@ def test_the_9_composite_indexes():
     assert composite == COMPOSITE_INDEXES
 
 
-def test_the_4_named_unique_constraints():
+def test_the_5_named_unique_constraints():
     named = {
         c.name: (table.name, [col.name for col in c.columns])
         for table in TABLES.values()

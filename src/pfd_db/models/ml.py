@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Computed, ForeignKey, Index, String, Text, column
+from sqlalchemy import Computed, ForeignKey, Index, String, Text, UniqueConstraint, column
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from pfd_db.models.base import Base, IndexedTimestamps, Timestamps, enum_column
@@ -173,6 +173,7 @@ class HPOCampaign(IndexedTimestamps, Base):
 
 class Explanation(Timestamps, Base):
     __tablename__ = "explanations"
+    __table_args__ = (UniqueConstraint("experiment_id", "signal_id", "method"),)
 
     experiment_id: Mapped[int] = mapped_column(
         ForeignKey("experiments.id", ondelete="CASCADE"), index=True
