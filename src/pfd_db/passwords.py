@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
+import bcrypt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -13,6 +14,8 @@ from pfd_db.errors import InvalidInput
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
+# Hashes an LSTM_PFD database holds (see docs/coming-from-lstm-pfd.md).
+LEGACY_BCRYPT_PREFIXES = ("$2b$", "$2a$", "$2y$")
 
 
 @lru_cache(maxsize=4)
@@ -43,15 +46,31 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    """Whether ``password`` matches ``password_hash`` (constant time; False for a bad hash)."""
+    """Whether ``password`` matches ``password_hash`` (constant time; False for a bad hash).
+
+    A bcrypt hash imported from an LSTM_PFD database is checked too, so that its
+    owner can log in once; :func:`needs_rehash` then has it replaced with argon2id.
+    """
+    if password_hash.startswith(LEGACY_BCRYPT_PREFIXES):
+        return _verify_legacy_bcrypt(password_hash, password)
     try:
         return hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
+def _verify_legacy_bcrypt(password_hash: str, password: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), password_hash.encode())
+    except ValueError:  # a malformed hash, or a password bcrypt cannot take (over 72 bytes)
+        return False
+
+
 def needs_rehash(password_hash: str) -> bool:
-    """Whether the hash was made with other parameters than the settings' ones."""
+    """Whether the hash was made with other parameters than the settings' ones
+    (or is a legacy bcrypt hash)."""
+    if password_hash.startswith(LEGACY_BCRYPT_PREFIXES):
+        return True
     return hasher().check_needs_rehash(password_hash)
 
 
