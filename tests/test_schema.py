@@ -205,12 +205,12 @@ def test_the_enumerations_and_constants_are_exported():
     assert [s.value for s in models.DatasetGenerationStatus] == job_values
     assert [s.value for s in models.DatasetImportStatus] == job_values
     assert [r.value for r in models.Role] == ["viewer", "operator", "admin", "super_admin"]
-    assert len(models.EventType) == 12
+    assert len(models.EventType) == 13  # the 12 of SCHEMA.md and test.webhook (revision 0003)
     assert {s.value for s in models.EmailStatus} == {
         "pending", "sent", "delivered", "failed", "bounced", "opened", "clicked",
     }  # fmt: skip
     assert {s.value for s in models.WebhookStatus} == {
-        "sent", "failed", "rate_limited", "timeout", "invalid_url", "provider_error",
+        "pending", "sent", "failed", "rate_limited", "timeout", "invalid_url", "provider_error",
     }  # fmt: skip
 
 

@@ -116,7 +116,9 @@ def _index(index: Index) -> str:
     columns = ", ".join(c.name for c in index.columns)
     kind = "unique index" if index.unique else "index"
     only = " (PostgreSQL, GIN)" if index.dialect_options["postgresql"].get("using") else ""
-    return f"{kind} `{index.name}` ({columns}){only}"
+    where = index.dialect_options["postgresql"].get("where")
+    partial = f" where `{where}`" if where is not None else ""
+    return f"{kind} `{index.name}` ({columns}){only}{partial}"
 
 
 if __name__ == "__main__":

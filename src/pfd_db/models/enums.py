@@ -61,6 +61,14 @@ class EventType(StrEnum):
     ACCURACY_MILESTONE = "accuracy.milestone"
     MODEL_DEPLOYED = "model.deployed"
     SYSTEM_MAINTENANCE = "system.maintenance"
+    TEST_WEBHOOK = "test.webhook"
+
+
+NOTIFIABLE_EVENTS: tuple[EventType, ...] = tuple(
+    event for event in EventType if event is not EventType.TEST_WEBHOOK
+)
+"""The events users are notified of and set preferences for. ``test.webhook`` is
+sent on demand to one webhook (its "send test" button), whatever it subscribes to."""
 
 
 EMAIL_ON_BY_DEFAULT: frozenset[EventType] = frozenset(
@@ -87,7 +95,7 @@ def default_preferences() -> dict[EventType, dict[str, object]]:
             "email_enabled": event in EMAIL_ON_BY_DEFAULT,
             "email_frequency": EmailFrequency.IMMEDIATE.value,
         }
-        for event in EventType
+        for event in NOTIFIABLE_EVENTS
     }
 
 
@@ -102,6 +110,7 @@ class EmailStatus(StrEnum):
 
 
 class WebhookStatus(StrEnum):
+    PENDING = "pending"  # queued or being delivered (see pfd_db.store.deliveries)
     SENT = "sent"
     FAILED = "failed"
     RATE_LIMITED = "rate_limited"

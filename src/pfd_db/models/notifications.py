@@ -1,11 +1,27 @@
-"""Notifications: per-user preferences, e-mail log and digest queue, webhooks."""
+"""Notifications: per-user preferences, e-mail log and digest queue, webhooks.
+
+``email_logs`` and ``webhook_logs`` double as the delivery queue (see
+:mod:`pfd_db.store.deliveries`): a pending row is due at ``next_attempt_at``;
+a worker holds it while ``lease_owner`` is set and ``lease_expires_at`` lies
+ahead; ``attempts`` counts the times it was handed out.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false, text, true
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from pfd_db.models.base import Base, IndexedTimestamps, Timestamps, one_of
@@ -16,13 +32,35 @@ from pfd_db.models.enums import (
     WebhookProvider,
     WebhookStatus,
 )
-from pfd_db.types import BigID, JSONDoc, UTCDateTime
+from pfd_db.types import BigID, JSONDoc, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
     from pfd_db.models.auth import User
 
 EVENT_TYPES = [e.value for e in EventType]
 PROVIDERS = [p.value for p in WebhookProvider]
+PENDING_ONLY = text("status = 'pending'")
+
+
+class Queued:
+    """The columns that make a log table a delivery queue."""
+
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def due_index(table: str) -> Index:
+    """The index a worker's claim reads: pending rows by their next attempt."""
+    return Index(
+        f"ix_{table}_due",
+        "next_attempt_at",
+        postgresql_where=PENDING_ONLY,
+        sqlite_where=PENDING_ONLY,
+    )
 
 
 class NotificationPreference(Timestamps, Base):
@@ -48,9 +86,10 @@ class NotificationPreference(Timestamps, Base):
     user: Mapped[User] = relationship(back_populates="notification_preferences")
 
 
-class EmailLog(IndexedTimestamps, Base):
+class EmailLog(Queued, IndexedTimestamps, Base):
     __tablename__ = "email_logs"
     __table_args__ = (
+        due_index("email_logs"),
         one_of("event_type", EVENT_TYPES, name="event_type"),
         one_of("status", [s.value for s in EmailStatus], name="status"),
     )
@@ -101,6 +140,7 @@ class WebhookConfiguration(IndexedTimestamps, Base):
         UniqueConstraint("user_id", "webhook_url", name="uq_user_webhook_url"),
         one_of("provider_type", PROVIDERS, name="provider_type"),
     )
+    __secret_columns__ = frozenset({"signing_secret"})
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     provider_type: Mapped[str] = mapped_column(String(50), index=True)
@@ -117,6 +157,8 @@ class WebhookConfiguration(IndexedTimestamps, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    signing_secret: Mapped[str | None] = mapped_column(Text)  # encrypted with the instance key
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User] = relationship(back_populates="webhook_configurations")
     logs: WriteOnlyMapped[WebhookLog] = relationship(
@@ -124,9 +166,10 @@ class WebhookConfiguration(IndexedTimestamps, Base):
     )
 
 
-class WebhookLog(IndexedTimestamps, Base):
+class WebhookLog(Queued, IndexedTimestamps, Base):
     __tablename__ = "webhook_logs"
     __table_args__ = (
+        due_index("webhook_logs"),
         one_of("event_type", EVENT_TYPES, name="event_type"),
         one_of("provider_type", PROVIDERS, name="provider_type"),
         one_of("status", [s.value for s in WebhookStatus], name="status"),
@@ -149,6 +192,8 @@ class WebhookLog(IndexedTimestamps, Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     retry_count: Mapped[int] = mapped_column(default=0, server_default="0")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # of the latest failed attempt
+    response_time_ms: Mapped[float | None]
 
     webhook_config: Mapped[WebhookConfiguration] = relationship(back_populates="logs")
     user: Mapped[User | None] = relationship(back_populates="webhook_logs")
