@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import cache
-from typing import Any, NoReturn
+from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, select, update
+from sqlalchemy import Executable, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from pfd_db.errors import InvalidInput, InvalidTransition, NotFound
+from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun
 from pfd_db.store import tags
+from pfd_db.store.status import move_status
 from pfd_db.store.validation import (
-    check_transition,
     optional_finite,
     optional_object,
     optional_text,
@@ -142,14 +141,14 @@ def transition(
     running → paused | completed | failed | cancelled; paused → running.
     Anything else raises :class:`InvalidTransition`.
 
-    Safe against a concurrent change: the row is updated only if its status is
-    still the one this session holds (``UPDATE ... WHERE id = :id AND status =
-    :expected``). If another session changed it first, the status is read
-    again and :class:`InvalidTransition` says what it is now; so of two workers
+    Safe against a concurrent change (see :mod:`pfd_db.store.status`): the row
+    is updated only if its status is still the one ``experiment`` shows. If
+    another session changed it first, ``experiment`` is read again and
+    :class:`InvalidTransition` says what its status is now; so of two workers
     starting one pending experiment, exactly one succeeds.
     """
     new = require_member(new_status, ExperimentStatus, "status")
-    return _change_status(session, experiment, new)
+    return move_status(session, experiment, new, ALLOWED)
 
 
 def start(session: Session, experiment: Experiment) -> Experiment:
@@ -197,8 +196,8 @@ def finish(
     }
     if duration_seconds is not None:
         results["duration_seconds"] = _non_negative(duration_seconds, "duration_seconds")
-    results["best_epoch"], results["total_epochs"] = _curve_summary(session, experiment)
-    return _change_status(session, experiment, final, **results)
+    results.update(_curve_summary())
+    return move_status(session, experiment, final, ALLOWED, **results)
 
 
 def _final_status(status: object) -> ExperimentStatus:
@@ -208,9 +207,10 @@ def _final_status(status: object) -> ExperimentStatus:
     return final
 
 
-def _curve_summary(session: Session, experiment: Experiment) -> tuple[int | None, int]:
-    """(best epoch, number of epochs) of the experiment's curve, in one query."""
-    of_experiment = TrainingRun.experiment_id == experiment.id
+def _curve_summary() -> dict[str, Any]:
+    """``best_epoch`` and ``total_epochs`` of the experiment being updated, as
+    subqueries of the UPDATE: read in the statement that stores them."""
+    of_experiment = TrainingRun.experiment_id == Experiment.id
     best = (
         select(TrainingRun.epoch)
         .where(of_experiment)
@@ -219,48 +219,7 @@ def _curve_summary(session: Session, experiment: Experiment) -> tuple[int | None
         .scalar_subquery()
     )
     total = select(func.count()).select_from(TrainingRun).where(of_experiment).scalar_subquery()
-    best_epoch, total_epochs = session.execute(select(best, total)).one()
-    return best_epoch, total_epochs
-
-
-def _change_status(
-    session: Session, experiment: Experiment, new: ExperimentStatus, **values: Any
-) -> Experiment:
-    """Set the status (and ``values``) if the stored status is still the one the
-    session holds; InvalidTransition otherwise."""
-    expected = experiment.status
-    check_transition(_describe(experiment), expected, new, ALLOWED)
-    session.flush()
-    values = {**values, "status": new, "updated_at": utcnow()}
-    changed = session.scalar(
-        update(Experiment)
-        .where(Experiment.id == experiment.id, Experiment.status == expected)
-        .values(values)
-        .returning(Experiment.id)
-        .execution_options(synchronize_session=False)
-    )
-    if changed is None:
-        _raise_changed_meanwhile(session, experiment, expected, new)
-    for key, value in values.items():
-        set_committed_value(experiment, key, value)
-    return experiment
-
-
-def _raise_changed_meanwhile(
-    session: Session, experiment: Experiment, expected: ExperimentStatus, new: ExperimentStatus
-) -> NoReturn:
-    stored = session.scalar(select(Experiment.status).where(Experiment.id == experiment.id))
-    if stored is None:
-        raise NotFound(f"experiment {experiment.name!r} no longer exists")
-    set_committed_value(experiment, "status", stored)
-    raise InvalidTransition(
-        f"{_describe(experiment)} is {stored.value} now, not {expected.value} "
-        f"(another session changed it); cannot go to {new.value}"
-    )
-
-
-def _describe(experiment: Experiment) -> str:
-    return f"experiment {experiment.name!r}"
+    return {"best_epoch": best, "total_epochs": total}
 
 
 # --- training curves ----------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Background data jobs: dataset generations and imports, with their progress.
 
 A job goes pending -> running -> completed | failed | cancelled, or pending ->
-cancelled; its progress (0-100) only moves forward.
+cancelled; its progress (0-100) only moves forward. Every change is one
+conditional UPDATE (:mod:`pfd_db.store.status`), so workers racing on one job
+can neither skip a step nor move its progress back.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from pfd_db.errors import InvalidInput
+from pfd_db.errors import InvalidInput, InvalidTransition
 from pfd_db.models import DatasetGeneration, DatasetImport, JobStatus
+from pfd_db.store.status import describe, move_status, reread, update_if
 from pfd_db.store.validation import (
-    check_transition,
     require_count,
+    require_finite,
     require_object,
     require_text,
 )
@@ -65,28 +68,35 @@ def _create(
     return job
 
 
-def _move(session: Session, job: Job, status: JobStatus) -> Job:
-    check_transition(f"job {job.name!r}", job.status, status, ALLOWED)
-    job.status = status
-    session.flush()
-    return job
+def _move(session: Session, job: Job, status: JobStatus, **values: Any) -> Job:
+    return move_status(session, job, status, ALLOWED, **values)
 
 
 def start(session: Session, job: Job) -> Job:
-    """Mark the job running."""
+    """Mark the job running (see :mod:`pfd_db.store.status`: of several workers
+    starting one pending job, exactly one succeeds; the others get
+    :class:`InvalidTransition`)."""
     return _move(session, job, JobStatus.RUNNING)
 
 
 def update_progress(session: Session, job: Job, progress: int) -> Job:
-    """Record ``progress`` (0-100) of a running job; it may not go backwards."""
-    require_count(progress, "progress", 0, 100)
-    if job.status is not JobStatus.RUNNING:
-        raise InvalidInput(f"job {job.name!r} is {job.status.value}, not running")
-    if progress < job.progress:
-        raise InvalidInput(f"progress cannot go backwards (from {job.progress} to {progress})")
-    job.progress = progress
-    session.flush()
-    return job
+    """Record ``progress`` (0-100) of a running job; it never goes backwards.
+
+    One conditional UPDATE (``... WHERE status = 'running' AND progress <=
+    :progress``), so of workers reporting at once the highest report stays,
+    whatever their order. :class:`InvalidInput` if the stored progress is
+    already higher; :class:`InvalidTransition` naming the status if the job is
+    not running; either way ``job`` is read again and nothing is written.
+    """
+    progress = require_count(progress, "progress", 0, 100)
+    model = type(job)
+    running_and_not_ahead = (model.status == JobStatus.RUNNING, model.progress <= progress)
+    if update_if(session, job, *running_and_not_ahead, progress=progress):
+        return job
+    stored = reread(session, job)
+    if stored.status is not JobStatus.RUNNING:
+        raise InvalidTransition(f"{describe(job)} is {stored.status}, not running")
+    raise InvalidInput(f"progress cannot go backwards (from {stored.progress} to {progress})")
 
 
 def complete(
@@ -99,32 +109,23 @@ def complete(
 ) -> Job:
     """Mark the job completed at 100 % with its duration, output and counts
     (``num_signals``/``num_faults`` for generations, ``num_signals``/``num_files``
-    for imports)."""
+    for imports), all in the statement that moves its status."""
     unknown = set(counts) - COUNTS[type(job)]
     if unknown:
         raise InvalidInput(f"unknown counts for {type(job).__name__}: {sorted(unknown)}")
-    if any(not isinstance(v, int) or v < 0 for v in counts.values()):
-        raise InvalidInput("counts must be whole numbers >= 0")
-    if duration_seconds < 0:
-        raise InvalidInput("duration_seconds must be >= 0")
-    _move(session, job, JobStatus.COMPLETED)
-    job.progress = 100
-    job.duration_seconds = duration_seconds
+    results: dict[str, Any] = {name: require_count(v, name) for name, v in counts.items()}
+    results["duration_seconds"] = require_finite(duration_seconds, "duration_seconds")
+    if results["duration_seconds"] < 0:
+        raise InvalidInput(f"duration_seconds must be at least 0 (got {duration_seconds})")
     if output_path is not None:
-        job.output_path = require_text(output_path, "output_path", 500)
-    for name, value in counts.items():
-        setattr(job, name, value)
-    session.flush()
-    return job
+        results["output_path"] = require_text(output_path, "output_path", 500)
+    return _move(session, job, JobStatus.COMPLETED, progress=100, **results)
 
 
 def fail(session: Session, job: Job, error_message: str) -> Job:
     """Mark the job failed with ``error_message``."""
     message = require_text(error_message, "error_message", 100_000)
-    _move(session, job, JobStatus.FAILED)
-    job.error_message = message
-    session.flush()
-    return job
+    return _move(session, job, JobStatus.FAILED, error_message=message)
 
 
 def cancel(session: Session, job: Job) -> Job:

@@ -1,0 +1,125 @@
+"""One status machine for experiments, HPO and NAS campaigns, and data jobs.
+
+A move is one conditional statement, ``UPDATE ... SET status = :new WHERE id =
+:id AND status = :expected``, where ``:expected`` is the status the caller's
+object shows. Of several sessions moving the same row from the same status only
+the first one moves it: the others update no row, re-read it and get
+:class:`InvalidTransition` naming the status it has now. No lock is taken
+beforehand; the statement is the check. The caller's object shows the stored
+row afterwards (``RETURNING`` it, or re-reading it on a refusal).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Enum, inspect, update
+from sqlalchemy.orm import Session
+
+from pfd_db.errors import InvalidTransition, NotFound
+from pfd_db.models import Base
+
+E = TypeVar("E", bound=StrEnum)
+R = TypeVar("R", bound=Base)
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]*")
+
+Machine = Mapping[E, frozenset[E]]
+"""Each status and the statuses it may move to; a status missing here is final."""
+
+
+def move_status(session: Session, row: R, new: E, allowed: Machine[E], **values: Any) -> R:
+    """Move ``row`` to status ``new`` and set ``values`` with it, in one conditional
+    UPDATE; ``row`` is returned showing what was stored.
+
+    The move starts from the status ``row`` shows; if it has none loaded
+    (expired after a commit), from whatever status is stored, provided
+    ``allowed`` lets it go to ``new``. :class:`InvalidTransition` if ``allowed``
+    forbids the move, or if another session moved the row first (naming the
+    status it has now); :class:`NotFound` if the row is gone. Either way
+    nothing is written.
+    """
+    column = type(row).__table__.c.status
+    held = _held_status(row, type(new))
+    if held is not None:
+        if new not in allowed.get(held, frozenset()):
+            raise InvalidTransition(f"{describe(row)} cannot go from {held} to {new}")
+        condition = column == _stored_value(column, held)
+    else:
+        sources = [status for status, targets in allowed.items() if new in targets]
+        condition = column.in_([_stored_value(column, s) for s in sources])
+    if update_if(session, row, condition, status=_stored_value(column, new), **values):
+        return row
+    current = _held_status(reread(session, row), type(new))
+    if held is not None and current != held:
+        raise InvalidTransition(
+            f"{describe(row)} is {current} now, not {held} (another session changed it); "
+            f"cannot go to {new}"
+        )
+    raise InvalidTransition(f"{describe(row)} cannot go from {current} to {new}")
+
+
+def update_if(session: Session, row: Base, *conditions: ColumnElement[bool], **values: Any) -> bool:
+    """Set ``values`` on ``row``'s stored row if it still meets ``conditions``;
+    whether it did. One ``UPDATE ... WHERE id = :id AND <conditions> RETURNING``:
+    a row it updates is loaded back into ``row`` (``updated_at`` included); a
+    row it does not is left as it was, in the database and in ``row``."""
+    model = type(row)
+    session.flush()  # the row as the session holds it, before the database answers for it
+    statement = (
+        update(model)
+        .where(model.id == row_id(session, row), *conditions)
+        .values(values)
+        .returning(model)
+    )
+    updated = session.execute(
+        statement, execution_options={"synchronize_session": False, "populate_existing": True}
+    )
+    return updated.scalars().one_or_none() is not None
+
+
+def reread(session: Session, row: R) -> R:
+    """``row`` loaded again as stored now; :class:`NotFound` if it is gone."""
+    found = session.get(type(row), row_id(session, row), populate_existing=True)
+    if found is None:
+        raise NotFound(f"{describe(row)} no longer exists")
+    return found
+
+
+def row_id(session: Session, row: Base) -> int:
+    """``row``'s id without loading it again (an object that has none yet is flushed)."""
+    identity = inspect(row).identity
+    if identity is None:
+        session.flush()
+        identity = inspect(row).identity
+    assert identity is not None
+    return int(identity[0])
+
+
+def describe(row: Base) -> str:
+    """``experiment 'resnet-1'``, ``HPO campaign 'sweep'``: the kind of ``row`` and
+    its name as this session last saw it (no query), for messages."""
+    words = _WORD.findall(type(row).__name__)
+    kind = " ".join(w if w.isupper() else w.lower() for w in words)
+    state = inspect(row)
+    name = state.dict.get("name")
+    if name is None and state.identity is not None:
+        return f"{kind} #{state.identity[0]}"
+    return f"{kind} {name!r}"
+
+
+def _held_status(row: Base, kind: type[E]) -> E | None:
+    """The status ``row`` shows, or None if it has none loaded (expired)."""
+    state = inspect(row)
+    if "status" in state.unloaded:
+        return None
+    return kind(state.dict["status"])
+
+
+def _stored_value(column: ColumnElement[Any], status: StrEnum) -> StrEnum | str:
+    """``status`` as ``column`` takes it: the member for an Enum column, its text
+    for a plain string column."""
+    return status if isinstance(column.type, Enum) else status.value
