@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import insert_row
-from pfd_db.errors import InvalidInput, NotFound
+from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
 from pfd_db.store import tags
 from probes import run_together
@@ -63,10 +63,39 @@ def count_tags(db) -> int:
         ("Über-Modell", "uber-modell"),
         ("a__b--c", "a-b-c"),
         ("ResNet50!", "resnet50"),
+        ("Größe", "grosse"),
+        ("日本語", "ri-ben-yu"),
+        ("Привет мир", "privet-mir"),
     ],
 )
 def test_slugify(name, slug):
     assert tags.slugify(name) == slug
+
+
+@pytest.mark.parametrize(("name", "slug"), [("Größe", "grosse"), ("日本語", "ri-ben-yu")])
+def test_non_english_names_make_tags_with_ascii_slugs(db, name, slug):
+    tag = tags.get_or_create_tag(db, name)
+    db.commit()
+    assert (tag.name, tag.slug) == (name, slug)
+    assert tags.get_or_create_tag(db, name).id == tag.id
+    assert [t.name for t in tags.suggest_tags(db, slug[:3])] == [name]
+
+
+@pytest.mark.parametrize(("first", "second"), [("Größe", "Grosse"), ("日本語", "ri ben yu")])
+def test_a_name_with_another_tags_slug_is_a_conflict_naming_that_tag(db, first, second):
+    tags.get_or_create_tag(db, first)
+    db.commit()
+    with pytest.raises(Conflict, match=f"the tag {first!r}"):
+        tags.get_or_create_tag(db, second)
+    db.rollback()
+    assert [t.name for t in db.scalars(select(Tag))] == [first]
+
+
+@pytest.mark.parametrize("variant", ["GRÖSSE", "größe", " Größe! "])
+def test_a_name_differing_only_in_case_and_punctuation_is_the_same_tag(db, variant):
+    tag = tags.get_or_create_tag(db, "Größe")
+    assert tags.get_or_create_tag(db, variant).id == tag.id
+    assert count_tags(db) == 1
 
 
 def test_slug_never_ends_in_a_separator_when_cut_to_length():
@@ -105,7 +134,7 @@ def test_get_or_create_tag_finds_a_tag_stored_with_another_slug(db):
     assert count_tags(db) == 1
 
 
-@pytest.mark.parametrize("name", ["", "   ", "!!!", "---", "日本語", "x" * 51, None, 7])
+@pytest.mark.parametrize("name", ["", "   ", "!!!", "---", "x" * 51, None, 7])
 def test_get_or_create_tag_refuses_names_without_a_slug(db, name):
     with pytest.raises(InvalidInput, match="name"):
         tags.get_or_create_tag(db, name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -14,16 +15,14 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     false,
-    func,
-    select,
-    update,
 )
-from sqlalchemy.orm import Mapped, Mapper, mapped_column, object_session, relationship
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column, object_session, relationship
+from sqlalchemy.orm.unitofwork import UOWTransaction
 from sqlalchemy.orm.util import identity_key
 
 from pfd_db.models.base import Base, IndexedTimestamps
 from pfd_db.models.ml import Experiment
+from pfd_db.models.tag_counts import attach_usage_count_triggers
 from pfd_db.types import UTCDateTime
 
 if TYPE_CHECKING:
@@ -46,6 +45,7 @@ class Tag(IndexedTimestamps, Base):
     created_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
+    # The number of the tag's links, kept by the database (models/tag_counts.py).
     usage_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     experiment_tags: Mapped[list[ExperimentTag]] = relationship(
@@ -84,50 +84,34 @@ class SavedSearch(IndexedTimestamps, Base):
     user: Mapped[User] = relationship(back_populates="saved_searches")
 
 
-# Links added or removed through the ORM (session.add / session.delete, and the
-# delete cascade of an experiment or tag) keep usage_count exact too; the store
-# itself writes links with Core statements and counts them there.
+attach_usage_count_triggers(ExperimentTag.__table__)
+
+STALE_COUNTS = "pfd_db.stale_tag_counts"
 
 
-def _shift_usage(connection: Connection, link: ExperimentTag, change: int) -> None:
-    connection.execute(
-        update(Tag).where(Tag.id == link.tag_id).values(usage_count=Tag.usage_count + change)
-    )
-    session = object_session(link)
-    tag = session.identity_map.get(identity_key(Tag, link.tag_id)) if session else None
-    if tag is not None and "usage_count" in tag.__dict__:
-        set_committed_value(tag, "usage_count", tag.usage_count + change)
+def forget_usage_counts(session: Session, tag_ids: Iterable[int] | None = None) -> None:
+    """Expire ``usage_count`` of the tags ``session`` holds (those with these ids,
+    or all of them): the database moved it, so it is read again when next used."""
+    if tag_ids is None:
+        held = [obj for obj in session.identity_map.values() if isinstance(obj, Tag)]
+    else:
+        found = (session.identity_map.get(identity_key(Tag, i)) for i in tag_ids)
+        held = [tag for tag in found if tag is not None]
+    for tag in held:
+        session.expire(tag, ["usage_count"])
 
 
 @event.listens_for(ExperimentTag, "after_insert")
-def _count_added_link(
-    _mapper: Mapper[ExperimentTag], connection: Connection, link: ExperimentTag
-) -> None:
-    _shift_usage(connection, link, +1)
-
-
+@event.listens_for(ExperimentTag, "after_update")
 @event.listens_for(ExperimentTag, "after_delete")
-def _count_removed_link(
-    _mapper: Mapper[ExperimentTag], connection: Connection, link: ExperimentTag
-) -> None:
-    _shift_usage(connection, link, -1)
+@event.listens_for(Experiment, "after_delete")
+def _note_counts_moved(_mapper: Mapper[Any], _connection: Connection, row: object) -> None:
+    session = object_session(row)
+    if session is not None:
+        session.info[STALE_COUNTS] = True
 
 
-@event.listens_for(Experiment, "before_delete")
-def _uncount_links_left_to_the_cascade(
-    _mapper: Mapper[Experiment], connection: Connection, experiment: Experiment
-) -> None:
-    # Links the ORM did not load (and so did not delete itself) go with the
-    # database's ON DELETE CASCADE: count them out first.
-    of_experiment = ExperimentTag.experiment_id == experiment.id
-    lost = (
-        select(func.count())
-        .select_from(ExperimentTag)
-        .where(ExperimentTag.tag_id == Tag.id, of_experiment)
-        .scalar_subquery()
-    )
-    connection.execute(
-        update(Tag)
-        .where(Tag.id.in_(select(ExperimentTag.tag_id).where(of_experiment)))
-        .values(usage_count=Tag.usage_count - lost)
-    )
+@event.listens_for(Session, "after_flush_postexec")
+def _forget_counts_moved_by_the_flush(session: Session, _context: UOWTransaction) -> None:
+    if session.info.pop(STALE_COUNTS, False):
+        forget_usage_counts(session)

@@ -41,7 +41,7 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import id_of, insert_ignoring_conflicts
+from pfd_db.store.writes import add_unique, id_of
 
 Campaign = TypeVar("Campaign", HPOCampaign, NASCampaign)
 
@@ -111,13 +111,16 @@ def create_hpo_campaign(
         "budget": _require_json_object(budget, "budget"),
         "trials_total": require_count(trials_total, "trials_total", minimum=1),
         "dataset_id": _dataset_id(session, dataset),
-        "created_by": id_of(session, created_by),
+        "created_by": id_of(session, User, created_by, "created_by"),
     }
-    insert = insert_ignoring_conflicts(session, HPOCampaign).values(values)
-    created = session.scalars(insert.returning(HPOCampaign)).one_or_none()
-    if created is None:
-        raise Conflict(f"an HPO campaign named {values['name']!r} already exists")
-    return created
+    campaign = HPOCampaign(**values)
+    add_unique(
+        session,
+        campaign,
+        {HPOCampaign.name: campaign.name},
+        conflict=f"an HPO campaign named {campaign.name!r} already exists",
+    )
+    return campaign
 
 
 def record_trial(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
-from sqlalchemy import exists, select
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pfd_db.errors import Conflict
+from pfd_db.errors import Conflict, InvalidInput, NotFound
+from pfd_db.models import Base
+
+M = TypeVar("M", bound=Base)
+ID_MAX = 2**31 - 1  # ids are integer columns: PostgreSQL's integer range
 
 
 def insert_for(session: Session, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
@@ -27,34 +31,71 @@ def insert_ignoring_conflicts(
     return insert_for(session, model).on_conflict_do_nothing()
 
 
-def add_unique(session: Session, row: object, key: Mapping[Any, Any], *, conflict: str) -> None:
-    """Add and flush ``row``, whose ``key`` (model attribute -> value) must be free.
+Key = Mapping[Any, Any] | ColumnElement[bool]
+"""What makes a row unique: model attribute -> value (all must match), or a condition."""
+
+
+def add_unique(
+    session: Session,
+    row: object,
+    key: Key,
+    *,
+    conflict: str,
+    other_keys: Iterable[tuple[Key, str]] = (),
+) -> None:
+    """Add and flush ``row``, whose ``key`` must be free.
 
     :class:`Conflict` with ``conflict`` if a row with that key exists, found
     before writing or, when a concurrent writer got there first, from the
     unique constraint; the insert runs in a savepoint, so the caller's
-    transaction stays usable either way.
+    transaction stays usable either way. A row with several unique keys names
+    the others in ``other_keys`` as ``(key, conflict message)`` pairs, checked
+    in order after ``key``.
     """
-    if _taken(session, key):
-        raise Conflict(conflict)
+    keys = [(key, conflict), *other_keys]
+    _refuse_taken(session, keys)
     try:
         with session.begin_nested():
             session.add(row)
     except IntegrityError as exc:
-        if _taken(session, key):
-            raise Conflict(conflict) from exc
+        _refuse_taken(session, keys, cause=exc)
         raise
 
 
-def _taken(session: Session, key: Mapping[Any, Any]) -> bool:
-    return bool(session.scalar(select(exists().where(*(c == v for c, v in key.items())))))
+def _refuse_taken(
+    session: Session, keys: list[tuple[Key, str]], cause: BaseException | None = None
+) -> None:
+    for key, conflict in keys:
+        where = key if isinstance(key, ColumnElement) else and_(*(c == v for c, v in key.items()))
+        if session.scalar(select(exists().where(where))):
+            raise Conflict(conflict) from cause
 
 
-def id_of(session: Session, row: Any) -> int | None:
-    """The id of ``row`` (a model instance, flushed first if it has none yet),
-    or ``row`` itself when it is already an id or None."""
-    if row is None or isinstance(row, int):
-        return row
-    if row.id is None:
+def load(session: Session, model: type[M], record: M | int, field: str) -> M:
+    """``record`` if it is a ``model``, else the ``model`` whose id it is.
+
+    Every store function that takes a record accepts the object or its id this
+    way. :class:`InvalidInput` naming ``field`` for anything else (a bool or a
+    string too); :class:`NotFound` for an id that no row has.
+    """
+    if isinstance(record, model):
+        return record
+    if isinstance(record, bool) or not isinstance(record, int):
+        raise InvalidInput(
+            f"{field} must be a {model.__name__} or its integer id (got {type(record).__name__})"
+        )
+    found = session.get(model, record) if 0 < record <= ID_MAX else None
+    if found is None:
+        raise NotFound(f"no {model.__name__} with id {record} ({field})")
+    return found
+
+
+def id_of(session: Session, model: type[M], record: M | int | None, field: str) -> int | None:
+    """The id of ``record`` (checked as :func:`load` does; an object without one
+    yet is flushed first), or None for None."""
+    if record is None:
+        return None
+    found = load(session, model, record, field)
+    if found.id is None:
         session.flush()
-    return int(row.id)
+    return int(found.id)
