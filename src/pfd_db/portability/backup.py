@@ -1,0 +1,324 @@
+"""Backups taken while writers keep working, and restores: ``pfd-db backup``/``restore``.
+
+- SQLite: SQLite's online backup API copies the pages of one read snapshot
+  (in a single step: a stepped backup would start over at every concurrent
+  write) into a new file, left in rollback-journal mode so that the backup is
+  one self-contained file. The instance key file beside the database is copied
+  beside the backup (``<backup>.key``, mode 0600).
+- PostgreSQL: ``pg_dump --format=custom`` when it is on the PATH (its own
+  snapshot); otherwise a pfd-db copy (:mod:`pfd_db.portability.copy`, also one
+  snapshot) into a SQLite file. The report says which was done.
+
+A restore reads either kind: a SQLite file (a backup, or any pfd-db SQLite
+database) is copied into the target with :func:`~pfd_db.portability.copy.copy_database`,
+after migrating a scratch copy of it to head if it is older; a ``pg_dump``
+archive is loaded with ``pg_restore`` in one transaction, then migrated to head.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from psycopg.conninfo import make_conninfo
+from sqlalchemy import Engine, inspect
+
+from pfd_db import migrations
+from pfd_db.engine import make_engine, read_only
+from pfd_db.errors import Conflict, InvalidInput, PfdDbError
+from pfd_db.models import Base
+from pfd_db.portability import Progress, no_progress, target
+from pfd_db.portability.copy import (
+    CopyReport,
+    copy_database,
+    copy_key_file,
+    sqlite_file,
+)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PG_DUMP_MAGIC = b"PGDMP"
+ONLINE_BACKUP = "SQLite online backup"
+PG_DUMP = "pg_dump --format=custom"
+COPY_TO_SQLITE = "pfd-db copy into a SQLite file (pg_dump is not on the PATH)"
+
+
+@dataclass
+class BackupReport:
+    """What a backup or restore did: how, where, and the rows per table it holds."""
+
+    method: str
+    path: Path
+    tables: dict[str, int] = field(default_factory=dict)
+    key_file: Path | None = None
+    copy: CopyReport | None = None
+    dumped: list[str] = field(default_factory=list)
+    """The tables ``pg_dump`` wrote (it counts no rows)."""
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+
+# --- backup ------------------------------------------------------------------------
+
+
+def backup(
+    source: Engine,
+    path: Path,
+    *,
+    progress: Progress = no_progress,
+    tools_path: str | None = None,
+) -> BackupReport:
+    """Write a consistent snapshot of ``source`` to the new file ``path``.
+
+    ``tools_path`` is where ``pg_dump`` is looked for (default: the PATH; ``""``:
+    nowhere, which forces the copy into a SQLite file). Refuses an existing
+    ``path`` (:class:`Conflict`).
+    """
+    path = path.expanduser().resolve()
+    if path.exists():
+        raise Conflict(f"{path} already exists: choose a new file for the backup")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"no directory {path.parent} for the backup")
+    if source.dialect.name == "sqlite":
+        return _online_backup(source, path, progress)
+    pg_dump = shutil.which("pg_dump", path=tools_path)
+    if pg_dump is not None:
+        return _pg_dump(source, path, pg_dump, progress)
+    return _copy_to_sqlite(source, path, progress)
+
+
+def _online_backup(source: Engine, path: Path, progress: Progress) -> BackupReport:
+    with source.connect() as conn:
+        driver: Any = conn.connection.driver_connection
+        copy = sqlite3.connect(path)
+        try:
+            driver.backup(
+                copy, pages=-1, progress=lambda _s, left, all_: progress("pages", all_ - left, all_)
+            )
+            copy.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            copy.close()
+    held = sqlite_file(source)
+    key = copy_key_file(Path(f"{held}.key"), Path(f"{path}.key")) if held else None
+    copy_engine = sqlite_engine(path)
+    try:
+        return BackupReport(ONLINE_BACKUP, path, count_rows(copy_engine), key)
+    finally:
+        copy_engine.dispose()
+
+
+def _pg_dump(source: Engine, path: Path, pg_dump: str, progress: Progress) -> BackupReport:
+    tables = len(inspect(source).get_table_names())
+    done = 0
+    dumped: list[str] = []
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        if "dumping contents of table" in line:
+            done += 1
+            dumped.append(line.rsplit(".", 1)[-1].strip().strip('"'))
+            progress(dumped[-1], done, tables)
+
+    run_tool(
+        [pg_dump, "--format=custom", "--verbose", "--no-password", f"--file={path}"],
+        source,
+        on_line,
+    )
+    return BackupReport(PG_DUMP, path, dumped=dumped)
+
+
+def _copy_to_sqlite(source: Engine, path: Path, progress: Progress) -> BackupReport:
+    copy = sqlite_engine(path, writable=True)
+    try:
+        report = copy_database(source, copy, progress=progress, operation="backup")
+    finally:
+        copy.dispose()
+    _leave_rollback_journal(path)
+    tables = {t.name: t.source.rows for t in report.tables}
+    return BackupReport(COPY_TO_SQLITE, path, tables, copy=report)
+
+
+def _leave_rollback_journal(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+
+
+# --- restore -----------------------------------------------------------------------
+
+
+def restore(
+    path: Path,
+    destination: Engine,
+    *,
+    replace: bool = False,
+    progress: Progress = no_progress,
+    tools_path: str | None = None,
+) -> BackupReport:
+    """Load the backup at ``path`` into ``destination``, which must hold no data
+    unless ``replace``; it ends at head. :class:`InvalidInput` for a file that is
+    not a backup."""
+    path = path.expanduser().resolve()
+    kind = backup_kind(path)
+    if kind == PG_DUMP:
+        return _pg_restore(path, destination, replace, progress, tools_path)
+    with _at_head(path) as source:
+        report = copy_database(
+            source, destination, replace=replace, progress=progress, operation="restore"
+        )
+    held = Path(f"{path}.key")
+    wanted = sqlite_file(destination) if destination.dialect.name == "sqlite" else None
+    key = copy_key_file(held, Path(f"{wanted}.key")) if wanted else None
+    tables = {t.name: t.source.rows for t in report.tables}
+    return BackupReport(f"copy from {ONLINE_BACKUP} file", path, tables, key, report)
+
+
+def backup_kind(path: Path) -> str:
+    """:data:`PG_DUMP` or :data:`ONLINE_BACKUP` (any SQLite file), read from the
+    file's first bytes; :class:`InvalidInput` for anything else."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the backup {path}: {exc.strerror}") from None
+    if head.startswith(PG_DUMP_MAGIC):
+        return PG_DUMP
+    if head == SQLITE_MAGIC:
+        return ONLINE_BACKUP
+    raise InvalidInput(f"{path} is neither a SQLite database nor a pg_dump custom archive")
+
+
+@contextmanager
+def _at_head(path: Path) -> Iterator[Engine]:
+    """A read-only engine on the SQLite backup ``path`` at head: the file itself,
+    or, when it is older, a scratch copy migrated to head (the backup is never
+    written)."""
+    backup_engine = sqlite_engine(path)
+    try:
+        if migrations.state(backup_engine).at_head:
+            yield backup_engine
+            return
+        with tempfile.TemporaryDirectory(prefix="pfd-restore-") as scratch:
+            copy = Path(scratch) / "restore.db"
+            with backup_engine.connect() as conn:
+                conn.connection.driver_connection.backup(sqlite3.connect(copy))  # type: ignore[union-attr]
+            migrated = sqlite_engine(copy, writable=True)
+            try:
+                migrations.upgrade(migrated)
+                yield read_only(migrated)
+            finally:
+                migrated.dispose()
+    finally:
+        backup_engine.dispose()
+
+
+def _pg_restore(
+    path: Path, destination: Engine, replace: bool, progress: Progress, tools_path: str | None
+) -> BackupReport:
+    if destination.dialect.name != "postgresql":
+        raise InvalidInput(
+            f"{path} is a pg_dump archive: restore it into PostgreSQL (--url postgresql://...)"
+        )
+    pg_restore = shutil.which("pg_restore", path=tools_path)
+    if pg_restore is None:
+        raise PfdDbError("pg_restore is not on the PATH: install PostgreSQL's client tools")
+    found = target.unfinished_copy(destination)
+    filled = target.tables_with_rows(destination)
+    if (found or filled) and not replace:
+        raise Conflict(
+            f"the target database holds {found or 'data'}: give an empty database, "
+            "or --replace to delete everything in it first"
+        )
+    total = len(Base.metadata.tables) + 1
+    done = 0
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        if "processing data for table" in line:
+            done += 1
+            progress(line.rsplit(".", 1)[-1].strip().strip('"'), done, total)
+
+    run_tool(
+        [pg_restore, "--verbose", "--no-password", "--clean", "--if-exists", "--no-owner",
+         "--no-privileges", "--single-transaction", "--exit-on-error", str(path)],
+        destination,
+        on_line,
+    )  # fmt: skip
+    if target.unfinished_copy(destination):
+        with destination.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {target.MARKER_TABLE}")
+    migrations.upgrade(destination)
+    return BackupReport(f"pg_restore of a {PG_DUMP} archive", path, count_rows(destination))
+
+
+# --- shared ------------------------------------------------------------------------
+
+
+def run_tool(command: list[str], engine: Engine, on_line: Callable[[str], None]) -> None:
+    """Run a PostgreSQL client tool on ``engine``'s database (the password passed in
+    the environment, never on the command line), feeding each line it writes to
+    stderr to ``on_line``; :class:`PfdDbError` with its last words if it fails."""
+    url = engine.url
+    conninfo = make_conninfo(
+        **{
+            key: str(value)
+            for key, value in {
+                "host": url.host,
+                "port": url.port,
+                "user": url.username,
+                "dbname": url.database,
+                **dict(url.query),
+            }.items()
+            if value is not None
+        }
+    )
+    env = {**os.environ}
+    if url.password is not None:
+        env["PGPASSWORD"] = str(url.password)
+    argv = [*command, f"--dbname={conninfo}"]
+    said: list[str] = []
+    with subprocess.Popen(  # noqa: S603 - a client tool found on the PATH, no shell
+        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    ) as tool:
+        assert tool.stderr is not None
+        for line in tool.stderr:
+            said.append(line.rstrip())
+            on_line(line)
+    if tool.returncode != 0:
+        last = [line for line in said if "error" in line.lower()] or said[-3:]
+        raise PfdDbError(f"{Path(command[0]).name} failed: {' '.join(last)[-500:]}")
+
+
+def sqlite_engine(path: Path, *, writable: bool = False) -> Engine:
+    """An engine on the SQLite file ``path``: read-only unless ``writable`` (then
+    created if missing)."""
+    if writable:
+        return make_engine(f"sqlite:///{path}")
+    return read_only(make_engine(f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"))
+
+
+def count_rows(engine: Engine) -> dict[str, int]:
+    """Rows per pfd-db table of ``engine``'s database (tables it lacks left out)."""
+    from sqlalchemy import func, select
+
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
+        return {
+            t.name: conn.scalar(select(func.count()).select_from(t)) or 0
+            for t in Base.metadata.sorted_tables
+            if t.name in present
+        }

@@ -1,0 +1,162 @@
+"""The database a copy, restore or import fills: made empty at head, marked while filled.
+
+:func:`prepare` refuses a target that holds data (unless asked to replace it),
+migrates it to head with :mod:`pfd_db.migrations` and creates a marker table,
+:data:`MARKER_TABLE`, in its own committed transaction. :func:`finish` sets the
+PostgreSQL id sequences past the largest ids and drops the marker last. So a
+copy stopped at any moment (a crash, a kill, a full disk) leaves either the
+database as it was or one that still carries the marker: every later copy
+refuses it until told to replace it, and ``pfd-db check`` reports the marker
+as a table the models do not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, inspect, text
+
+from pfd_db import migrations
+from pfd_db.errors import Conflict, UnversionedDatabase
+from pfd_db.models import Base
+from pfd_db.models.fulltext import FTS_TABLE
+from pfd_db.types import utcnow
+
+MARKER_TABLE = "pfd_unfinished_copy"
+
+
+def unfinished_copy(engine: Engine) -> str | None:
+    """What the marker says (operation, source, start time) if an unfinished copy
+    left it in ``engine``'s database; None otherwise."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(MARKER_TABLE):
+            return None
+        row = conn.execute(
+            text(f"SELECT operation, source, started_at FROM {MARKER_TABLE}")  # noqa: S608
+        ).first()
+    if row is None:
+        return "an unfinished copy"
+    return f"an unfinished {row.operation} from {row.source} (started {row.started_at})"
+
+
+def tables_with_rows(engine: Engine) -> list[str]:
+    """The pfd-db tables of ``engine``'s database that hold at least one row."""
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
+        quote = conn.dialect.identifier_preparer.quote
+        return [
+            table.name
+            for table in Base.metadata.sorted_tables
+            if table.name in present
+            and conn.exec_driver_sql(f"SELECT 1 FROM {quote(table.name)} LIMIT 1").first()  # noqa: S608
+        ]
+
+
+def prepare(engine: Engine, *, operation: str, source: str, replace: bool) -> None:
+    """Make ``engine``'s database an empty pfd-db database at head, marked as being
+    filled by ``operation`` from ``source`` (a description, no secrets).
+
+    Raises :class:`Conflict` when it holds data or an unfinished copy and
+    ``replace`` is false; with ``replace``, every row is deleted first.
+    """
+    if migrations.state(engine).needs_adoption:
+        raise UnversionedDatabase(
+            "the target database has pfd-db tables but no migration history: "
+            "not a pfd-db database this command can fill"
+        )
+    unfinished = unfinished_copy(engine)
+    filled = tables_with_rows(engine)
+    if not replace and (unfinished or filled):
+        found = unfinished or f"data in {len(filled)} tables ({', '.join(filled[:5])}…)"
+        raise Conflict(
+            f"the target database holds {found}: give an empty database, "
+            "or --replace to delete everything in it first"
+        )
+    if replace:
+        _empty(engine)
+    migrations.upgrade(engine)
+    with engine.begin() as conn:
+        _create_marker(conn, operation, source, utcnow())
+
+
+def finish(engine: Engine) -> None:
+    """Set the id sequences past the largest ids (PostgreSQL), rebuild the search
+    index (SQLite) and drop the marker: the last step of filling a database."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            set_sequences(conn)
+        else:
+            rebuild_search_index(conn)
+        conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
+
+
+@contextmanager
+def triggers_off(conn: Connection, table: str) -> Iterator[None]:
+    """Within ``conn``'s transaction, rows written to ``table`` fire none of its
+    triggers: what they derive (tag counts, the SQLite search index) is copied or
+    rebuilt instead. PostgreSQL: ``DISABLE TRIGGER USER`` (foreign keys are still
+    checked); SQLite: the triggers are dropped and created again. Both are undone
+    with the transaction if it fails."""
+    name = conn.dialect.identifier_preparer.quote(table)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE {name} DISABLE TRIGGER USER")
+        yield
+        conn.exec_driver_sql(f"ALTER TABLE {name} ENABLE TRIGGER USER")
+        return
+    triggers = conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (table,)
+    ).all()
+    for trigger, _ in triggers:
+        conn.exec_driver_sql(f"DROP TRIGGER {conn.dialect.identifier_preparer.quote(trigger)}")
+    yield
+    for _, ddl in triggers:
+        conn.exec_driver_sql(ddl)
+
+
+def rebuild_search_index(conn: Connection) -> None:
+    """Index every experiment again in SQLite's FTS5 table (after triggers were off)."""
+    conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")  # noqa: S608
+
+
+def set_sequences(conn: Connection) -> None:
+    """Point each table's id sequence past its largest id, so new rows get new ids."""
+    quote = conn.dialect.identifier_preparer.quote
+    for table in Base.metadata.sorted_tables:
+        if "id" not in table.c:
+            continue
+        name = quote(table.name)
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
+            f"coalesce(max(id), 0) + 1, false) FROM {name}"
+        )
+
+
+def _create_marker(conn: Connection, operation: str, source: str, started: datetime) -> None:
+    conn.exec_driver_sql(
+        f"CREATE TABLE {MARKER_TABLE} "
+        "(operation VARCHAR(40) NOT NULL, source VARCHAR(1000) NOT NULL, "
+        "started_at VARCHAR(40) NOT NULL)"
+    )
+    conn.execute(
+        text(f"INSERT INTO {MARKER_TABLE} VALUES (:operation, :source, :started)"),  # noqa: S608
+        {"operation": operation, "source": source[:1000], "started": started.isoformat()},
+    )
+
+
+def _empty(engine: Engine) -> None:
+    """Delete every row of every pfd-db table and the marker, in one transaction."""
+    with engine.begin() as conn:
+        present = set(inspect(conn).get_table_names())
+        quote = conn.dialect.identifier_preparer.quote
+        names = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in present]
+        if conn.dialect.name == "postgresql":
+            if names:
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(map(quote, names))} RESTART IDENTITY")
+        else:
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            for name in names:
+                conn.exec_driver_sql(f"DELETE FROM {quote(name)}")  # noqa: S608
+        if MARKER_TABLE in present:
+            conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
