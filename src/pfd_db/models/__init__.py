@@ -3,6 +3,7 @@
 from pfd_db.models.api import APIKey, APIMetricsSummary, APIRequestLog, APIUsage
 from pfd_db.models.auth import BackupCode, LoginHistory, SessionLog, User
 from pfd_db.models.base import Base
+from pfd_db.models.column_values import check_pending_values
 from pfd_db.models.enums import (
     DatasetGenerationStatus,
     DatasetImportStatus,
@@ -66,5 +67,6 @@ __all__ = [
     "WebhookConfiguration",
     "WebhookLog",
     "WebhookStatus",
+    "check_pending_values",
     "default_preferences",
 ]

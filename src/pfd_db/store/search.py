@@ -318,13 +318,19 @@ def _tagged(name: str) -> Select[Any]:
 
 
 def _metric_value(name: str, dialect: str) -> ColumnElement[float]:
-    """``metrics[name]`` as a float, NULL when it is missing or not a number."""
+    """``metrics[name]`` as a float, NULL when it is missing or not a number.
+
+    On SQLite the document is read only if it is valid JSON: a row written
+    before NaN was refused holds ``NaN`` there, which SQLite's JSON functions
+    reject ("malformed JSON") and would fail the whole query. Nested CASEs,
+    because SQLite evaluates only the branch a CASE takes. (PostgreSQL's JSONB
+    cannot hold such a value.)
+    """
     entry = Experiment.metrics[name]
     if dialect == "postgresql":
-        is_number = func.jsonb_typeof(entry) == "number"
-    else:
-        is_number = func.json_type(Experiment.metrics, f'$."{name}"').in_(("integer", "real"))
-    return case((is_number, entry.as_float()))
+        return case((func.jsonb_typeof(entry) == "number", entry.as_float()))
+    is_number = func.json_type(Experiment.metrics, f'$."{name}"').in_(("integer", "real"))
+    return case((func.json_valid(Experiment.metrics) == 1, case((is_number, entry.as_float()))))
 
 
 def _created(term: CreatedCompare) -> ColumnElement[bool]:

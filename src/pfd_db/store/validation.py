@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
 from pfd_db.errors import InvalidInput, InvalidTransition
+from pfd_db.values import INT32_MAX, check_document, check_real, check_text, check_whole
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 E = TypeVar("E", bound=Enum)
@@ -17,20 +16,45 @@ E = TypeVar("E", bound=Enum)
 
 def require_text(value: object, field: str, max_length: int) -> str:
     """``value`` stripped, or InvalidInput if it is not a non-empty string of at most
-    ``max_length`` characters."""
+    ``max_length`` characters that can be stored (see :mod:`pfd_db.values`)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{field} must be a non-empty string")
-    text = value.strip()
-    if len(text) > max_length:
-        raise InvalidInput(f"{field} must be at most {max_length} characters (got {len(text)})")
-    return text
+    return check_text(value.strip(), field, max_length)
+
+
+def require_str(value: object, field: str, max_length: int | None = None) -> str:
+    """``value`` as given (empty allowed), if it is a string that can be stored or
+    looked up: no NUL, no lone surrogate, at most ``max_length`` characters when
+    given. For names to look up, passwords, codes: text taken verbatim."""
+    return check_text(value, field, max_length)
+
+
+def optional_str(value: object, field: str, max_length: int | None = None) -> str | None:
+    """None, or ``value`` checked as :func:`require_str`."""
+    return None if value is None else check_text(value, field, max_length)
 
 
 def require_object(value: object, field: str) -> dict[str, Any]:
-    """``value`` if it is a JSON object (a dict with string keys)."""
+    """``value`` (a shallow copy) if it is a JSON object: a dict with string keys
+    whose whole document can be stored (finite numbers, storable text, plain
+    JSON types; see :mod:`pfd_db.values`)."""
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise InvalidInput(f"{field} must be a JSON object (a dict with string keys)")
+    check_document(value, field)
     return dict(value)
+
+
+def require_json(value: object, field: str) -> Any:
+    """``value`` if it is a JSON document that can be stored (any JSON value:
+    object, list, string, number, bool or None; see :mod:`pfd_db.values`)."""
+    return check_document(value, field)
+
+
+def require_flag(value: object, field: str) -> bool:
+    """``value`` if it is a bool (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be True or False (got {value!r})")
+    return value
 
 
 def require_identifiers(values: object, field: str) -> list[str]:
@@ -76,11 +100,7 @@ def optional_object(value: object, field: str) -> dict[str, Any] | None:
 
 def require_finite(value: object, field: str) -> float:
     """``value`` as a float, if it is a finite real number (not a bool)."""
-    if type(value) is float and math.isfinite(value):  # the hot path of bulk inserts
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
-    return float(value)
+    return check_real(value, field)
 
 
 def optional_finite(value: object, field: str) -> float | None:
@@ -88,16 +108,8 @@ def optional_finite(value: object, field: str) -> float | None:
     return None if value is None else require_finite(value, field)
 
 
-def require_count(value: object, field: str, minimum: int = 0, maximum: int | None = None) -> int:
-    """``value`` if it is a whole number (not a bool) from ``minimum`` to ``maximum``."""
-    number = value if type(value) is int else _integral(value)  # the hot path skips the ABC
-    if number is not None and minimum <= number and (maximum is None or number <= maximum):
-        return number
-    bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-    raise InvalidInput(f"{field} must be a whole number {bounds} (got {value!r})")
-
-
-def _integral(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        return None
-    return int(value)
+def require_count(value: object, field: str, minimum: int = 0, maximum: int = INT32_MAX) -> int:
+    """``value`` if it is a whole number (not a bool) from ``minimum`` to ``maximum``
+    (by default the range of an integer column; pass
+    :data:`pfd_db.values.INT64_MAX` for a big-integer one)."""
+    return check_whole(value, field, minimum, maximum)

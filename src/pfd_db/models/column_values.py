@@ -1,0 +1,173 @@
+"""The last check before every ORM flush: each value given to a model's column
+must fit that column, by the rules of :mod:`pfd_db.values`.
+
+Store functions check their arguments first, with messages in their own terms;
+this check catches whatever reaches a model some other way (an attribute set
+by the caller, a path a store function forgot). It runs in the session's
+``before_flush`` event, so it raises :class:`~pfd_db.errors.InvalidInput`
+naming ``table.column`` before any statement of the flush is sent: nothing is
+written and the transaction stays usable (the offending object stays in the
+session until it is corrected, expunged or rolled back).
+
+Each column is checked against its PostgreSQL type, the stricter of the two:
+strings against their length (and NUL, lone surrogates), integers against
+``INTEGER``/``BIGINT`` range, floats for finiteness, JSON columns as whole
+documents, string arrays item by item, enums against their values, booleans
+and timestamps by type. Values that are SQL expressions, and None (left to
+the NOT NULL constraints), are not checked here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from enum import Enum
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Column, Table, event, inspect
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
+from sqlalchemy.sql import ClauseElement, sqltypes
+from sqlalchemy.types import TypeEngine
+
+from pfd_db.errors import InvalidInput
+from pfd_db.models.base import Base
+from pfd_db.types import UTCDateTime, as_utc
+from pfd_db.values import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    check_document,
+    check_real,
+    check_text,
+    check_whole,
+)
+
+Check = Callable[[object, str], object]
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def check_pending_values(session: Session) -> None:
+    """Check every column value that ``session``'s next flush would write:
+    all set columns of new objects, the changed columns of dirty ones."""
+    for obj in session.new:
+        state: InstanceState[Any] = inspect(obj)
+        for key, field, check in _checks_of(state.mapper):
+            _check(state.dict.get(key), field, check)
+    for obj in session.dirty:
+        state = inspect(obj)
+        for key, field, check in _checks_of(state.mapper):
+            for value in state.attrs[key].history.added:  # set since it was loaded
+                _check(value, field, check)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context: UOWTransaction, _objects: Iterable[Any]) -> None:
+    check_pending_values(session)
+
+
+def check_row(table: Table, row: Mapping[str, Any]) -> None:
+    """Raise InvalidInput naming ``table.column`` for the first value of ``row``
+    (column name -> value, as given or as read back) that does not fit its column."""
+    for name, field, check in column_checks(table):
+        if name in row:
+            _check(row[name], field, check)
+
+
+def _check(value: object, field: str, check: Check) -> None:
+    if value is not None and not isinstance(value, ClauseElement):
+        check(value, field)
+
+
+@cache
+def column_checks(table: Table) -> tuple[tuple[str, str, Check], ...]:
+    """(column name, ``table.column``, check) for each checked column of ``table``."""
+    checks = []
+    for column in table.columns:
+        check = None if column.computed is not None else _check_for(column.type)
+        if check is not None:
+            checks.append((column.name, f"{table.name}.{column.name}", check))
+    return tuple(checks)
+
+
+@cache
+def _checks_of(mapper: Mapper[Any]) -> tuple[tuple[str, str, Check], ...]:
+    """(attribute, ``table.column``, check) for each checked column of ``mapper``."""
+    if mapper.registry is not Base.registry or not isinstance(mapper.local_table, Table):
+        return ()
+    by_column = {name: (field, check) for name, field, check in column_checks(mapper.local_table)}
+    checks = []
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if isinstance(column, Column) and column.name in by_column:
+            checks.append((prop.key, *by_column[column.name]))
+    return tuple(checks)
+
+
+def _check_for(column_type: TypeEngine[Any]) -> Check | None:
+    """The check of a column of this type, judged by its PostgreSQL form."""
+    if isinstance(column_type, UTCDateTime):
+        return _check_moment
+    sql_type = column_type.dialect_impl(_POSTGRESQL)
+    if isinstance(sql_type, sqltypes.Enum):
+        return _enum_check(sql_type)
+    if isinstance(sql_type, sqltypes.String):
+        return lambda value, field: check_text(value, field, sql_type.length)
+    if isinstance(sql_type, sqltypes.BigInteger):
+        return lambda value, field: check_whole(value, field, INT64_MIN, INT64_MAX)
+    if isinstance(sql_type, sqltypes.Integer):
+        return lambda value, field: check_whole(value, field, INT32_MIN, INT32_MAX)
+    if isinstance(sql_type, sqltypes.Float):
+        return check_real
+    if isinstance(sql_type, sqltypes.Boolean):
+        return _check_flag
+    if isinstance(sql_type, sqltypes.JSON):
+        return check_document
+    if isinstance(sql_type, sqltypes.ARRAY):
+        return _array_check(_check_for(sql_type.item_type))
+    return None
+
+
+def _enum_check(sql_type: sqltypes.Enum) -> Check:
+    allowed = frozenset(sql_type.enums)
+    members = sql_type.enum_class
+
+    def check(value: object, field: str) -> object:
+        if isinstance(value, Enum) and members is not None and isinstance(value, members):
+            return value
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise InvalidInput(f"{field} must be one of {', '.join(sorted(allowed))} (got {value!r})")
+
+    return check
+
+
+def _array_check(item_check: Check | None) -> Check:
+    def check(value: object, field: str) -> object:
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise InvalidInput(f"{field} must be a list (got {type(value).__name__})")
+        if item_check is not None:
+            for index, item in enumerate(value):
+                if item is None:
+                    raise InvalidInput(f"{field}[{index}] must not be None")
+                item_check(item, f"{field}[{index}]")
+        return value
+
+    return check
+
+
+def _check_flag(value: object, field: str) -> object:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be True or False (got {value!r})")
+    return value
+
+
+def _check_moment(value: object, field: str) -> object:
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{field} must be a timezone-aware datetime (got {value!r})")
+    try:
+        return as_utc(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
