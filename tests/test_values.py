@@ -44,11 +44,11 @@ def nested(depth: int) -> list:
 
 @pytest.mark.parametrize("value", BAD_TEXT.values(), ids=BAD_TEXT.keys())
 def test_text_that_postgresql_cannot_store_is_refused_naming_the_field(value):
-    with pytest.raises(InvalidInput, match="^name "):
+    with pytest.raises(InvalidInput, match=r"^name "):
         check_text(value, "name")
-    with pytest.raises(InvalidInput, match="^name "):
+    with pytest.raises(InvalidInput, match=r"^name "):
         require_text(value, "name", 100)
-    with pytest.raises(InvalidInput, match="^name "):
+    with pytest.raises(InvalidInput, match=r"^name "):
         require_str(value, "name")
 
 
@@ -79,7 +79,7 @@ def test_whole_numbers_are_checked_against_the_column_range(value, minimum, maxi
     if ok:
         assert check_whole(value, "n", minimum, maximum) == value
     else:
-        with pytest.raises(InvalidInput, match="^n must be a whole number"):
+        with pytest.raises(InvalidInput, match=r"^n must be a whole number"):
             check_whole(value, "n", minimum, maximum)
 
 
@@ -92,7 +92,7 @@ def test_counts_default_to_the_integer_column_range():
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 10**400, True, "1.5", None])
 def test_real_numbers_must_be_finite(value):
-    with pytest.raises(InvalidInput, match="^loss must be a finite number"):
+    with pytest.raises(InvalidInput, match=r"^loss must be a finite number"):
         check_real(value, "loss")
 
 
@@ -160,9 +160,7 @@ def test_plain_json_documents_pass_as_given():
         ),
     ],
 )
-def test_a_model_with_a_value_its_column_cannot_hold_is_refused_before_the_flush(
-    db, make, field
-):
+def test_a_model_with_a_value_its_column_cannot_hold_is_refused_before_the_flush(db, make, field):
     db.add(Tag(name="kept", slug="kept"))
     db.flush()
     bad = make()
@@ -181,7 +179,7 @@ def test_a_changed_attribute_is_checked_too_and_an_unchanged_one_is_not(db):
     db.add(tag)
     db.commit()
     tag.usage_count = -(2**31) - 1
-    with pytest.raises(InvalidInput, match="tags.usage_count"):
+    with pytest.raises(InvalidInput, match=r"tags\.usage_count"):
         db.flush()
     db.rollback()
     tag.color = "#00ff00"
