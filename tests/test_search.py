@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
-from pfd_db.errors import Conflict, InvalidInput, InvalidQuery
+from pfd_db.errors import Conflict, InvalidInput, InvalidQuery, NotFound
 from pfd_db.models import (
     Dataset,
     Experiment,
@@ -629,13 +629,14 @@ def test_a_duplicate_saved_concurrently_is_a_conflict(db, engine, users, monkeyp
         other.add(SavedSearch(user_id=ada.id, name="race", query="x"))
         other.commit()
     checks = []
-    real_check = writes._taken
+    real_check = writes._refuse_taken
 
-    def check_before_the_other_writer(*args):
+    def check_before_the_other_writer(*args, **kwargs):
         checks.append(args)
-        return False if len(checks) == 1 else real_check(*args)
+        if len(checks) > 1:
+            real_check(*args, **kwargs)
 
-    monkeypatch.setattr(writes, "_taken", check_before_the_other_writer)
+    monkeypatch.setattr(writes, "_refuse_taken", check_before_the_other_writer)
     with pytest.raises(Conflict):
         store.save_search(db, ada, "race", "vibration")
     store.save_search(db, ada, "after", "vibration")  # the transaction survives
@@ -724,3 +725,43 @@ def test_delete_saved_search(db, users):
     db.commit()
     assert store.saved_searches(db, ada) == [kept]
     store.save_search(db, ada, "gone", "bearings")  # the name is free again
+
+
+def test_saved_search_functions_take_records_or_their_ids(db, users):
+    ada, _ = users
+    saved = store.save_search(db, ada.id, "by id", "vibration")
+    assert saved.user_id == ada.id
+    assert store.saved_searches(db, ada.id) == [saved]
+    store.run_saved_search(db, saved.id)
+    assert store.pin(db, saved.id) is saved and saved.is_pinned and saved.usage_count == 1
+    store.delete_saved_search(db, saved.id)
+    db.commit()
+    assert store.saved_searches(db, ada) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda db: store.save_search(db, "ada", "s", "vibration"), InvalidInput),
+        (lambda db: store.save_search(db, True, "s", "vibration"), InvalidInput),
+        (lambda db: store.save_search(db, 999_999, "s", "vibration"), NotFound),
+        (lambda db: store.saved_searches(db, 2**40), NotFound),
+        (lambda db: store.run_saved_search(db, None), InvalidInput),
+        (lambda db: store.pin(db, 999_999), NotFound),
+        (lambda db: store.delete_saved_search(db, 1.0), InvalidInput),
+    ],
+)
+def test_saved_search_functions_name_a_bad_record(db, users, call, error):
+    with pytest.raises(error, match=r"user|saved"):
+        call(db)
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(SavedSearch)) == 0
+
+
+def test_running_a_saved_search_deleted_meanwhile_is_not_found(db, engine, users):
+    saved = store.save_search(db, users[0], "gone soon", "vibration")
+    db.commit()
+    with engine.begin() as conn:
+        conn.execute(SavedSearch.__table__.delete())
+    with pytest.raises(NotFound, match="gone soon"):
+        store.run_saved_search(db, saved)

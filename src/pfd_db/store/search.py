@@ -57,10 +57,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql.ext import phraseto_tsquery, plainto_tsquery
 from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
+from pfd_db.errors import NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentTag, SavedSearch, Tag, User
 from pfd_db.models.fulltext import FTS_TABLE
 from pfd_db.store.query_language import (
@@ -80,7 +80,7 @@ from pfd_db.store.query_language import (
     parse,
 )
 from pfd_db.store.validation import require_count, require_text
-from pfd_db.store.writes import add_unique
+from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utcnow
 
 MAX_LIMIT = 500
@@ -352,7 +352,7 @@ def _created(term: CreatedCompare) -> ColumnElement[bool]:
 
 
 def save_search(
-    session: Session, user: User, name: str, query: str, *, pinned: bool = False
+    session: Session, user: User | int, name: str, query: str, *, pinned: bool = False
 ) -> SavedSearch:
     """Save ``query`` under ``name`` for ``user``.
 
@@ -360,6 +360,7 @@ def save_search(
     :class:`~pfd_db.errors.InvalidInput` for an empty or too long name,
     :class:`~pfd_db.errors.Conflict` if the user already has a search by that name.
     """
+    user = load(session, User, user, "user")
     name = require_text(name, "name", SAVED_NAME_MAX)
     parse(query)
     saved = SavedSearch(user_id=user.id, name=name, query=query, is_pinned=pinned)
@@ -372,8 +373,9 @@ def save_search(
     return saved
 
 
-def saved_searches(session: Session, user: User) -> list[SavedSearch]:
+def saved_searches(session: Session, user: User | int) -> list[SavedSearch]:
     """``user``'s saved searches: pinned first, then most used, then by name."""
+    user = load(session, User, user, "user")
     return list(
         session.scalars(
             select(SavedSearch)
@@ -389,30 +391,34 @@ def saved_searches(session: Session, user: User) -> list[SavedSearch]:
 
 
 def run_saved_search(
-    session: Session, saved: SavedSearch, limit: int = 50, offset: int = 0
+    session: Session, saved: SavedSearch | int, limit: int = 50, offset: int = 0
 ) -> SearchResults:
-    """Run ``saved``'s query, then count the use (an atomic increment) and its time."""
+    """Run ``saved``'s query, then count the use (an atomic increment) and its
+    time; ``saved`` (the session's copy) shows the stored count after."""
+    saved = load(session, SavedSearch, saved, "saved")
     results = search(session, saved.query, limit, offset)
-    used = session.execute(
+    counted = session.scalars(
         update(SavedSearch)
         .where(SavedSearch.id == saved.id)
         .values(usage_count=SavedSearch.usage_count + 1, last_used_at=utcnow())
-        .returning(SavedSearch.usage_count, SavedSearch.last_used_at, SavedSearch.updated_at)
-        .execution_options(synchronize_session=False)
-    ).one()
-    for key, value in used._mapping.items():
-        set_committed_value(saved, key, value)
+        .returning(SavedSearch)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).all()
+    if not counted:
+        raise NotFound(f"saved search {saved.name!r} no longer exists")
     return results
 
 
-def pin(session: Session, saved: SavedSearch, pinned: bool = True) -> SavedSearch:
+def pin(session: Session, saved: SavedSearch | int, pinned: bool = True) -> SavedSearch:
     """Pin ``saved`` to the top of its owner's list (or unpin it)."""
+    saved = load(session, SavedSearch, saved, "saved")
     saved.is_pinned = pinned
     session.flush()
     return saved
 
 
-def delete_saved_search(session: Session, saved: SavedSearch) -> None:
+def delete_saved_search(session: Session, saved: SavedSearch | int) -> None:
     """Delete ``saved``."""
+    saved = load(session, SavedSearch, saved, "saved")
     session.delete(saved)
     session.flush()
