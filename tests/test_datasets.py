@@ -335,3 +335,37 @@ def test_fault_class_counts_of_one_dataset_ignore_the_others(db, dataset):
         "inner_race": 1,
         "outer_race": 1,
     }
+
+
+# --- records or their ids --------------------------------------------------------------
+
+
+def test_dataset_functions_take_the_dataset_or_its_id(db, dataset):
+    owner = User(username="ada", email="ada@example.com")
+    db.add(owner)
+    other = register(db, name="paderborn", created_by=owner)
+    assert other.created_by == owner.id
+    assert datasets.add_signals(db, dataset.id, signal_rows(6)) == 6
+    assert datasets.fault_class_counts(db, dataset.id) == dict.fromkeys(FAULTS, 2)
+    datasets.delete_dataset(db, other.id)
+    db.commit()
+    assert [d.name for d in datasets.list_datasets(db)] == ["cwru"]
+    assert dataset.num_signals == 6
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "field"),
+    [
+        (lambda db, d: datasets.delete_dataset(db, "cwru"), InvalidInput, "dataset"),
+        (lambda db, d: datasets.delete_dataset(db, 999_999), NotFound, "dataset"),
+        (lambda db, d: datasets.add_signals(db, 2**31, signal_rows(1)), NotFound, "dataset"),
+        (lambda db, d: datasets.fault_class_counts(db, None), InvalidInput, "dataset"),
+        (lambda db, d: register(db, name="x", created_by=999_999), NotFound, "created_by"),
+        (lambda db, d: register(db, name="x", created_by=d), InvalidInput, "created_by"),
+    ],
+)
+def test_dataset_functions_name_a_bad_record_and_change_nothing(db, dataset, call, error, field):
+    with pytest.raises(error, match=field):
+        call(db, dataset)
+    db.rollback()
+    assert (count(db, Dataset), count(db, Signal)) == (1, 0)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
-from pfd_db.models import Dataset, Experiment, HPOCampaign, NASCampaign, Signal
+from pfd_db.models import Dataset, Experiment, HPOCampaign, NASCampaign, Signal, User
 from pfd_db.store.validation import (
     optional_finite,
     optional_object,
@@ -24,7 +24,7 @@ from pfd_db.store.validation import (
     require_identifiers,
     require_text,
 )
-from pfd_db.store.writes import add_unique
+from pfd_db.store.writes import add_unique, id_of, load
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -51,7 +51,7 @@ def register_dataset(
     num_signals: int = 0,
     description: str | None = None,
     meta_data: Mapping[str, Any] | None = None,
-    created_by: int | None = None,
+    created_by: User | int | None = None,
 ) -> Dataset:
     """A new dataset. Fault types and severity levels are non-empty lists of
     distinct lowercase names (``oil_whirl``); ``meta_data`` is a JSON object.
@@ -65,7 +65,7 @@ def register_dataset(
         num_signals=require_count(num_signals, "num_signals"),
         description=optional_text(description, "description", DESCRIPTION_MAX),
         meta_data=optional_object(meta_data, "meta_data"),
-        created_by=created_by,
+        created_by=id_of(session, User, created_by, "created_by"),
     )
     add_unique(
         session,
@@ -89,7 +89,7 @@ def get_dataset(session: Session, name: str) -> Dataset:
     return dataset
 
 
-def delete_dataset(session: Session, dataset: Dataset) -> None:
+def delete_dataset(session: Session, dataset: Dataset | int) -> None:
     """Delete ``dataset`` and, through the database's cascade, its signals.
 
     Refused with :class:`Conflict` naming how many experiments, HPO campaigns
@@ -97,6 +97,7 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
     the real guard: a user added by another session after the count is caught
     by them, and reported the same way.
     """
+    dataset = load(session, Dataset, dataset, "dataset")
     _refuse_if_in_use(session, dataset)
     try:
         with session.begin_nested():
@@ -136,7 +137,7 @@ def _users_of(
 # --- signals ---------------------------------------------------------------------
 
 
-def add_signals(session: Session, dataset: Dataset, rows: Iterable[Mapping[str, Any]]) -> int:
+def add_signals(session: Session, dataset: Dataset | int, rows: Iterable[Mapping[str, Any]]) -> int:
     """Insert the signal rows (thousands per call) and return how many.
 
     Each row has ``signal_id`` and ``fault_class`` (one of the dataset's fault
@@ -148,6 +149,7 @@ def add_signals(session: Session, dataset: Dataset, rows: Iterable[Mapping[str, 
     is set to the number of signals stored. The dataset's row is locked
     meanwhile, so concurrent loads into one dataset count each other's rows.
     """
+    dataset = load(session, Dataset, dataset, "dataset")
     checked = _valid_signals(dataset, rows)
     if not checked:
         return 0
@@ -163,10 +165,11 @@ def add_signals(session: Session, dataset: Dataset, rows: Iterable[Mapping[str, 
     return len(checked)
 
 
-def fault_class_counts(session: Session, dataset: Dataset) -> dict[str, int]:
+def fault_class_counts(session: Session, dataset: Dataset | int) -> dict[str, int]:
     """How many stored signals of ``dataset`` have each fault class: every one of
     its fault types, in their order (0 when it has none), then any other class
     found."""
+    dataset = load(session, Dataset, dataset, "dataset")
     found = session.execute(
         select(Signal.fault_class, func.count())
         .where(Signal.dataset_id == dataset.id)
@@ -207,8 +210,8 @@ def _valid_signal(dataset: Dataset, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _lock(session: Session, dataset: Dataset) -> None:
-    """Lock the dataset's row until the transaction ends (SQLite's writers are
-    serialised already, and it ignores FOR UPDATE)."""
+    """Lock the dataset's row until the transaction ends (on SQLite, FOR UPDATE
+    takes the database's write lock: see pfd_db.transactions)."""
     locked = session.scalar(select(Dataset.id).where(Dataset.id == dataset.id).with_for_update())
     if locked is None:
         raise NotFound(f"dataset {dataset.name!r} no longer exists")
