@@ -7,9 +7,10 @@ import threading
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, select, text
+from sqlalchemy.exc import DBAPIError
 
 from pfd_db.engine import make_engine, pool_status
-from pfd_db.errors import DatabaseUnavailable
+from pfd_db.errors import ConfigurationError, DatabaseUnavailable
 
 
 @pytest.fixture
@@ -42,6 +43,21 @@ def test_slow_statement_text_is_cut_to_200_characters(private_engine, caplog):
         conn.execute(text(long_select))
     [message] = [r.getMessage() for r in caplog.records if "AS c0" in r.getMessage()]
     assert len(message.split(": ", 1)[1]) == 200
+
+
+def test_failed_statements_leave_nothing_behind_on_the_connection(private_engine, caplog):
+    engine = private_engine(slow_query_seconds=0)
+    with caplog.at_level(logging.WARNING, logger="pfd_db.engine"), engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        kept = repr(conn.info)
+        for _ in range(50):
+            with pytest.raises(DBAPIError):
+                conn.execute(text("SELECT * FROM no_such_table"))
+            conn.rollback()
+        conn.execute(text("SELECT 2 AS after_failures"))
+        assert repr(conn.info) == kept
+    assert any("after_failures" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if "no_such_table" in r.getMessage()]
 
 
 def test_fast_statements_are_not_logged(private_engine, caplog):
@@ -98,6 +114,35 @@ def test_overrides_reach_the_pool(private_engine):
     assert pool.size() == 7 and pool._max_overflow == 3
 
 
+def test_an_unknown_override_is_refused_by_name():
+    with pytest.raises(ConfigurationError, match="unknown setting 'pool_sise'"):
+        make_engine("sqlite://", pool_sise=3)
+    with pytest.raises(ConfigurationError, match="unknown setting 'secret_key'"):
+        make_engine("sqlite://", secret_key="not an engine setting")
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ({"pool_size": 0}, "pool_size"),
+        ({"max_overflow": -1}, "max_overflow"),
+        ({"pool_timeout": 0}, "pool_timeout"),
+        ({"slow_query_seconds": float("nan")}, "slow_query_seconds"),
+        ({"sqlite_busy_timeout_ms": "soon"}, "sqlite_busy_timeout_ms"),
+        ({"echo": "maybe"}, "echo"),
+    ],
+)
+def test_a_bad_override_value_is_refused_naming_the_setting(override, named):
+    with pytest.raises(ConfigurationError, match=f"make_engine: {named}: "):
+        make_engine("sqlite://", **override)
+
+
+def test_override_values_are_read_as_the_settings_read_them(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}", sqlite_busy_timeout_ms="2500")
+    assert sqlite_pragma(engine, "busy_timeout") == 2500
+    engine.dispose()
+
+
 def test_a_bad_url_is_named_in_a_clear_error():
     with pytest.raises(DatabaseUnavailable, match="not a database URL"):
         make_engine("no-such-scheme-at-all")
@@ -139,8 +184,9 @@ def test_in_memory_sqlite_shares_one_connection():
 
 
 def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path):
-    """Read-then-write transactions from four threads: with the write lock taken at
-    BEGIN, none fails with "database is locked" and no increment is lost."""
+    """Read-then-write transactions from four threads, each reading FOR UPDATE (the
+    write intent, which takes SQLite's write lock before the read): none fails with
+    "database is locked" and no increment is lost."""
     engine = make_engine(f"sqlite:///{tmp_path / 'race.db'}")
     counter = Table("counter", MetaData(), Column("n", Integer))
     counter.metadata.create_all(engine)
@@ -152,7 +198,7 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path):
         try:
             for _ in range(times):
                 with engine.begin() as conn:
-                    n = conn.execute(select(counter.c.n)).scalar_one()
+                    n = conn.execute(select(counter.c.n).with_for_update()).scalar_one()
                     conn.execute(counter.update().values(n=n + 1))
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)

@@ -9,10 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, text, update
 
 from pfd_db import session as sessions
+from pfd_db.engine import make_engine, pool_status
+from pfd_db.errors import ReadOnlySession
 from pfd_db.models import SystemLog
+from pfd_db.store.writes import take_write_lock
 
 
 @pytest.fixture
@@ -142,18 +145,104 @@ def test_a_read_only_session_reads_beside_an_open_write_transaction(configured):
         writer.close()
 
 
-def test_a_read_only_session_commits_nothing(configured, dialect):
-    from sqlalchemy.exc import DBAPIError
+# --- read-only sessions refuse every write, on both dialects ------------------------------
 
-    if dialect == "postgresql":  # the server refuses the write outright
-        with (
-            pytest.raises(DBAPIError, match="read-only"),
-            sessions.get_db_session(read_only=True) as session,
-        ):
-            session.add(SystemLog(action="sneaky", status="success"))
-            session.flush()
-    else:
-        with sessions.get_db_session(read_only=True) as session:
-            session.add(SystemLog(action="sneaky", status="success"))
-            session.flush()
+
+def test_a_read_only_session_refuses_an_orm_flush_and_writes_nothing(configured):
+    with (
+        pytest.raises(ReadOnlySession, match="read-only"),
+        sessions.get_db_session(read_only=True) as session,
+    ):
+        session.add(SystemLog(action="sneaky", status="success"))
+        session.flush()
     assert count_logs(configured) == 0
+
+
+def test_a_read_only_session_refuses_changes_and_deletes_of_loaded_objects(configured):
+    with sessions.get_db_session() as session:
+        session.add(SystemLog(action="kept", status="success"))
+    with sessions.get_db_session(read_only=True) as session:
+        log = session.scalars(select(SystemLog)).one()
+        log.action = "changed"
+        with pytest.raises(ReadOnlySession, match="1 changed"):
+            session.flush()
+        session.rollback()
+        session.delete(log)
+        with pytest.raises(ReadOnlySession, match="1 deleted"):
+            session.flush()
+    assert [a for (a,) in stored(configured)] == ["kept"]
+
+
+def stored(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(SystemLog.action)).all()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        insert(SystemLog).values(action="sneaky", status="success"),
+        update(SystemLog).values(action="changed"),
+        delete(SystemLog),
+        text("DELETE FROM system_logs"),
+        text("/* hidden? */ UPDATE system_logs SET action = 'changed'"),
+        select(SystemLog.id).with_for_update(),
+    ],
+    ids=["insert", "update", "delete", "text-delete", "commented-update", "for-update"],
+)
+def test_a_read_only_session_refuses_core_writes_and_write_intent(configured, statement):
+    with sessions.get_db_session() as session:
+        session.add(SystemLog(action="kept", status="success"))
+    with (
+        pytest.raises(ReadOnlySession, match="refused"),
+        sessions.get_db_session(read_only=True) as session,
+    ):
+        session.execute(statement)
+    assert [a for (a,) in stored(configured)] == ["kept"]
+
+
+def test_a_write_the_database_refuses_in_a_read_only_session_is_read_only_session(
+    configured, dialect
+):
+    """Past the statement check (which takes these for reads), the database itself
+    refuses: SQLite's query_only, PostgreSQL's READ ONLY transaction."""
+    sneaky = {
+        "sqlite": "PRAGMA user_version(5)",
+        "postgresql": "SELECT nextval('system_logs_id_seq')",
+    }[dialect]
+    with (
+        pytest.raises(ReadOnlySession, match="the database refused a write"),
+        sessions.get_db_session(read_only=True) as session,
+    ):
+        session.execute(text(sneaky))
+    first = SystemLog(action="first", status="success")
+    with sessions.get_db_session() as session:
+        session.add(first)
+    assert first.id == 1  # the id sequence did not move
+    if dialect == "sqlite":
+        with configured.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 0
+
+
+def test_a_read_only_session_still_reads_and_take_write_lock_does_nothing_in_it(configured):
+    with sessions.get_db_session() as session:
+        session.add(SystemLog(action="seen", status="success"))
+    with sessions.get_db_session(read_only=True) as session:
+        take_write_lock(session)
+        assert session.scalars(select(SystemLog.action)).all() == ["seen"]
+
+
+def test_a_connection_used_read_only_writes_normally_afterwards(db_url, db):
+    engine = make_engine(db_url, pool_size=1, max_overflow=0)  # one connection, reused
+    try:
+        sessions.configure(engine=engine)
+        with sessions.get_db_session(read_only=True) as session:
+            assert session.scalars(select(SystemLog)).all() == []
+        with sessions.get_db_session() as session:
+            session.add(SystemLog(action="after", status="success"))
+        with sessions.get_db_session(read_only=True) as session:
+            assert session.scalars(select(SystemLog.action)).all() == ["after"]
+        assert pool_status(engine)["connects"] == 1
+    finally:
+        sessions.reset()
+        engine.dispose()

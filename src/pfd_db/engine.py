@@ -1,4 +1,5 @@
-"""Engine factory: dialect-aware pool, SQLite pragmas, slow-query log, pool metrics.
+"""Engine factory: dialect-aware pool, SQLite pragmas, slow-query log, pool metrics,
+and the transaction rules of :mod:`pfd_db.transactions`.
 
 ``make_engine()`` is the only place that creates engines. Importing this module
 creates none and touches no database.
@@ -7,22 +8,40 @@ creates none and touches no database.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool, StaticPool
 
 from pfd_db.config import Settings, get_settings, normalise_url
-from pfd_db.errors import DatabaseUnavailable
+from pfd_db.errors import ConfigurationError, DatabaseUnavailable, InvalidInput
+from pfd_db.transactions import (
+    READ_ONLY,
+    refuse_writes_when_read_only,
+    take_sqlite_write_lock_on_first_write,
+)
 
 logger = logging.getLogger("pfd_db.engine")
-READ_ONLY = "pfd_read_only"
 SLOW_STATEMENT_CHARS = 200
+ENGINE_SETTINGS = (
+    "pool_size",
+    "max_overflow",
+    "pool_timeout",
+    "pool_recycle",
+    "pool_pre_ping",
+    "slow_query_seconds",
+    "echo",
+    "sqlite_busy_timeout_ms",
+)
+"""The settings ``make_engine`` takes as overrides."""
+_STARTED = "_pfd_started"  # set on each statement's execution context: its start time
 
 
 class MeteredQueuePool(QueuePool):
@@ -45,40 +64,77 @@ class PoolCounters:
 _counters: WeakKeyDictionary[Engine, PoolCounters] = WeakKeyDictionary()
 
 
+SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+"""The database each backend is reached through: the standard library's sqlite3, psycopg 3."""
+URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DBNAME"
+
+
 def parse_url(url: str) -> URL:
-    """``url`` parsed, or :class:`DatabaseUnavailable` naming what is wrong with it."""
+    """``url`` parsed, or :class:`DatabaseUnavailable` naming what is wrong with it:
+    not a URL, or a database or driver pfd-db does not work with."""
     try:
-        return make_url(normalise_url(url))
+        parsed = make_url(normalise_url(url))
     except ArgumentError as exc:
+        raise DatabaseUnavailable(f"not a database URL: expected {URL_FORMS}") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in SUPPORTED_DRIVERS or driver not in ("", SUPPORTED_DRIVERS[backend]):
         raise DatabaseUnavailable(
-            "not a database URL (expected e.g. sqlite:///path/to/pfd.db or "
-            "postgresql://user:password@host/dbname)"
-        ) from exc
+            f"unsupported database URL scheme {parsed.drivername}:// "
+            f"({mask_password(parsed)}): use {URL_FORMS} (psycopg 3)"
+        )
+    return parsed
 
 
 def mask_password(url: str | URL) -> str:
-    """The URL as text with its password hidden."""
+    """The URL as text with its password hidden, whether it is given in the user
+    info (``user:secret@host``) or as a ``password`` query parameter."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "MASKED"})
+    return parsed.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
 
 
 def make_engine(url: str | None = None, **overrides: Any) -> Engine:
     """A configured engine for ``url`` (default: the settings' URL).
 
-    ``overrides`` replace settings of the same name (``pool_size``,
-    ``slow_query_seconds``, ``echo``, ...) for this engine only.
+    ``overrides`` replace settings of the same name (one of ``ENGINE_SETTINGS``:
+    ``pool_size``, ``slow_query_seconds``, ``echo``, ...) for this engine only,
+    checked as the settings are: :class:`ConfigurationError` names an unknown
+    setting or a bad value.
     """
-    settings = get_settings().model_copy(update=overrides)
+    settings = get_settings().model_copy(update=_valid_overrides(overrides))
     parsed = parse_url(url or settings.url)
-    if parsed.get_backend_name() == "sqlite":
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
         engine = _sqlite_engine(parsed, settings)
     else:
         engine = create_engine(parsed, pool_pre_ping=settings.pool_pre_ping, **_pool_args(settings))
-    _log_slow_statements(engine, settings.slow_query_seconds)
+    _log_slow_statements(engine, settings.slow_query_seconds)  # first: lock waits count too
+    if sqlite:
+        take_sqlite_write_lock_on_first_write(engine)
+    refuse_writes_when_read_only(engine)
     _count_pool_events(engine)
+    _refuse_unstorable_values(engine)
     return engine
+
+
+def _valid_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` validated by the settings' own rules, or ConfigurationError."""
+    unknown = sorted(set(overrides) - set(ENGINE_SETTINGS))
+    if unknown:
+        raise ConfigurationError(
+            f"make_engine: unknown setting {', '.join(map(repr, unknown))} "
+            f"(it takes {', '.join(ENGINE_SETTINGS)})"
+        )
+    try:
+        checked = Settings.model_validate(overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{error['loc'][0]}: {error['msg']}" for error in exc.errors())
+        raise ConfigurationError(f"make_engine: {problems}") from None
+    return {name: getattr(checked, name) for name in overrides}
 
 
 def _pool_args(settings: Settings) -> dict[str, Any]:
@@ -105,41 +161,73 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        # Hand transaction control to SQLAlchemy so "begin" below decides how to start.
+        # The driver begins no transaction by itself: pfd_db.transactions decides when.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        # Writers take the write lock up front: a second writer then waits out
-        # busy_timeout instead of failing with "database is locked" when it upgrades
-        # a read lock. Read-only work (see read_only()) starts deferred and, with WAL,
-        # neither waits for writers nor holds them up.
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL, unless it is opened read-only: a file that cannot be
+    written keeps its journal mode and can still be read."""
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise
+
+
 def _log_slow_statements(engine: Engine, threshold: float) -> None:
+    # The start time lives on the statement's execution context, which is dropped
+    # with the statement, whether it succeeds or fails.
     @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn: Any, _cursor: Any, _stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
-        conn.info.setdefault("pfd_query_start", []).append(time.perf_counter())
+    def _start(_conn: Any, _cursor: Any, _stmt: str, _params: Any, ctx: Any, _many: bool) -> None:
+        if ctx is not None:
+            setattr(ctx, _STARTED, time.perf_counter())
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _finish(conn: Any, _cursor: Any, stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
-        started = conn.info["pfd_query_start"].pop()
+    def _finish(_conn: Any, _cursor: Any, stmt: str, _params: Any, ctx: Any, _many: bool) -> None:
+        started = getattr(ctx, _STARTED, None)
+        if started is None:
+            return
         elapsed = time.perf_counter() - started
         if elapsed >= threshold:
             logger.warning(
                 "slow query (%.3f s): %s", elapsed, " ".join(stmt.split())[:SLOW_STATEMENT_CHARS]
             )
+
+
+def _refuse_unstorable_values(engine: Engine) -> None:
+    """Report a value the driver or the database refuses as :class:`InvalidInput`.
+
+    The last resort behind the store's checks (:mod:`pfd_db.values`): a NUL in
+    text, a lone surrogate, a number out of its column's range or a wrong type
+    that reached a statement. On PostgreSQL the transaction is then aborted, as
+    after any failed statement: roll it back.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(ctx: ExceptionContext) -> InvalidInput | None:
+        error = ctx.original_exception
+        refused = isinstance(error, OverflowError | UnicodeEncodeError) or (
+            isinstance(ctx.sqlalchemy_exception, DataError)
+            or any(words in str(error) for words in _UNBINDABLE)
+        )
+        if ctx.is_disconnect or not refused:
+            return None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return InvalidInput(f"the database cannot take a value given: {reason}")
+
+
+_UNBINDABLE = ("Error binding parameter", "cannot adapt type")
+"""How sqlite3 and psycopg say that a parameter's Python type cannot be sent."""
 
 
 def _count_pool_events(engine: Engine) -> None:
@@ -173,9 +261,9 @@ def pool_status(engine: Engine) -> dict[str, int]:
 
 
 def read_only(engine: Engine) -> Engine:
-    """A view of ``engine`` for read-only transactions: on SQLite they begin deferred
-    (no write lock, so they run beside a writer), on PostgreSQL they are
-    ``READ ONLY`` (a write fails). Connections and pool are shared with ``engine``."""
+    """A view of ``engine`` for work that only reads: every write through it raises
+    :class:`~pfd_db.errors.ReadOnlySession` and writes nothing (see
+    :mod:`pfd_db.transactions`). Connections and pool are shared with ``engine``."""
     return engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
 
 

@@ -24,6 +24,11 @@ class Conflict(PfdDbError):
     """The operation clashes with what is stored (a duplicate, a record in use)."""
 
 
+class LeaseLost(Conflict):
+    """A worker reported on a delivery it no longer holds (its lease ran out and
+    another worker claimed it, or it was finished already); nothing was written."""
+
+
 class InvalidInput(PfdDbError, ValueError):
     """A value given in was rejected before anything was written."""
 
@@ -45,15 +50,35 @@ class PermissionDenied(PfdDbError):
 
 
 class AuthenticationFailed(PfdDbError):
-    """Credentials were refused; ``reason`` is for logs, not for the user."""
+    """A credential (password, session token, API key, TOTP or backup code) was refused.
 
-    def __init__(self, reason: str) -> None:
-        super().__init__("authentication failed")
+    Every function that checks a credential signals a refusal this way, and only
+    this way (see :mod:`pfd_db.store`). ``reason`` says why ("wrong password",
+    "expired", ...), for logs and audits, not for whoever presented the
+    credential; the message (``str()``) is safe to show them.
+    """
+
+    def __init__(self, reason: str, message: str = "authentication failed") -> None:
+        super().__init__(message)
         self.reason = reason
 
 
-class RateLimited(PfdDbError):
-    """Too many attempts in the window; try again later."""
+class ReadOnlySession(PfdDbError):
+    """A write through a read-only session (``get_db_session(read_only=True)``) was
+    refused; nothing was written."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"this session is read-only: {detail}; nothing was written")
+
+
+class RateLimited(AuthenticationFailed):
+    """Refused without checking the credential: too many recent failures; try again later.
+
+    An :class:`AuthenticationFailed` too, so one ``except`` catches every refusal.
+    """
+
+    def __init__(self, reason: str = "rate limited") -> None:
+        super().__init__(reason, "too many failed attempts; try again later")
 
 
 class ConfigurationError(PfdDbError):

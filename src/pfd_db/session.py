@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, UOWTransaction, scoped_session, sessionmaker
 
 from pfd_db.engine import make_engine
 from pfd_db.engine import read_only as read_only_engine
+from pfd_db.errors import ReadOnlySession
+from pfd_db.transactions import READ_ONLY
 
 _lock = threading.RLock()
 _engine: Engine | None = None
@@ -79,9 +81,11 @@ def get_db_session(*, read_only: bool = False) -> Iterator[Session]:
         with get_db_session() as session:
             session.add(thing)
 
-    ``read_only=True`` is for work that only reads (dashboard views): on SQLite it
-    runs beside writers instead of queueing behind them, on PostgreSQL any write
-    fails; nothing is committed.
+    A session that only reads takes no lock on either dialect, however long it
+    stays open; on SQLite its first write takes the write lock (see
+    :mod:`pfd_db.transactions`). ``read_only=True`` is for work that must not
+    write (dashboard views): any write raises :class:`ReadOnlySession` and
+    nothing is written or committed.
     """
     session = SessionLocal(bind=read_only_engine(get_engine())) if read_only else SessionLocal()
     try:
@@ -93,6 +97,20 @@ def get_db_session(*, read_only: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush_when_read_only(session: Session, _context: UOWTransaction, _objs: Any) -> None:
+    """A read-only session's flush is refused before it sends anything."""
+    bind = session.bind
+    if bind is None or not bind.get_execution_options().get(READ_ONLY, False):
+        return
+    changed = [obj for obj in session.dirty if session.is_modified(obj)]
+    if session.new or changed or session.deleted:
+        raise ReadOnlySession(
+            f"flush of {len(session.new)} new, {len(changed)} changed and "
+            f"{len(session.deleted)} deleted objects refused"
+        )
 
 
 def get_db() -> Iterator[Session]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class User(IndexedTimestamps, Base):
     __tablename__ = "users"
+    __repr_attrs__ = ("username", "role")
     __secret_columns__: ClassVar[frozenset[str]] = frozenset({"password_hash", "totp_secret"})
 
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -65,9 +66,6 @@ class User(IndexedTimestamps, Base):
     saved_searches: Mapped[list[SavedSearch]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
-
-    def __repr__(self) -> str:
-        return f"<User id={self.id} {self.username!r} {self.role.value}>"
 
 
 class SessionLog(Timestamps, Base):

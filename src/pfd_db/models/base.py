@@ -31,6 +31,9 @@ class Base(DeclarativeBase):
     __secret_columns__: ClassVar[frozenset[str]] = frozenset()
     """Columns that hold secrets (hashes, ciphertext): never in ``to_dict()``."""
 
+    __repr_attrs__: ClassVar[tuple[str, ...]] = ()
+    """Attributes ``repr()`` shows after the id (never secrets)."""
+
     id: Mapped[int] = mapped_column(primary_key=True, sort_order=-1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,7 +47,15 @@ class Base(DeclarativeBase):
         }
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} id={self.id}>"
+        """``<Model id=… attr=…>`` from what is loaded: it never queries the database,
+        so it works on new, expired and detached objects alike (None or left out)."""
+        state = inspect(self)
+        loaded = state.dict
+        ident = state.identity[0] if state.identity else loaded.get("id")
+        shown = [
+            f"{name}={_jsonable(loaded[name])!r}" for name in self.__repr_attrs__ if name in loaded
+        ]
+        return f"<{' '.join([type(self).__name__, f'id={ident}', *shown])}>"
 
 
 def _jsonable(value: Any) -> Any:

@@ -29,6 +29,7 @@ def _status_column() -> Mapped[ExperimentStatus]:
 
 class Dataset(IndexedTimestamps, Base):
     __tablename__ = "datasets"
+    __repr_attrs__ = ("name",)
 
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str | None] = mapped_column(String(1000))
@@ -51,9 +52,6 @@ class Dataset(IndexedTimestamps, Base):
         back_populates="dataset", passive_deletes="all"
     )
 
-    def __repr__(self) -> str:
-        return f"<Dataset id={self.id} {self.name!r}>"
-
 
 class Signal(Timestamps, Base):
     __tablename__ = "signals"
@@ -75,6 +73,7 @@ class Signal(Timestamps, Base):
 
 class Experiment(IndexedTimestamps, Base):
     __tablename__ = "experiments"
+    __repr_attrs__ = ("name", "status")
     __table_args__ = (
         Index("ix_experiments_search_vector", "search_vector", postgresql_using="gin").ddl_if(
             dialect="postgresql"
@@ -120,9 +119,6 @@ class Experiment(IndexedTimestamps, Base):
     experiment_tags: Mapped[list[ExperimentTag]] = relationship(
         back_populates="experiment", cascade="all, delete-orphan", passive_deletes=True
     )
-
-    def __repr__(self) -> str:
-        return f"<Experiment id={self.id} {self.name!r} {self.status.value}>"
 
 
 attach_sqlite_fts(Experiment.__table__)

@@ -122,8 +122,8 @@ def delete_experiment(session: Session, experiment: Experiment) -> None:
 
 
 def _lock(session: Session, experiment: Experiment) -> None:
-    """Lock the experiment's row until the transaction ends (SQLite's writers are
-    serialised already, and it ignores FOR UPDATE)."""
+    """Lock the experiment's row until the transaction ends (on SQLite, FOR UPDATE
+    takes the database's write lock: see pfd_db.transactions)."""
     found = session.scalar(
         select(Experiment.id).where(Experiment.id == experiment.id).with_for_update()
     )
