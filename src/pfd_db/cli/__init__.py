@@ -43,4 +43,9 @@ def main(
 
 app.add_typer(identity.api_keys, name="apikey")
 
+from pfd_db.cli import portability  # noqa: E402 - registered after the other commands
+
+for command in portability.app.registered_commands:
+    app.registered_commands.append(command)
+
 __all__ = ["app"]
