@@ -1,14 +1,16 @@
-"""Dataset generation and import jobs, and the explanation cache, on both dialects."""
+"""Dataset generation and import jobs on both dialects (their races:
+test_status_machine.py)."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from factories import insert_row
 from pfd_db.errors import InvalidInput, InvalidTransition
-from pfd_db.models import DatasetGeneration, DatasetImport, Experiment, Explanation, JobStatus
-from pfd_db.store import explanations, jobs
+from pfd_db.models import DatasetGeneration, DatasetImport, JobStatus
+from pfd_db.store import jobs
+from probes import statements
 
 
 @pytest.fixture(params=["generation", "import"])
@@ -59,6 +61,55 @@ def test_complete_records_duration_counts_and_output(db, job):
     assert all(getattr(job, name) == value for name, value in counts.items())
 
 
+def test_complete_is_one_statement_and_the_job_shows_what_it_stored(db, engine, job):
+    jobs.start(db, job)
+    db.commit()
+    with statements(engine) as sent:
+        jobs.complete(db, job, duration_seconds=3, num_signals=5)
+    assert len(sent) == 1 and sent[0].lstrip().startswith("UPDATE")
+    assert (job.status, job.progress, job.duration_seconds, job.num_signals) == (
+        JobStatus.COMPLETED,
+        100,
+        3.0,
+        5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"duration_seconds": float("nan")}, "duration_seconds"),
+        ({"duration_seconds": float("inf")}, "duration_seconds"),
+        ({"duration_seconds": -1}, "duration_seconds"),
+        ({"duration_seconds": "3"}, "duration_seconds"),
+        ({"duration_seconds": 1, "num_signals": -1}, "num_signals"),
+        ({"duration_seconds": 1, "num_signals": 2**31}, "num_signals"),
+        ({"duration_seconds": 1, "num_signals": 2.0}, "num_signals"),
+        ({"duration_seconds": 1, "output_path": "x" * 501}, "output_path"),
+    ],
+)
+def test_complete_refuses_bad_results_naming_the_field_and_writes_nothing(
+    db, engine, job, options, field
+):
+    jobs.start(db, job)
+    db.commit()
+    with statements(engine) as sent, pytest.raises(InvalidInput, match=field):
+        jobs.complete(db, job, **options)
+    assert sent == []
+    assert (job.status, job.progress, job.duration_seconds) == (JobStatus.RUNNING, 0, None)
+
+
+def test_progress_of_a_job_cancelled_meanwhile_names_its_status(db, engine, job):
+    jobs.start(db, job)
+    db.commit()
+    with Session(engine) as other:
+        jobs.cancel(other, other.get(type(job), job.id))
+        other.commit()
+    with pytest.raises(InvalidTransition, match="is cancelled, not running"):
+        jobs.update_progress(db, job, 50)
+    assert (job.status, job.progress) == (JobStatus.CANCELLED, 0)  # read again
+
+
 def test_complete_rejects_counts_of_the_other_kind(db, job):
     jobs.start(db, job)
     wrong = "num_files" if isinstance(job, DatasetGeneration) else "num_faults"
@@ -104,32 +155,3 @@ def test_bad_jobs_are_refused_before_anything_is_written(db, name, config):
     db.rollback()
     total = select(func.count()).select_from(DatasetImport)
     assert db.scalar(total) == 0
-
-
-def test_explanations_are_computed_once_and_then_served_from_the_cache(engine, db):
-    with engine.begin() as conn:
-        experiment_id = insert_row(conn, "experiments")
-    experiment = db.get(Experiment, experiment_id)
-    calls = []
-
-    def shap():
-        calls.append(1)
-        return {"values": [0.1, 0.7], "base": 0.2}
-
-    first, computed = explanations.get_or_compute(db, experiment, "sig-7", "shap", shap)
-    again, computed_again = explanations.get_or_compute(db, experiment, "sig-7", "shap", shap)
-    other, computed_other = explanations.get_or_compute(db, experiment, "sig-7", "lime", shap)
-    db.commit()
-    assert (computed, computed_again, computed_other) == (True, False, True)
-    assert again.id == first.id != other.id
-    assert len(calls) == 2
-    assert db.scalar(select(func.count()).select_from(Explanation)) == 2
-    assert first.explanation_data == {"values": [0.1, 0.7], "base": 0.2}
-
-
-def test_an_explanation_that_is_not_an_object_is_refused(engine, db):
-    with engine.begin() as conn:
-        experiment_id = insert_row(conn, "experiments")
-    experiment = db.get(Experiment, experiment_id)
-    with pytest.raises(InvalidInput, match="explanation data"):
-        explanations.get_or_compute(db, experiment, "s", "shap", lambda: [1, 2])
