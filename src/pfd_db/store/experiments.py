@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput, NotFound
-from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun
+from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun, User
 from pfd_db.store import tags
 from pfd_db.store.status import move_status
 from pfd_db.store.validation import (
@@ -29,7 +29,7 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import add_unique, insert_for
+from pfd_db.store.writes import add_unique, id_of, insert_for, load
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -62,13 +62,13 @@ def create_experiment(
     session: Session,
     name: str,
     model_type: str,
-    dataset: Dataset,
+    dataset: Dataset | int,
     config: Mapping[str, Any],
     *,
     hyperparameters: Mapping[str, Any] | None = None,
     notes: str | None = None,
-    created_by: int | None = None,
-    hpo_campaign: HPOCampaign | None = None,
+    created_by: User | int | None = None,
+    hpo_campaign: HPOCampaign | int | None = None,
 ) -> Experiment:
     """A new, pending experiment on ``dataset``. ``config`` (and
     ``hyperparameters``, if given) must be JSON objects. :class:`InvalidInput`
@@ -80,14 +80,11 @@ def create_experiment(
         "config": require_object(config, "config"),
         "hyperparameters": optional_object(hyperparameters, "hyperparameters"),
         "notes": _optional_notes(notes),
-        "created_by": created_by,
+        "created_by": id_of(session, User, created_by, "created_by"),
+        "dataset_id": id_of(session, Dataset, dataset, "dataset"),
+        "hpo_campaign_id": id_of(session, HPOCampaign, hpo_campaign, "hpo_campaign"),
     }
-    session.flush()  # the dataset and campaign need their ids
-    experiment = Experiment(
-        **fields,
-        dataset_id=dataset.id,
-        hpo_campaign_id=None if hpo_campaign is None else hpo_campaign.id,
-    )
+    experiment = Experiment(**fields)
     add_unique(
         session,
         experiment,
@@ -105,7 +102,7 @@ def get_experiment(session: Session, name: str) -> Experiment:
     return experiment
 
 
-def delete_experiment(session: Session, experiment: Experiment) -> None:
+def delete_experiment(session: Session, experiment: Experiment | int) -> None:
     """Delete ``experiment``; the database cascades to its training runs,
     explanations and tag links.
 
@@ -113,6 +110,7 @@ def delete_experiment(session: Session, experiment: Experiment) -> None:
     every tag's usage count stays exact, with the experiment's row locked so
     that no link can be added in between.
     """
+    experiment = load(session, Experiment, experiment, "experiment")
     session.flush()
     _lock(session, experiment)
     tags.detach_all(session, [experiment.id])
@@ -135,7 +133,7 @@ def _lock(session: Session, experiment: Experiment) -> None:
 
 
 def transition(
-    session: Session, experiment: Experiment, new_status: ExperimentStatus | str
+    session: Session, experiment: Experiment | int, new_status: ExperimentStatus | str
 ) -> Experiment:
     """Move ``experiment`` to ``new_status``: pending → running | cancelled;
     running → paused | completed | failed | cancelled; paused → running.
@@ -147,38 +145,39 @@ def transition(
     :class:`InvalidTransition` says what its status is now; so of two workers
     starting one pending experiment, exactly one succeeds.
     """
+    experiment = load(session, Experiment, experiment, "experiment")
     new = require_member(new_status, ExperimentStatus, "status")
     return move_status(session, experiment, new, ALLOWED)
 
 
-def start(session: Session, experiment: Experiment) -> Experiment:
+def start(session: Session, experiment: Experiment | int) -> Experiment:
     """pending or paused → running (see :func:`transition`)."""
     return transition(session, experiment, S.RUNNING)
 
 
-def pause(session: Session, experiment: Experiment) -> Experiment:
+def pause(session: Session, experiment: Experiment | int) -> Experiment:
     """running → paused."""
     return transition(session, experiment, S.PAUSED)
 
 
-def resume(session: Session, experiment: Experiment) -> Experiment:
+def resume(session: Session, experiment: Experiment | int) -> Experiment:
     """paused → running."""
     return transition(session, experiment, S.RUNNING)
 
 
-def cancel(session: Session, experiment: Experiment) -> Experiment:
+def cancel(session: Session, experiment: Experiment | int) -> Experiment:
     """pending or running → cancelled."""
     return transition(session, experiment, S.CANCELLED)
 
 
-def fail(session: Session, experiment: Experiment) -> Experiment:
+def fail(session: Session, experiment: Experiment | int) -> Experiment:
     """running → failed (:func:`finish` with ``status=FAILED`` also records results)."""
     return transition(session, experiment, S.FAILED)
 
 
 def finish(
     session: Session,
-    experiment: Experiment,
+    experiment: Experiment | int,
     metrics: Mapping[str, Any] | None = None,
     *,
     duration_seconds: float | None = None,
@@ -190,6 +189,7 @@ def finish(
     tie), ``total_epochs`` (epochs logged) and ``duration_seconds`` if given.
     The status change is checked and applied as in :func:`transition`, in the
     same statement as the results."""
+    experiment = load(session, Experiment, experiment, "experiment")
     final = _final_status(status)
     results: dict[str, Any] = {
         "metrics": {**(experiment.metrics or {}), **(optional_object(metrics, "metrics") or {})}
@@ -227,7 +227,7 @@ def _curve_summary() -> dict[str, Any]:
 
 def log_epoch(
     session: Session,
-    experiment: Experiment,
+    experiment: Experiment | int,
     epoch: int,
     train_loss: float,
     val_loss: float,
@@ -240,6 +240,7 @@ def log_epoch(
 ) -> TrainingRun:
     """Record one epoch of ``experiment``'s curve. Logging an epoch again (after
     a resume, say) replaces its values; the row keeps its ``created_at``."""
+    experiment = load(session, Experiment, experiment, "experiment")
     row = _valid_epoch(
         {
             "epoch": epoch,
@@ -261,7 +262,9 @@ def log_epoch(
     return run
 
 
-def log_epochs(session: Session, experiment: Experiment, rows: Iterable[Mapping[str, Any]]) -> int:
+def log_epochs(
+    session: Session, experiment: Experiment | int, rows: Iterable[Mapping[str, Any]]
+) -> int:
     """Record many epochs of ``experiment``'s curve at once; returns how many.
 
     The fast path for bulk loads. Each row has ``epoch`` (an int, at least 0),
@@ -273,6 +276,7 @@ def log_epochs(session: Session, experiment: Experiment, rows: Iterable[Mapping[
     one ``INSERT ... ON CONFLICT (experiment_id, epoch) DO UPDATE`` statement,
     so epochs already logged are replaced (keeping their ``created_at``).
     """
+    experiment = load(session, Experiment, experiment, "experiment")
     checked = _valid_rows(rows)
     if not checked:
         return 0
@@ -285,8 +289,9 @@ def log_epochs(session: Session, experiment: Experiment, rows: Iterable[Mapping[
     return len(checked)
 
 
-def curve(session: Session, experiment: Experiment) -> list[TrainingRun]:
+def curve(session: Session, experiment: Experiment | int) -> list[TrainingRun]:
     """The experiment's training runs, by epoch, as stored now."""
+    experiment = load(session, Experiment, experiment, "experiment")
     return list(
         session.scalars(
             select(TrainingRun)

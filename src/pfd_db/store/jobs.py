@@ -22,8 +22,10 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
+from pfd_db.store.writes import one_of_kinds
 
 Job = TypeVar("Job", DatasetGeneration, DatasetImport)
+KINDS = (DatasetGeneration, DatasetImport)  # an id alone does not say which: objects only
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
@@ -69,6 +71,7 @@ def _create(
 
 
 def _move(session: Session, job: Job, status: JobStatus, **values: Any) -> Job:
+    one_of_kinds(job, KINDS, "job")
     return move_status(session, job, status, ALLOWED, **values)
 
 
@@ -88,6 +91,7 @@ def update_progress(session: Session, job: Job, progress: int) -> Job:
     already higher; :class:`InvalidTransition` naming the status if the job is
     not running; either way ``job`` is read again and nothing is written.
     """
+    one_of_kinds(job, KINDS, "job")
     progress = require_count(progress, "progress", 0, 100)
     model = type(job)
     running_and_not_ahead = (model.status == JobStatus.RUNNING, model.progress <= progress)
@@ -110,6 +114,7 @@ def complete(
     """Mark the job completed at 100 % with its duration, output and counts
     (``num_signals``/``num_faults`` for generations, ``num_signals``/``num_files``
     for imports), all in the statement that moves its status."""
+    one_of_kinds(job, KINDS, "job")
     unknown = set(counts) - COUNTS[type(job)]
     if unknown:
         raise InvalidInput(f"unknown counts for {type(job).__name__}: {sorted(unknown)}")

@@ -90,6 +90,18 @@ def load(session: Session, model: type[M], record: M | int, field: str) -> M:
     return found
 
 
+def one_of_kinds(record: object, kinds: tuple[type[M], ...], field: str) -> M:
+    """``record`` if it is one of ``kinds``: for functions that take records of
+    several models, where an id alone could not say which it is."""
+    if not isinstance(record, kinds):
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise InvalidInput(
+            f"{field} must be a {names} object (got {type(record).__name__}); "
+            "an id alone does not say which"
+        )
+    return record
+
+
 def id_of(session: Session, model: type[M], record: M | int | None, field: str) -> int | None:
     """The id of ``record`` (checked as :func:`load` does; an object without one
     yet is flushed first), or None for None."""
