@@ -1,9 +1,13 @@
 """The ``pfd-db`` operator command.
 
-Exit codes: 0 success; 1 ``check`` found the database behind head; 2 an
-expected error (unreachable database, bad URL, unknown revision or user,
-refused adoption, bad input), printed as one line; 3 ``check`` found schema
-drift.
+Exit codes (see README, "Operating"): 0 success; 1 ``check``: the database is
+not at head; 2 an expected failure, printed as one line on stderr (bad URL,
+unreachable or missing database, wrong revision, bad input, refused
+confirmation); 3 ``check``: schema drift; 4 ``check``: two-factor data stored
+but no usable instance key opens it.
+
+Start-up stays fast: the modules below import only Typer; each command loads
+the database, the settings and Rich when it runs.
 """
 
 from __future__ import annotations
@@ -12,21 +16,28 @@ from typing import Annotated
 
 import typer
 
-from pfd_db import __version__
-from pfd_db.cli import demo, identity, schema
+from pfd_db.cli import demo, identity, schema, shells
+from pfd_db.cli.common import Commands
 
 app = typer.Typer(
+    cls=Commands,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
-for command in [*schema.app.registered_commands, *demo.app.registered_commands]:
+for command in [
+    *schema.app.registered_commands,
+    *demo.app.registered_commands,
+    *shells.app.registered_commands,
+]:
     app.registered_commands.append(command)
 app.add_typer(identity.users, name="user")
 
 
 def _print_version(value: bool) -> None:
     if value:
+        from pfd_db import __version__
+
         print(f"pfd-db {__version__}")
         raise typer.Exit()
 

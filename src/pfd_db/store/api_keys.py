@@ -20,9 +20,10 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, contains_eager
 
 from pfd_db.crypto import random_token, sha256_hex
-from pfd_db.errors import InvalidInput, NotFound
+from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store.validation import require_count, require_text
+from pfd_db.store.writes import ID_MAX
 from pfd_db.types import as_utc, utc_or_now, utcnow
 
 KEY_TAG = "pfd"
@@ -174,8 +175,14 @@ def revoke(session: Session, key: APIKey) -> APIKey:
 
 
 def get_key(session: Session, id_or_prefix: int | str) -> APIKey:
-    """The key with this id or prefix (``"pfd_<prefix>"`` and an id in digits
-    are accepted too); :class:`NotFound` naming it otherwise."""
+    """The key named by its id (an int or digits), its whole key (checked against
+    the stored hash), its prefix, or any start of its prefix of at least
+    ``PREFIX_START_MIN`` characters (``pfd_`` in front is accepted).
+
+    :class:`NotFound` naming it when no key matches, :class:`Conflict` when a
+    start of a prefix matches several keys, :class:`InvalidInput` for a text that
+    can name no key.
+    """
     found = (
         session.get(APIKey, id_or_prefix)
         if isinstance(id_or_prefix, int)
@@ -186,11 +193,40 @@ def get_key(session: Session, id_or_prefix: int | str) -> APIKey:
     return found
 
 
+PREFIX_START_MIN = 8
+_PREFIX_START = re.compile(rf"[0-9a-f]{{{PREFIX_START_MIN},{PREFIX_LENGTH}}}")
+
+
 def _find_by_text(session: Session, text: str) -> APIKey | None:
-    if text.isdigit() and len(text) != PREFIX_LENGTH:  # prefixes are never shorter or longer
-        return session.get(APIKey, int(text))
-    prefix = text.removeprefix(f"{KEY_TAG}_")
-    return session.scalars(select(APIKey).where(APIKey.prefix == prefix)).one_or_none()
+    if not isinstance(text, str):
+        raise InvalidInput("give a key's id, its whole key or the start of its prefix")
+    text = text.strip()
+    if text.isdigit() and len(text) < PREFIX_LENGTH:
+        by_id = session.get(APIKey, int(text)) if int(text) <= ID_MAX else None
+        if by_id is not None or len(text) < PREFIX_START_MIN:
+            return by_id
+    if (whole := KEY_SHAPE.fullmatch(text)) is not None:
+        record = _by_prefix_start(session, whole["prefix"])
+        matches = record is not None and hmac.compare_digest(sha256_hex(text), record.key_hash)
+        return record if matches else None
+    start = text.removeprefix(f"{KEY_TAG}_").removesuffix("_")
+    if not _PREFIX_START.fullmatch(start):
+        raise InvalidInput(
+            f"give a key's id, its whole key or at least {PREFIX_START_MIN} characters "
+            f"of its prefix (got {text[:40]!r})"
+        )
+    return _by_prefix_start(session, start)
+
+
+def _by_prefix_start(session: Session, start: str) -> APIKey | None:
+    found = list(
+        session.scalars(
+            select(APIKey).where(APIKey.prefix.startswith(start, autoescape=True)).limit(2)
+        )
+    )
+    if len(found) > 1:
+        raise Conflict(f"{start!r} starts the prefix of several keys: give more characters")
+    return found[0] if found else None
 
 
 def list_keys(session: Session, user: User) -> list[APIKey]:

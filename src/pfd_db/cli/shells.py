@@ -1,0 +1,174 @@
+"""``pfd-db shell`` (Python, with a session ready) and ``pfd-db dbshell`` (the
+database's own client: sqlite3 or psql), as Django's ``shell`` and ``dbshell``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from pfd_db.cli.common import INSPECT, WRITE, Target, UrlOption, database, locate, url_in_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+app = typer.Typer()
+
+CLIENTS = {"sqlite": ("sqlite3", "sqlite3"), "postgresql": ("psql", "postgresql-client")}
+"""The client program of each backend, and the Debian package that has it."""
+
+PG_ENVIRONMENT = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "dbname": "PGDATABASE",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+}
+"""libpq's environment variables for the URL's parts and query options: the
+password travels in the environment, never on the command line."""
+
+
+# --- shell -----------------------------------------------------------------------
+
+
+@app.command()
+def shell(url: UrlOption = None) -> None:
+    """Open a Python prompt with a session, the models and the store modules ready.
+
+    IPython when it is installed. Nothing is committed unless you call
+    session.commit().
+    """
+    from pfd_db import session as sessions
+
+    with database(url, WRITE) as engine:
+        sessions.configure(engine=engine)
+        namespace = shell_namespace(engine)
+        try:
+            interact(namespace, banner(namespace, locate(url)))
+        finally:
+            namespace["session"].close()
+            sessions.reset()
+
+
+def shell_namespace(engine: Engine) -> dict[str, Any]:
+    """What the prompt starts with: ``session``, ``engine``, every model, every store
+    module, ``select``/``func`` and ``get_db_session``."""
+    import importlib
+    import pkgutil
+
+    import sqlalchemy
+    from sqlalchemy.orm import Session
+
+    import pfd_db.models
+    import pfd_db.store
+    from pfd_db.session import get_db_session
+
+    models = pfd_db.models
+    namespace: dict[str, Any] = {name: getattr(models, name) for name in models.__all__}
+    for module in pkgutil.iter_modules(pfd_db.store.__path__):
+        if not module.name.startswith("_"):
+            namespace[module.name] = importlib.import_module(f"pfd_db.store.{module.name}")
+    namespace.update(
+        session=Session(engine, autoflush=False, expire_on_commit=False),
+        engine=engine,
+        select=sqlalchemy.select,
+        func=sqlalchemy.func,
+        get_db_session=get_db_session,
+    )
+    return namespace
+
+
+def banner(namespace: dict[str, Any], target: Target) -> str:
+    import types
+
+    from pfd_db import __version__
+
+    stores = sorted(n for n, v in namespace.items() if isinstance(v, types.ModuleType))
+    return (
+        f"pfd-db {__version__} shell on {target.shown}\n"
+        "session: a Session on it (nothing is saved until session.commit()); engine\n"
+        "models: User, Experiment, Dataset, ... (all of pfd_db.models)\n"
+        f"store: {', '.join(stores)}\n"
+        "also: select, func, get_db_session"
+    )
+
+
+def interact(namespace: dict[str, Any], text: str) -> None:
+    """IPython when it is installed, else the standard library's prompt."""
+    try:
+        import IPython  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        import code
+
+        code.interact(banner=text, local=namespace, exitmsg="")
+        return
+    IPython.start_ipython(argv=["--no-confirm-exit"], user_ns=namespace, display_banner=False)
+
+
+# --- dbshell -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientCommand:
+    """A database client to run: its arguments and the environment it needs."""
+
+    argv: list[str]
+    environment: dict[str, str]
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbshell(ctx: typer.Context, url: UrlOption = None) -> None:
+    """Start the database's own client on it: sqlite3 or psql.
+
+    Arguments after -- go to the client, e.g. pfd-db dbshell -- -c 'select 1'.
+    """
+    from pfd_db.errors import ConfigurationError
+
+    with database(url, INSPECT), url_in_settings(url):  # it exists and answers
+        target = locate(url)
+    command = client_command(target, list(ctx.args))
+    program = shutil.which(command.argv[0])
+    if program is None:
+        name, package = CLIENTS[target.url.get_backend_name()]
+        raise ConfigurationError(
+            f"{name} is not installed (not found on PATH): install it (e.g. apt-get install "
+            f"{package}), or use pfd-db shell"
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(program, command.argv, command.environment)  # noqa: S606 - the client replaces us
+
+
+def client_command(target: Target, extra: list[str]) -> ClientCommand:
+    """The client for ``target``, with ``extra`` arguments: ``sqlite3 FILE``, or
+    ``psql`` reading host, port, user, password and database from libpq's
+    environment variables (so no password shows in the process list)."""
+    environment = dict(os.environ)
+    if target.url.get_backend_name() == "sqlite":
+        return ClientCommand(["sqlite3", str(target.path or ":memory:"), *extra], environment)
+    url = target.url
+    parts: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database,
+    }
+    for name, value in url.query.items():
+        if name in PG_ENVIRONMENT:
+            parts[name] = value if isinstance(value, str) else value[-1]
+    environment.update(
+        {PG_ENVIRONMENT[name]: str(value) for name, value in parts.items() if value is not None}
+    )
+    return ClientCommand(["psql", *extra], environment)
