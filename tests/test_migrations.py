@@ -4,11 +4,13 @@ atomic on failure, and identical to the models."""
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from pfd_db import migrations
 from pfd_db.engine import make_engine
@@ -190,3 +192,92 @@ def test_the_stock_alembic_command_works_with_the_packaged_ini(fresh_url, fresh_
         check=True, capture_output=True,
     )  # fmt: skip
     assert migrations.state(fresh_engine).at_head
+
+
+# --- 0002: one explanation per (experiment, signal, method) -------------------------------
+
+EXPLANATIONS_AT_0001 = [  # (experiment, signal, method, n): n tells the copies apart
+    (1, "s1", "shap", 1),
+    (1, "s1", "shap", 2),
+    (1, "s1", "lime", 3),
+    (1, "s1", "shap", 4),
+    (2, "s1", "shap", 5),
+    (1, "s2", "shap", 6),
+    (1, "s2", "shap", 7),
+]
+
+
+def fill_explanations_at_0001(engine) -> None:
+    """Two experiments and ``EXPLANATIONS_AT_0001``, written as revision 0001's
+    tables are (no models: they describe the head)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO datasets (name, num_signals, fault_types, severity_levels, file_path)"
+                " VALUES ('d', 1, '[]', '[]', 'd.h5')"
+            )
+        )
+        for name in ("a", "b"):
+            conn.execute(
+                text(
+                    "INSERT INTO experiments (name, model_type, dataset_id, config) "
+                    "VALUES (:name, 'cnn', 1, '{}')"
+                ),
+                {"name": name},
+            )
+        for experiment, signal, method, n in EXPLANATIONS_AT_0001:
+            conn.execute(
+                text(
+                    "INSERT INTO explanations (experiment_id, signal_id, method, explanation_data)"
+                    f" VALUES (:experiment, :signal, :method, '{{\"n\": {n}}}')"
+                ),
+                {"experiment": experiment, "signal": signal, "method": method},
+            )
+
+
+def stored_explanations(engine) -> list[tuple]:
+    """(experiment, signal, method, n) of each stored explanation."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT experiment_id, signal_id, method, explanation_data FROM explanations")
+        ).all()
+    decoded = [
+        (e, s, m, data if isinstance(data, dict) else json.loads(data)) for e, s, m, data in rows
+    ]
+    return sorted((e, s, m, data["n"]) for e, s, m, data in decoded)
+
+
+def oldest_of_each_key() -> list[tuple]:
+    oldest: dict[tuple, int] = {}
+    for experiment, signal, method, n in EXPLANATIONS_AT_0001:
+        oldest.setdefault((experiment, signal, method), n)
+    return sorted((*key, n) for key, n in oldest.items())
+
+
+def test_0002_keeps_the_oldest_explanation_of_each_key_and_round_trips(fresh_engine):
+    migrations.upgrade(fresh_engine, "0001")
+    fill_explanations_at_0001(fresh_engine)
+    assert migrations.upgrade(fresh_engine, "0002").current == "0002"
+    assert stored_explanations(fresh_engine) == oldest_of_each_key()
+    with pytest.raises(IntegrityError), fresh_engine.begin() as conn:  # now refused
+        conn.execute(
+            text(
+                "INSERT INTO explanations (experiment_id, signal_id, method, explanation_data)"
+                " VALUES (1, 's1', 'shap', '{}')"
+            )
+        )
+
+    migrations.downgrade(fresh_engine, "0001")
+    with fresh_engine.begin() as conn:  # allowed again at 0001
+        conn.execute(
+            text(
+                "INSERT INTO explanations (experiment_id, signal_id, method, explanation_data)"
+                " VALUES (1, 's1', 'shap', '{\"n\": 8}')"
+            )
+        )
+    assert len(stored_explanations(fresh_engine)) == len(oldest_of_each_key()) + 1
+
+    migrations.upgrade(fresh_engine, "0002")
+    assert stored_explanations(fresh_engine) == oldest_of_each_key()
+    migrations.upgrade(fresh_engine)
+    assert migrations.schema_drift(fresh_engine) == []
