@@ -191,11 +191,10 @@ def legacy_rows(dangling: bool) -> list[tuple[str, dict[str, Any]]]:
     rows.append(("hpo_campaigns", {"id": 1, "best_experiment_id": 1, "_update": True}))
     rows.append(("nas_campaigns", {"id": 1, "best_trial_id": 1, "_update": True}))
     if dangling:  # SQLite never enforced the legacy foreign keys
-        rows.append(("training_runs", {"id": 4, "experiment_id": 77, "epoch": 1,
-                                       "train_loss": 1.0, "val_loss": 1.0,
-                                       "train_accuracy": 0.5, "val_accuracy": 0.5, **t}))  # fmt: skip
-        rows.append(("experiment_tags", {"id": 2, "experiment_id": 2, "tag_id": 9,
-                                         "added_by": 1, **t}))  # fmt: skip
+        orphan_run = {"id": 4, "experiment_id": 77, "epoch": 1, "train_loss": 1.0,
+                      "val_loss": 1.0, "train_accuracy": 0.5, "val_accuracy": 0.5, **t}  # fmt: skip
+        rows.append(("training_runs", orphan_run))
+        rows.append(("experiment_tags", {"id": 2, "experiment_id": 2, "tag_id": 9, **t}))
     return rows
 
 

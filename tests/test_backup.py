@@ -1,0 +1,197 @@
+"""pfd-db backup and restore: a consistent snapshot while writers run, on both dialects."""
+
+from __future__ import annotations
+
+import stat
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+from typer.testing import CliRunner
+
+from pfd_db import migrations
+from pfd_db.cli import app
+from pfd_db.engine import make_engine
+from pfd_db.errors import Conflict, InvalidInput
+from pfd_db.models import SystemLog
+from pfd_db.portability.backup import COPY_TO_SQLITE, ONLINE_BACKUP, PG_DUMP, backup, restore
+
+runner = CliRunner()
+WRITERS = 4
+
+
+class Writers:
+    """Four threads, each committing one audit-log row after another."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.committed: list[int] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self.write, args=(n,)) for n in range(WRITERS)]
+
+    def write(self, n: int) -> None:
+        try:
+            while not self.stop.is_set():
+                with self.engine.begin() as conn:
+                    row_id = conn.execute(
+                        insert(SystemLog)
+                        .values(action=f"writer-{n}", status="success")
+                        .returning(SystemLog.id)
+                    ).scalar_one()
+                with self.lock:
+                    self.committed.append(row_id)
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+
+    def committed_so_far(self) -> set[int]:
+        with self.lock:
+            return set(self.committed)
+
+    def wait_for(self, rows: int) -> None:
+        while len(self.committed_so_far()) < rows and not self.errors:
+            self.stop.wait(0.01)
+
+
+@contextmanager
+def writing(url: str) -> Iterator[Writers]:
+    writers = Writers(url)
+    for thread in writers.threads:
+        thread.start()
+    try:
+        yield writers
+    finally:
+        writers.stop.set()
+        for thread in writers.threads:
+            thread.join()
+        writers.engine.dispose()
+    assert not writers.errors, writers.errors
+
+
+@pytest.fixture
+def migrated(fresh_url: str) -> str:
+    engine = make_engine(fresh_url)
+    migrations.upgrade(engine)
+    engine.dispose()
+    return fresh_url
+
+
+@pytest.fixture
+def restore_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second empty database on the dialect, to restore into."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restored.db'}"
+        return
+    server = request.getfixturevalue("pg_server")
+    name = f"pfd_restore_{uuid.uuid4().hex[:8]}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+def backed_up_while_writing(url: str, path: Path, **options: str) -> tuple[set[int], str]:
+    """Back ``url`` up while four writers run; the ids committed before it began."""
+    with writing(url) as writers:
+        writers.wait_for(40)
+        before = writers.committed_so_far()
+        engine = make_engine(url)
+        try:
+            report = backup(engine, path, **options)
+        finally:
+            engine.dispose()
+        writers.wait_for(len(before) + 20)  # they kept going meanwhile
+    return before, report.method
+
+
+def restored_ids(url: str) -> set[int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.scalars(select(SystemLog.id)))
+    finally:
+        engine.dispose()
+
+
+def assert_restored(path: Path, restore_url: str, before: set[int]) -> None:
+    result = runner.invoke(app, ["restore", str(path), "--url", restore_url])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["check", "--url", restore_url]).exit_code == 0
+    assert before <= restored_ids(restore_url)
+
+
+def test_a_backup_taken_while_four_writers_run_restores_what_was_committed(
+    migrated, restore_url, dialect, tmp_path
+):
+    path = tmp_path / "pfd.backup"
+    before, method = backed_up_while_writing(migrated, path)
+    assert method == (ONLINE_BACKUP if dialect == "sqlite" else PG_DUMP)
+    assert_restored(path, restore_url, before)
+
+
+def test_postgresql_without_pg_dump_backs_up_into_a_sqlite_file(pg_server, tmp_path):
+    names = [f"pfd_nodump_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for name in names:
+        pg_server.create_database(name)
+    try:
+        source, restored = (pg_server.url(name) for name in names)
+        engine = make_engine(source)
+        migrations.upgrade(engine)
+        engine.dispose()
+        path = tmp_path / "pfd-pg.backup"
+        before, method = backed_up_while_writing(source, path, tools_path="")
+        assert method == COPY_TO_SQLITE
+        assert path.read_bytes().startswith(b"SQLite format 3\x00")
+        assert_restored(path, restored, before)
+        assert_restored(path, f"sqlite:///{tmp_path / 'from-pg.db'}", before)
+    finally:
+        for name in names:
+            pg_server.drop_database(name)
+
+
+def test_the_sqlite_backup_is_one_file_with_the_key_beside_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'pfd.db'}"
+    assert runner.invoke(app, ["init", "--url", url, "--quiet"]).exit_code == 0
+    (tmp_path / "pfd.db.key").write_bytes(b"the instance key\n")
+    path = tmp_path / "copy.backup"
+    result = runner.invoke(app, ["backup", str(path), "--url", url])
+    assert result.exit_code == 0, result.output
+    assert ONLINE_BACKUP in result.output
+    assert not Path(f"{path}-wal").exists()
+    key = Path(f"{path}.key")
+    assert key.read_bytes() == b"the instance key\n"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_backup_refuses_an_existing_file_and_restore_a_file_that_is_no_backup(migrated, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("something")
+    engine = make_engine(migrated)
+    try:
+        with pytest.raises(Conflict):
+            backup(engine, taken)
+        with pytest.raises(InvalidInput, match="neither"):
+            restore(taken, engine)
+    finally:
+        engine.dispose()
+
+
+def test_restore_refuses_a_database_holding_data(migrated, restore_url, tmp_path):
+    path = tmp_path / "pfd.backup"
+    engine = make_engine(migrated)
+    try:
+        backup(engine, path)
+    finally:
+        engine.dispose()
+    assert runner.invoke(app, ["init", "--url", restore_url, "--quiet"]).exit_code == 0
+    refused = runner.invoke(app, ["restore", str(path), "--url", restore_url])
+    assert refused.exit_code == 2
+    assert "--replace" in refused.output
+    replaced = runner.invoke(app, ["restore", str(path), "--url", restore_url, "--replace", "-y"])
+    assert replaced.exit_code == 0, replaced.output
