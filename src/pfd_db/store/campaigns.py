@@ -5,8 +5,8 @@ campaign's counters happens in the database, atomically: ``trials_completed``
 moves by ``+ 1`` in an UPDATE, and the best result is replaced only by a
 conditional UPDATE (``WHERE best_accuracy IS NULL OR best_accuracy < :new``),
 so the true best survives any interleaving. Recording a trial also locks the
-campaign's row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
-IMMEDIATE`` already lets one writer in at a time): the checks that decide
+campaign's row first (``SELECT ... FOR UPDATE``, which on SQLite takes the
+database's write lock): the checks that decide
 whether a trial counts, and NAS trial numbering, then see a settled campaign.
 """
 
@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import (
@@ -33,15 +32,16 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.models.enums import NASAlgorithm
+from pfd_db.store.status import move_status, update_if
 from pfd_db.store.validation import (
-    check_transition,
     require_count,
     require_finite,
     require_member,
     require_object,
     require_text,
 )
-from pfd_db.store.writes import add_unique, id_of
+from pfd_db.store.writes import add_unique, id_of, load, one_of_kinds
+from pfd_db.values import INT64_MAX
 
 Campaign = TypeVar("Campaign", HPOCampaign, NASCampaign)
 
@@ -64,20 +64,20 @@ RESULT_KEYS = frozenset({*REAL_RESULTS, *COUNT_RESULTS, "metrics"})
 def transition(session: Session, campaign: Campaign, status: ExperimentStatus | str) -> Campaign:
     """Move ``campaign`` to ``status``: pending → running | cancelled, running →
     paused | completed | failed | cancelled, paused → running; anything else
-    raises InvalidTransition."""
+    raises InvalidTransition.
+
+    One conditional UPDATE from the status ``campaign`` shows (see
+    :mod:`pfd_db.store.status`): if another session moved it first,
+    ``campaign`` is read again and InvalidTransition names its status now."""
+    one_of_kinds(campaign, (HPOCampaign, NASCampaign), "campaign")
     new = require_member(status, ExperimentStatus, "status")
-    current = _lock_campaign(session, campaign)
-    check_transition(f"campaign {campaign.name!r}", current, new, TRANSITIONS)
-    if isinstance(campaign, HPOCampaign):
-        campaign.status = new
-    else:
-        campaign.status = new.value
-    session.flush()
-    return campaign
+    return move_status(session, campaign, new, TRANSITIONS)
 
 
 def _lock_campaign(session: Session, campaign: HPOCampaign | NASCampaign) -> ExperimentStatus:
-    """Lock the campaign's row for this transaction; its stored status."""
+    """Lock the campaign's row for this transaction (the write lock on SQLite),
+    so that trials are counted and numbered against a settled campaign; its
+    stored status."""
     model = type(campaign)
     if campaign.id is None:
         session.flush()
@@ -110,7 +110,7 @@ def create_hpo_campaign(
         "search_space": _require_json_object(search_space, "search_space"),
         "budget": _require_json_object(budget, "budget"),
         "trials_total": require_count(trials_total, "trials_total", minimum=1),
-        "dataset_id": _dataset_id(session, dataset),
+        "dataset_id": id_of(session, Dataset, dataset, "dataset"),
         "created_by": id_of(session, User, created_by, "created_by"),
     }
     campaign = HPOCampaign(**values)
@@ -125,8 +125,8 @@ def create_hpo_campaign(
 
 def record_trial(
     session: Session,
-    campaign: HPOCampaign,
-    experiment: Experiment,
+    campaign: HPOCampaign | int,
+    experiment: Experiment | int,
     accuracy: float | None = None,
 ) -> HPOCampaign:
     """Count ``experiment`` as a finished trial of ``campaign``, returned updated.
@@ -142,6 +142,8 @@ def record_trial(
     trial's experiment). Conflict if the experiment belongs to another campaign
     or the campaign is no longer open (completed, failed, cancelled).
     """
+    campaign = load(session, HPOCampaign, campaign, "campaign")
+    experiment = load(session, Experiment, experiment, "experiment")
     score = _trial_accuracy(experiment, accuracy)
     if experiment.id is None:
         session.flush()
@@ -183,16 +185,9 @@ def _campaign_id_of(session: Session, experiment: Experiment) -> int | None:
 
 def _link(session: Session, experiment: Experiment, campaign: HPOCampaign) -> None:
     """Set the experiment's campaign, only if it still has none."""
-    linked = session.scalar(
-        update(Experiment)
-        .where(Experiment.id == experiment.id, Experiment.hpo_campaign_id.is_(None))
-        .values(hpo_campaign_id=campaign.id)
-        .returning(Experiment.id)
-        .execution_options(synchronize_session=False)
-    )
-    if linked is None:
+    unlinked = Experiment.hpo_campaign_id.is_(None)
+    if not update_if(session, experiment, unlinked, hpo_campaign_id=campaign.id):
         raise Conflict(f"experiment {experiment.name!r} is a trial of another HPO campaign")
-    set_committed_value(experiment, "hpo_campaign_id", campaign.id)
 
 
 def _count_trial(session: Session, campaign: HPOCampaign) -> None:
@@ -236,7 +231,7 @@ def create_nas_campaign(
             if search_space_config is None
             else _require_json_object(search_space_config, "search_space_config")
         ),
-        dataset_id=_dataset_id(session, dataset),
+        dataset_id=id_of(session, Dataset, dataset, "dataset"),
     )
     session.add(campaign)
     session.flush()
@@ -250,7 +245,7 @@ def architecture_hash(architecture: Mapping[str, Any]) -> str:
 
 def add_trial(
     session: Session,
-    campaign: NASCampaign,
+    campaign: NASCampaign | int,
     architecture: Mapping[str, Any],
     results: Mapping[str, Any] | None = None,
 ) -> NASTrial:
@@ -259,6 +254,7 @@ def add_trial(
     num_parameters, flops, model_size_mb, metrics). If the campaign already has
     this architecture, that trial is returned unchanged instead. A trial that
     beats the campaign's best accuracy becomes its best trial."""
+    campaign = load(session, NASCampaign, campaign, "campaign")
     shape = _require_json_object(architecture, "architecture")
     if not shape:
         raise InvalidInput("architecture must not be empty")
@@ -283,8 +279,9 @@ def add_trial(
     return trial
 
 
-def trials(session: Session, campaign: NASCampaign) -> list[NASTrial]:
+def trials(session: Session, campaign: NASCampaign | int) -> list[NASTrial]:
     """The campaign's trials in trial-number order."""
+    campaign = load(session, NASCampaign, campaign, "campaign")
     return list(
         session.scalars(
             select(NASTrial)
@@ -308,7 +305,7 @@ def _trial_results(results: Mapping[str, Any] | None) -> dict[str, Any]:
         elif key in REAL_RESULTS:
             checked[key] = require_finite(value, f"results[{key!r}]")
         elif key in COUNT_RESULTS:
-            checked[key] = require_count(value, f"results[{key!r}]", minimum=0)
+            checked[key] = require_count(value, f"results[{key!r}]", 0, INT64_MAX)
         else:
             checked[key] = _require_json_object(value, f"results[{key!r}]")
     return checked
@@ -344,18 +341,6 @@ def _offer_best(session: Session, campaign: Campaign, best_id: int, score: float
         .returning(model)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).all()
-
-
-def _dataset_id(session: Session, dataset: Dataset | int) -> int:
-    if isinstance(dataset, Dataset):
-        if dataset.id is None:
-            session.flush()
-        return dataset.id
-    if isinstance(dataset, bool) or not isinstance(dataset, int):
-        raise InvalidInput("dataset must be a Dataset or its integer id")
-    if session.get(Dataset, dataset) is None:
-        raise NotFound(f"no dataset with id {dataset}")
-    return dataset
 
 
 def _require_json_object(value: object, field: str) -> dict[str, Any]:
