@@ -32,7 +32,7 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.models.enums import NASAlgorithm
-from pfd_db.store.status import move_status, update_if
+from pfd_db.store.status import move_status, reread, update_if
 from pfd_db.store.validation import (
     require_count,
     require_finite,
@@ -77,14 +77,8 @@ def transition(session: Session, campaign: Campaign, status: ExperimentStatus | 
 def _lock_campaign(session: Session, campaign: HPOCampaign | NASCampaign) -> ExperimentStatus:
     """Lock the campaign's row for this transaction (the write lock on SQLite),
     so that trials are counted and numbered against a settled campaign; its
-    stored status."""
-    model = type(campaign)
-    if campaign.id is None:
-        session.flush()
-    status = session.scalar(select(model.status).where(model.id == campaign.id).with_for_update())
-    if status is None:
-        raise NotFound(f"campaign {campaign.name!r} no longer exists")
-    return ExperimentStatus(status)
+    stored status, which ``campaign`` shows too."""
+    return ExperimentStatus(reread(session, campaign, lock=True).status)
 
 
 # --- hyper-parameter search ----------------------------------------------------------
@@ -150,8 +144,7 @@ def record_trial(
     status = _lock_campaign(session, campaign)
     owner = _campaign_id_of(session, experiment)
     if owner == campaign.id:
-        session.refresh(campaign)
-        return campaign
+        return campaign  # recorded already; as stored now, since the lock read it again
     if owner is not None:
         raise Conflict(f"experiment {experiment.name!r} is a trial of another HPO campaign")
     if status not in OPEN:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun, User
 from pfd_db.store import tags
-from pfd_db.store.status import move_status
+from pfd_db.store.status import move_status, reread
 from pfd_db.store.validation import (
     optional_finite,
     optional_object,
@@ -120,13 +120,9 @@ def delete_experiment(session: Session, experiment: Experiment | int) -> None:
 
 
 def _lock(session: Session, experiment: Experiment) -> None:
-    """Lock the experiment's row until the transaction ends (on SQLite, FOR UPDATE
-    takes the database's write lock: see pfd_db.transactions)."""
-    found = session.scalar(
-        select(Experiment.id).where(Experiment.id == experiment.id).with_for_update()
-    )
-    if found is None:
-        raise NotFound(f"experiment {experiment.name!r} no longer exists")
+    """Lock the experiment's row until the transaction ends (on SQLite: take the
+    write lock); NotFound if it is gone."""
+    reread(session, experiment, lock=True)
 
 
 # --- status ------------------------------------------------------------------------

@@ -81,9 +81,14 @@ def update_if(session: Session, row: Base, *conditions: ColumnElement[bool], **v
     return updated.scalars().one_or_none() is not None
 
 
-def reread(session: Session, row: R) -> R:
-    """``row`` loaded again as stored now; :class:`NotFound` if it is gone."""
-    found = session.get(type(row), row_id(session, row), populate_existing=True)
+def reread(session: Session, row: R, *, lock: bool = False) -> R:
+    """``row`` loaded again as stored now; :class:`NotFound` if it is gone. With
+    ``lock``, its row is locked until the transaction ends (``SELECT ... FOR
+    UPDATE``, which on SQLite takes the database's write lock): for reads that a
+    later write depends on."""
+    found = session.get(
+        type(row), row_id(session, row), populate_existing=True, with_for_update=lock
+    )
     if found is None:
         raise NotFound(f"{describe(row)} no longer exists")
     return found
