@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from pfd_db.crypto import sha256_hex
-from pfd_db.errors import InvalidInput, NotFound
+from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store import api_keys
 from pfd_db.types import utcnow
-from probes import statements
+from probes import executions, statements
 
 KEY_FORMAT = re.compile(r"pfd_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
@@ -47,6 +47,13 @@ def make_user(db, username: str) -> User:
 
 def secret_of(plaintext: str) -> str:
     return plaintext.split("_", 2)[2]
+
+
+def refused(db, presented, **kwargs) -> str:
+    """Why ``verify`` refuses ``presented`` (it must)."""
+    with pytest.raises(AuthenticationFailed, match=r"^authentication failed$") as refusal:
+        api_keys.verify(db, presented, **kwargs)
+    return refusal.value.reason
 
 
 def with_char_changed(text: str, index: int) -> str:
@@ -151,7 +158,7 @@ def test_verify_finds_the_key_from_a_fresh_session(engine, issue):
     plaintext, record = issue()
     with Session(engine) as other:
         found = api_keys.verify(other, plaintext)
-        assert found is not None and found.id == record.id
+        assert found.id == record.id
 
 
 @pytest.mark.parametrize("where", ["secret start", "secret end", "prefix start", "prefix end"])
@@ -160,42 +167,42 @@ def test_a_key_differing_in_one_character_is_refused(db, issue, where):
     index = {"secret start": 21, "secret end": -1, "prefix start": 4, "prefix end": 19}[where]
     forged = with_char_changed(plaintext, index % len(plaintext))
     assert forged != plaintext and len(forged) == len(plaintext)
-    assert api_keys.verify(db, forged) is None
+    assert refused(db, forged) == ("unknown key" if where.startswith("prefix") else "wrong secret")
 
 
 def test_the_secret_of_one_key_under_the_prefix_of_another_is_refused(db, issue):
     first, _ = issue(name="one")
     _, other = issue(name="two")
-    assert api_keys.verify(db, f"pfd_{other.prefix}_{secret_of(first)}") is None
+    assert refused(db, f"pfd_{other.prefix}_{secret_of(first)}") == "wrong secret"
 
 
 def test_an_expired_key_is_refused(db, issue):
     expiry = utcnow() + timedelta(hours=1)
     plaintext, record = issue(expires_at=expiry)
     assert api_keys.verify(db, plaintext, now=expiry - timedelta(seconds=1)) is record
-    assert api_keys.verify(db, plaintext, now=expiry) is None
-    assert api_keys.verify(db, plaintext, now=expiry + timedelta(days=1)) is None
+    assert refused(db, plaintext, now=expiry) == "expired"
+    assert refused(db, plaintext, now=expiry + timedelta(days=1)) == "expired"
 
 
 def test_a_revoked_key_is_refused(db, issue):
     plaintext, record = issue()
     api_keys.revoke(db, record)
     db.commit()
-    assert api_keys.verify(db, plaintext) is None
+    assert refused(db, plaintext) == "revoked"
 
 
 def test_an_inactive_key_is_refused(db, issue):
     plaintext, record = issue()
     record.is_active = False
     db.commit()
-    assert api_keys.verify(db, plaintext) is None
+    assert refused(db, plaintext) == "inactive key"
 
 
 def test_the_key_of_an_inactive_user_is_refused(db, issue, user):
     plaintext, _ = issue()
     user.is_active = False
     db.commit()
-    assert api_keys.verify(db, plaintext) is None
+    assert refused(db, plaintext) == "inactive user"
 
 
 def test_a_revocation_by_another_writer_is_seen_despite_a_loaded_copy(engine, db, issue):
@@ -204,14 +211,14 @@ def test_a_revocation_by_another_writer_is_seen_despite_a_loaded_copy(engine, db
     db.commit()
     with engine.begin() as conn:
         conn.execute(update(APIKey).where(APIKey.id == record.id).values(revoked_at=utcnow()))
-    assert api_keys.verify(db, plaintext) is None
+    assert refused(db, plaintext) == "revoked"
 
 
 def test_a_refused_key_is_not_touched(engine, db, issue):
     plaintext, record = issue()
     api_keys.revoke(db, record)
     db.commit()
-    api_keys.verify(db, plaintext)
+    refused(db, plaintext)
     db.commit()
     assert stored_row(engine, record).last_used_at is None
 
@@ -242,10 +249,9 @@ def malformed_variants(plaintext: str) -> list[object]:
         f"pfd_{prefix}_{secret[:-1]}é",
         f"pfd_{prefix[:-1]}_{secret}x",
         "x" * len(plaintext),
-        None,
-        42,
-        plaintext.encode(),
-        [plaintext],
+        f"pfd_{prefix}_{secret[:-1]}\x00",
+        f"pfd_{prefix}_{secret[:-1]}\ud800",
+        plaintext * 1000,
     ]
 
 
@@ -253,9 +259,46 @@ def test_malformed_keys_are_refused_without_touching_the_database(engine, db, is
     plaintext, _ = issue()
     variants = malformed_variants(plaintext)
     with statements(engine) as sent:
-        refused = [api_keys.verify(db, variant) for variant in variants]
-    assert refused == [None] * len(variants)
+        reasons = [refused(db, variant) for variant in variants]
+    assert reasons == ["malformed key"] * len(variants)
     assert sent == []
+
+
+@pytest.mark.parametrize("presented", [None, 42, b"pfd_", ["pfd_"]])
+def test_a_key_that_is_no_string_is_invalid_input(db, issue, presented):
+    issue()
+    with pytest.raises(InvalidInput, match=r"^key must be a string"):
+        api_keys.verify(db, presented)
+
+
+def test_an_unknown_prefix_takes_the_same_path_as_a_known_one(engine, db, issue, monkeypatch):
+    plaintext, _ = issue()
+    prefix, secret = plaintext[4:20], secret_of(plaintext)
+    wrong_secret = f"pfd_{prefix}_{with_char_changed(secret, 0)}"
+    unknown_prefix = f"pfd_{with_char_changed(prefix, 0)}_{secret}"
+    hashed = []
+    monkeypatch.setattr(
+        api_keys, "sha256_hex", lambda text: hashed.append(text) or sha256_hex(text)
+    )
+    compared = []
+    real_compare = api_keys.hmac.compare_digest
+    monkeypatch.setattr(
+        api_keys.hmac, "compare_digest", lambda a, b: compared.append(len(b)) or real_compare(a, b)
+    )
+    db.connection()  # begin outside the count (as a request's session would have)
+    paths = []
+    for presented, reason in ((wrong_secret, "wrong secret"), (unknown_prefix, "unknown key")):
+        hashed.clear()
+        compared.clear()
+        with executions(engine) as sent:
+            assert refused(db, presented) == reason
+        paths.append(([s for s, _ in sent], [p for _, p in sent], list(hashed), list(compared)))
+    (known_sql, known_params, known_hashed, known_compared) = paths[0]
+    (unknown_sql, unknown_params, unknown_hashed, unknown_compared) = paths[1]
+    assert known_sql == unknown_sql and len(known_sql) == 1  # the same one indexed lookup
+    assert len(known_params) == len(unknown_params)
+    assert known_hashed == [wrong_secret] and unknown_hashed == [unknown_prefix]  # one SHA-256
+    assert known_compared == unknown_compared == [64]  # one comparison with a stored-size hash
 
 
 def test_verify_of_a_recently_used_key_is_one_select(engine, db, issue):

@@ -12,6 +12,7 @@ from conftest import find_plaintexts
 from pfd_db import migrations
 from pfd_db.cli import app
 from pfd_db.engine import make_engine
+from pfd_db.errors import AuthenticationFailed
 from pfd_db.models import APIKey, Base, Role, User
 from pfd_db.passwords import verify_password
 from pfd_db.store import api_keys
@@ -114,6 +115,7 @@ def test_apikey_revoke_by_prefix(url, session_on):
     revoked = pfd_db(url, "apikey", "revoke", prefix)
     assert revoked.exit_code == 0, revoked.output
     session_on.expire_all()
-    assert api_keys.verify(session_on, key_text) is None
+    with pytest.raises(AuthenticationFailed, match="authentication failed"):
+        api_keys.verify(session_on, key_text)
     session_on.commit()
     assert pfd_db(url, "apikey", "revoke", "nosuchprefix").exit_code == 2

@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
 from pfd_db.crypto import sha256_hex
-from pfd_db.errors import InvalidInput
+from pfd_db.errors import AuthenticationFailed, InvalidInput
 from pfd_db.models import SessionLog
 from pfd_db.store import sessions, useragent, users
+from probes import statements
 
 PASSWORD = "correct-horse-battery-staple"
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -80,6 +82,13 @@ def test_a_session_lasts_the_ttl_from_the_settings_or_the_one_given(start):
         start(ttl=timedelta(0))
 
 
+def refused(db, token, now=T0) -> str:
+    """Why ``resolve`` refuses ``token`` at ``now``."""
+    with pytest.raises(AuthenticationFailed, match=r"^authentication failed$") as refusal:
+        sessions.resolve(db, token, now=now)
+    return refusal.value.reason
+
+
 def test_resolve_finds_the_live_session_by_its_token(db, ada, start):
     token, record = start()
     db.commit()
@@ -88,23 +97,37 @@ def test_resolve_finds_the_live_session_by_its_token(db, ada, start):
     assert found.id == record.id and found.user.username == "ada"
 
 
-@pytest.mark.parametrize("token", ["", "short", "a" * 43 + "!", "é" * 43, None, 42])
-def test_resolve_refuses_malformed_tokens(db, start, token):
+@pytest.mark.parametrize(
+    "token", ["", "short", "a" * 43 + "!", "é" * 43, "a" * 10_000, "a" * 42 + "\x00", "\ud800" * 43]
+)
+def test_malformed_tokens_are_refused_without_a_query(engine, db, start, token):
     start()
-    assert sessions.resolve(db, token, now=T0) is None
-    assert sessions.end_session(db, token) is False
+    db.commit()
+    with statements(engine) as sent:
+        assert refused(db, token) == "malformed token"
+        assert sessions.end_session(db, token) is False
+    assert sent == []
+
+
+@pytest.mark.parametrize("token", [None, 42, b"a" * 43, ["a" * 43]])
+def test_a_token_that_is_no_string_is_invalid_input(db, start, token):
+    start()
+    with pytest.raises(InvalidInput, match=r"^token must be a string"):
+        sessions.resolve(db, token, now=T0)
+    with pytest.raises(InvalidInput, match=r"^token must be a string"):
+        sessions.end_session(db, token)
 
 
 def test_resolve_refuses_an_unknown_token(db, start):
     token, _ = start()
     other = ("B" if token[0] == "A" else "A") + token[1:]
-    assert sessions.resolve(db, other, now=T0) is None
+    assert refused(db, other) == "unknown token"
 
 
 def test_resolve_refuses_an_expired_session(db, start):
     token, record = start(ttl=timedelta(hours=1))
     assert sessions.resolve(db, token, now=record.expires_at - timedelta(seconds=1)) is record
-    assert sessions.resolve(db, token, now=record.expires_at) is None
+    assert refused(db, token, now=record.expires_at) == "expired"
 
 
 def test_resolve_refuses_an_ended_session(db, start):
@@ -112,14 +135,25 @@ def test_resolve_refuses_an_ended_session(db, start):
     assert sessions.end_session(db, token) is True
     assert sessions.end_session(db, token) is False
     assert record.is_active is False and record.logged_out_at is not None
-    assert sessions.resolve(db, token, now=T0) is None
+    assert refused(db, token) == "ended"
+
+
+def test_resolve_sees_an_ending_by_another_writer_despite_a_loaded_copy(engine, db, start):
+    token, record = start()
+    db.commit()
+    assert sessions.resolve(db, token, now=T0) is record
+    db.commit()
+    with Session(engine) as other:
+        assert sessions.end_session(other, token) is True
+        other.commit()
+    assert refused(db, token) == "ended"
 
 
 def test_resolve_refuses_the_session_of_an_inactive_user(db, ada, start):
     token, _ = start()
     ada.is_active = False  # not through deactivate(), which would end the session too
     db.flush()
-    assert sessions.resolve(db, token, now=T0) is None
+    assert refused(db, token) == "inactive user"
 
 
 def test_last_active_is_written_at_most_once_a_minute(db, start):
@@ -144,7 +178,7 @@ def test_end_all_sessions_ends_only_that_users_active_ones(db, ada, start):
     assert sessions.end_all_sessions(db, ada) == 2
     assert sessions.end_all_sessions(db, ada) == 0
     assert sessions.active_sessions(db, ada, now=T0) == []
-    assert sessions.resolve(db, bobs, now=T0) is not None
+    assert sessions.resolve(db, bobs, now=T0).user is bob
 
 
 def test_active_sessions_are_the_live_ones_newest_first(db, ada, start):

@@ -7,15 +7,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from pfd_db import crypto
-from pfd_db.errors import InvalidInput, RateLimited
+from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import BackupCode, LoginHistory, User
 from pfd_db.store import twofactor
 from pfd_db.store.twofactor import (
@@ -73,6 +74,25 @@ def history(db: Session) -> list[LoginHistory]:
     return list(db.scalars(select(LoginHistory).order_by(LoginHistory.id)))
 
 
+def refusal(check: Callable[..., None], *args: object, **kwargs: object) -> str:
+    """Why ``check(*args, **kwargs)`` refuses the code (it must)."""
+    with pytest.raises(AuthenticationFailed, match=r"^authentication failed$") as refused:
+        check(*args, **kwargs)
+    assert not isinstance(refused.value, RateLimited)
+    return refused.value.reason
+
+
+def accepted(
+    check: Callable[..., None], session: Session, user: User, code: str, at: datetime
+) -> bool:
+    """Whether ``check`` accepts ``code`` (for the races: a refusal is an answer too)."""
+    try:
+        check(session, user, code, now=at)
+    except AuthenticationFailed:
+        return False
+    return True
+
+
 # --- setup -----------------------------------------------------------------------
 
 
@@ -108,14 +128,17 @@ def test_confirm_with_a_valid_code_turns_2fa_on(db, plaintexts):
     assert user.totp_enabled
 
 
-@pytest.mark.parametrize("code", ["wrong", "12345", "malformed"])
-def test_confirm_with_a_wrong_code_keeps_2fa_off(db, plaintexts, code):
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [("wrong", "wrong code"), ("12345", "malformed code"), ("malformed", "malformed code")],
+)
+def test_confirm_with_a_wrong_code_keeps_2fa_off(db, plaintexts, code, reason):
     user = make_user(db)
     totp = start_setup(db, user, plaintexts)
     presented = wrong_code(totp, T0) if code == "wrong" else code
-    with pytest.raises(InvalidInput):
-        confirm_setup(db, user, presented, now=T0)
-    db.commit()
+    assert refusal(confirm_setup, db, user, presented, now=T0) == reason
+    db.rollback()  # the caller gives up; the failure stays recorded
+    assert [(r.success, r.failure_reason) for r in history(db)] == [(False, reason)]
     db.refresh(user)
     assert not user.totp_enabled
 
@@ -149,21 +172,21 @@ def test_disable_clears_the_secret_flags_and_backup_codes(db, plaintexts):
 def test_codes_of_the_current_step_and_one_either_side_are_accepted(db, plaintexts, offset):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
-    assert verify_totp(db, user, totp.at(T0 + offset * STEP), now=T0)
+    verify_totp(db, user, totp.at(T0 + offset * STEP), now=T0)
 
 
 @pytest.mark.parametrize("offset", [-2, 2])
 def test_codes_two_steps_away_are_rejected(db, plaintexts, offset):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
-    assert not verify_totp(db, user, totp.at(T0 + offset * STEP), now=T0)
+    assert refusal(verify_totp, db, user, totp.at(T0 + offset * STEP), now=T0)
 
 
 def test_a_code_with_spaces_is_accepted(db, plaintexts):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
     code = totp.at(T0)
-    assert verify_totp(db, user, f" {code[:3]} {code[3:]} ", now=T0)
+    verify_totp(db, user, f" {code[:3]} {code[3:]} ", now=T0)
 
 
 MALFORMED = {
@@ -181,7 +204,7 @@ MALFORMED = {
 def test_malformed_codes_are_rejected(db, plaintexts, code):
     user = make_user(db)
     enable_totp(db, user, plaintexts)
-    assert not verify_totp(db, user, code, now=T0)
+    assert refusal(verify_totp, db, user, code, now=T0)
     assert history(db)[-1].failure_reason == "malformed code"
 
 
@@ -189,18 +212,19 @@ def test_a_used_step_is_not_accepted_again(db, plaintexts):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
     code = totp.at(T0)
-    assert verify_totp(db, user, code, now=T0)
-    assert not verify_totp(db, user, code, now=T0)
-    assert not verify_totp(db, user, code, now=T0 + STEP)  # still in the window, but used
+    verify_totp(db, user, code, now=T0)
+    assert refusal(verify_totp, db, user, code, now=T0) == "code already used"
+    # still in the window, but used:
+    assert refusal(verify_totp, db, user, code, now=T0 + STEP) == "code already used"
     assert history(db)[-1].failure_reason == "code already used"
 
 
 def test_an_older_step_after_a_newer_one_is_rejected(db, plaintexts):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
-    assert verify_totp(db, user, totp.at(T0 + STEP), now=T0)
-    assert not verify_totp(db, user, totp.at(T0), now=T0)
-    assert not verify_totp(db, user, totp.at(T0 - STEP), now=T0)
+    verify_totp(db, user, totp.at(T0 + STEP), now=T0)
+    assert refusal(verify_totp, db, user, totp.at(T0), now=T0)
+    assert refusal(verify_totp, db, user, totp.at(T0 - STEP), now=T0)
     db.commit()
     db.refresh(user)
     assert user.totp_last_step == int((T0 + STEP).timestamp()) // 30
@@ -209,14 +233,14 @@ def test_an_older_step_after_a_newer_one_is_rejected(db, plaintexts):
 def test_verify_without_2fa_enabled_fails(db, plaintexts):
     user = make_user(db)
     totp = start_setup(db, user, plaintexts)
-    assert not verify_totp(db, user, totp.at(T0), now=T0)
+    assert refusal(verify_totp, db, user, totp.at(T0), now=T0)
     assert history(db)[-1].failure_reason == "2fa not enabled"
 
 
 def test_every_attempt_is_recorded_in_login_history(db, plaintexts):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
-    verify_totp(db, user, wrong_code(totp, T0), ip="10.0.0.1", user_agent="pytest", now=T0)
+    refusal(verify_totp, db, user, wrong_code(totp, T0), ip="10.0.0.1", user_agent="pytest", now=T0)
     verify_totp(db, user, totp.at(T0), ip="10.0.0.1", user_agent="pytest", now=T0)
     db.commit()
     rows = [r for r in history(db) if r.timestamp == T0]
@@ -233,7 +257,7 @@ def test_every_attempt_is_recorded_in_login_history(db, plaintexts):
 
 def fail_five_times(db: Session, user: User, totp: pyotp.TOTP, at: datetime) -> None:
     for _ in range(5):
-        assert not verify_totp(db, user, wrong_code(totp, at), now=at)
+        assert refusal(verify_totp, db, user, wrong_code(totp, at), now=at)
     db.commit()
 
 
@@ -254,16 +278,18 @@ def test_the_rate_limit_expires_after_the_window(db, plaintexts):
     totp = enable_totp(db, user, plaintexts)
     fail_five_times(db, user, totp, T0)
     after = T0 + WINDOW + timedelta(seconds=1)
-    assert verify_totp(db, user, totp.at(after), now=after)
+    verify_totp(db, user, totp.at(after), now=after)
 
 
 def test_failures_older_than_the_window_do_not_count(db, plaintexts):
     user = make_user(db)
     totp = enable_totp(db, user, plaintexts)
     for k in range(4):
-        verify_totp(db, user, wrong_code(totp, T0), now=T0 - WINDOW - timedelta(minutes=k + 1))
+        long_ago = T0 - WINDOW - timedelta(minutes=k + 1)
+        refusal(verify_totp, db, user, wrong_code(totp, T0), now=long_ago)
     fail_five_times(db, user, totp, T0)
-    assert not verify_totp(db, user, "000000", now=T0 + WINDOW + timedelta(seconds=1))
+    later = T0 + WINDOW + timedelta(seconds=1)
+    assert refusal(verify_totp, db, user, wrong_code(totp, later), now=later) == "wrong code"
 
 
 def test_backup_code_and_totp_failures_share_the_limit(db, plaintexts):
@@ -271,9 +297,9 @@ def test_backup_code_and_totp_failures_share_the_limit(db, plaintexts):
     totp = enable_totp(db, user, plaintexts)
     codes = new_codes(db, user, plaintexts)
     for _ in range(3):
-        assert not use_backup_code(db, user, "AAAAA-AAAAA", now=T0)
+        assert refusal(use_backup_code, db, user, "AAAAA-AAAAA", now=T0)
     for _ in range(2):
-        assert not verify_totp(db, user, wrong_code(totp, T0), now=T0)
+        assert refusal(verify_totp, db, user, wrong_code(totp, T0), now=T0)
     with pytest.raises(RateLimited):
         use_backup_code(db, user, codes[0], now=T0)
     with pytest.raises(RateLimited):
@@ -309,15 +335,15 @@ def test_a_new_set_replaces_the_old_one(db, plaintexts):
     new = new_codes(db, user, plaintexts, n=5)
     assert not set(old) & set(new)
     assert remaining_backup_codes(db, user) == 5
-    assert not use_backup_code(db, user, old[0], now=T0)
-    assert use_backup_code(db, user, new[0], now=T0)
+    assert refusal(use_backup_code, db, user, old[0], now=T0)
+    use_backup_code(db, user, new[0], now=T0)
 
 
 def test_a_code_works_once(db, plaintexts):
     user = make_user(db)
     codes = new_codes(db, user, plaintexts)
-    assert use_backup_code(db, user, codes[3], ip="192.0.2.7", user_agent="pytest", now=T0)
-    assert not use_backup_code(db, user, codes[3], now=T0)
+    use_backup_code(db, user, codes[3], ip="192.0.2.7", user_agent="pytest", now=T0)
+    assert refusal(use_backup_code, db, user, codes[3], now=T0)
     db.commit()
     assert remaining_backup_codes(db, user) == 9
     used = db.scalars(select(BackupCode).where(BackupCode.is_used.is_(True))).one()
@@ -334,7 +360,7 @@ def test_loaded_backup_code_objects_see_the_use(db, plaintexts):
     code = generate_backup_codes(db, user, n=1)[0]  # its BackupCode stays in the session
     plaintexts.append(code)
     loaded = db.scalars(select(BackupCode)).one()
-    assert use_backup_code(db, user, code, now=T0)
+    use_backup_code(db, user, code, now=T0)
     assert loaded.is_used and loaded.used_at == T0
 
 
@@ -342,7 +368,7 @@ def test_loaded_backup_code_objects_see_the_use(db, plaintexts):
 def test_wrong_and_malformed_codes_fail(db, plaintexts, code):
     user = make_user(db)
     new_codes(db, user, plaintexts)
-    assert not use_backup_code(db, user, code, now=T0)
+    assert refusal(use_backup_code, db, user, code, now=T0)
     assert remaining_backup_codes(db, user) == 10
 
 
@@ -350,8 +376,8 @@ def test_another_users_code_fails(db, plaintexts):
     alice, bob = make_user(db, "alice"), make_user(db, "bob")
     codes = new_codes(db, alice, plaintexts)
     new_codes(db, bob, plaintexts)
-    assert not use_backup_code(db, bob, codes[0], now=T0)
-    assert use_backup_code(db, alice, codes[0], now=T0)
+    assert refusal(use_backup_code, db, bob, codes[0], now=T0)
+    use_backup_code(db, alice, codes[0], now=T0)
 
 
 @pytest.mark.parametrize(
@@ -362,8 +388,8 @@ def test_another_users_code_fails(db, plaintexts):
 def test_codes_are_case_dash_and_space_insensitive(db, plaintexts, variant):
     user = make_user(db)
     code = new_codes(db, user, plaintexts)[0]
-    assert use_backup_code(db, user, variant(code), now=T0)
-    assert not use_backup_code(db, user, code, now=T0)
+    use_backup_code(db, user, variant(code), now=T0)
+    assert refusal(use_backup_code, db, user, code, now=T0)
 
 
 def test_checking_a_code_costs_one_hash(db, plaintexts, monkeypatch):
@@ -371,16 +397,16 @@ def test_checking_a_code_costs_one_hash(db, plaintexts, monkeypatch):
     codes = new_codes(db, user, plaintexts)
     calls: list[str] = []
 
-    def counting(purpose: str, value: str) -> str:
+    def counting(purpose: str, value: str) -> list[str]:
         calls.append(purpose)
-        return crypto.keyed_hash(purpose, value)
+        return crypto.keyed_hashes(purpose, value)
 
-    monkeypatch.setattr(twofactor, "keyed_hash", counting)
-    assert use_backup_code(db, user, codes[0], now=T0)
+    monkeypatch.setattr(twofactor, "keyed_hashes", counting)  # one HMAC per listed key (one here)
+    use_backup_code(db, user, codes[0], now=T0)
     assert len(calls) == 1
-    assert not use_backup_code(db, user, "ZZZZZ-ZZZZZ", now=T0)
+    assert refusal(use_backup_code, db, user, "ZZZZZ-ZZZZZ", now=T0)
     assert len(calls) == 2
-    assert not use_backup_code(db, user, "not a code", now=T0)
+    assert refusal(use_backup_code, db, user, "not a code", now=T0)
     assert len(calls) == 2  # malformed: no hash at all
 
 
@@ -420,7 +446,7 @@ def test_a_backup_code_used_twice_at_once_succeeds_once(db, engine, plaintexts):
     codes = new_codes(db, user, plaintexts, n=ROUNDS)
     for k, code in enumerate(codes):
         at = T0 + k * APART
-        outcomes = race(engine, user.id, lambda s, u, c=code, t=at: use_backup_code(s, u, c, now=t))
+        outcomes = race(engine, user.id, partial(accepted, use_backup_code, code=code, at=at))
         assert sorted(outcomes) == [False, True]
     assert remaining_backup_codes(db, user) == 0
     failures = db.scalars(select(LoginHistory).where(LoginHistory.success.is_(False))).all()
@@ -433,9 +459,34 @@ def test_a_totp_code_verified_twice_at_once_succeeds_once(db, engine, plaintexts
     for k in range(ROUNDS):
         at = T0 + k * APART
         code = totp.at(at)
-        outcomes = race(engine, user.id, lambda s, u, c=code, t=at: verify_totp(s, u, c, now=t))
+        outcomes = race(engine, user.id, partial(accepted, verify_totp, code=code, at=at))
         assert sorted(outcomes) == [False, True]
     reasons = db.scalars(
         select(LoginHistory.failure_reason).where(LoginHistory.success.is_(False))
     ).all()
     assert reasons == ["code already used"] * ROUNDS
+
+
+@pytest.mark.parametrize("check", [verify_totp, use_backup_code, confirm_setup])
+@pytest.mark.parametrize("code", [None, 123456, b"123456"])
+def test_a_code_that_is_no_string_is_invalid_input_and_writes_nothing(
+    engine, db, plaintexts, check, code
+):
+    user = make_user(db)
+    start_setup(db, user, plaintexts)
+    db.commit()
+    with pytest.raises(InvalidInput, match=r"^code must be a string"):
+        check(db, user, code, now=T0)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(LoginHistory)) == 0
+
+
+def test_a_rate_limited_attempt_is_refused_as_such_and_recorded(db, plaintexts):
+    user = make_user(db)
+    totp = enable_totp(db, user, plaintexts)
+    fail_five_times(db, user, totp, T0)
+    with pytest.raises(RateLimited) as limited:
+        use_backup_code(db, user, "AAAAA-AAAAA", now=T0)
+    assert isinstance(limited.value, AuthenticationFailed)
+    assert limited.value.reason == "rate limited"
+    assert history(db)[-1].login_method == "backup_code"

@@ -9,16 +9,15 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 from pfd_db.config import get_settings
-from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput
+from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, RateLimited
 from pfd_db.models import LoginHistory, Role, SessionLog, User
 from pfd_db.passwords import needs_rehash, verify_password
-from pfd_db.store import sessions, users
+from pfd_db.store import sessions, users, writes
 
 PASSWORD = "correct-horse-battery-staple"
 OTHER_PASSWORD = "tr0ub4dor&3-is-not-it"
 WRONG = "not-the-right-password"
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-LOCKOUT = timedelta(seconds=900)
 
 
 @pytest.fixture
@@ -66,11 +65,6 @@ def refusal(db, password=PASSWORD, username="ada", at=T0):
         login(db, password, username, at)
     assert str(refused.value) == "authentication failed"
     return refused.value.reason
-
-
-def fail_times(db, *seconds):
-    for s in seconds:
-        assert refusal(db, WRONG, at=T0 + timedelta(seconds=s)) == "wrong password"
 
 
 def history(db):
@@ -140,8 +134,10 @@ def test_a_taken_username_or_email_is_a_conflict_naming_it(db, ada):
 
 def test_a_concurrent_duplicate_is_a_conflict_and_the_transaction_survives(db, ada, monkeypatch):
     checks = iter([None])  # the first check misses the row, as if it were inserted meanwhile
-    real_check = users._ensure_free
-    monkeypatch.setattr(users, "_ensure_free", lambda *a: next(checks, None) or real_check(*a))
+    real_check = writes._refuse_taken
+    monkeypatch.setattr(
+        writes, "_refuse_taken", lambda *a, **k: next(checks, None) or real_check(*a, **k)
+    )
     with pytest.raises(Conflict, match="username 'ada'"):
         users.create_user(db, "ada", "other@example.com", PASSWORD)
     users.create_user(db, "grace", "grace@example.com", PASSWORD)
@@ -174,59 +170,70 @@ def test_each_refusal_has_its_reason_and_is_recorded(db, ada):
     assert all(e.login_method == "password" for e in history(db))
 
 
-def test_five_failures_in_the_window_lock_the_account(db, ada):
-    fail_times(db, 0, 60, 120, 180)
-    assert (ada.failed_login_count, ada.locked_until) == (4, None)
-    fail_times(db, 240)
-    assert ada.failed_login_count == 5
-    assert ada.locked_until == T0 + timedelta(seconds=240) + LOCKOUT
+@pytest.mark.parametrize(
+    ("username", "password", "reason"),
+    [
+        ("ada\x00", PASSWORD, "unknown user"),
+        ("a" * 10_000, PASSWORD, "unknown user"),
+        ("\ud800ada", PASSWORD, "unknown user"),
+        ("", PASSWORD, "unknown user"),
+        ("ada", "", "wrong password"),
+        ("ada", PASSWORD + "\x00", "wrong password"),
+        ("ada", "\udc80" * 20, "wrong password"),
+        ("ada", "x" * 100_000, "wrong password"),
+    ],
+    ids=[
+        "nul-name",
+        "huge-name",
+        "surrogate-name",
+        "empty-name",
+        "empty-password",
+        "nul-password",
+        "surrogate-password",
+        "huge-password",
+    ],
+)
+def test_credentials_of_the_wrong_shape_are_refused_and_recorded(
+    db, ada, username, password, reason
+):
+    assert refusal(db, password, username=username) == reason
+    (entry,) = history(db)
+    assert (entry.success, entry.failure_reason) == (False, reason)
+    assert entry.username_attempted is None or "\x00" not in entry.username_attempted
 
 
-def test_a_locked_account_refuses_the_right_password_and_still_costs_a_hash(db, ada, verify_calls):
-    fail_times(db, 0, 1, 2, 3, 4)
-    verify_calls.clear()
-    assert refusal(db, PASSWORD, at=T0 + timedelta(seconds=60)) == "locked"
-    assert refusal(db, WRONG, at=T0 + timedelta(seconds=61)) == "locked"
-    assert verify_calls == [ada.password_hash, ada.password_hash]
-    assert ada.failed_login_count == 5  # locked attempts do not count
-    assert history(db)[-1].failure_reason == "locked"
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"username": None}, "username"),
+        ({"username": b"ada"}, "username"),
+        ({"password": None}, "password"),
+        ({"password": 12345678901234}, "password"),
+        ({"ip": 203}, "ip"),
+        ({"user_agent": ["curl"]}, "user_agent"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_invalid_input_and_write_nothing(
+    engine, db, ada, arguments, field
+):
+    call = {"username": "ada", "password": PASSWORD} | arguments
+    with pytest.raises(InvalidInput, match=rf"^{field} must be a string"):
+        users.authenticate(db, **call)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(LoginHistory)) == 0
 
 
-def test_the_lock_runs_out_and_a_login_then_resets_it(db, ada):
-    fail_times(db, 0, 1, 2, 3, 4)
-    end_of_lock = T0 + timedelta(seconds=4) + LOCKOUT
-    assert refusal(db, at=end_of_lock - timedelta(seconds=1)) == "locked"
-    assert login(db, at=end_of_lock) is ada
-    assert (ada.failed_login_count, ada.locked_until) == (0, None)
+def test_a_user_without_a_password_never_logs_in(db, plaintexts):
+    plaintexts.append(PASSWORD)
+    db.add(User(username="nopass", email="nopass@example.com"))
+    db.commit()
+    assert refusal(db, PASSWORD, username="nopass") == "wrong password"
 
 
-def test_after_a_lock_runs_out_counting_starts_afresh(db, ada):
-    fail_times(db, 0, 1, 2, 3, 4)
-    after = 4 + LOCKOUT.seconds
-    fail_times(db, after)
-    assert (ada.failed_login_count, ada.locked_until) == (1, None)
-    fail_times(db, after + 1, after + 2, after + 3)
-    assert ada.locked_until is None
-    fail_times(db, after + 4)
-    assert ada.locked_until is not None
-
-
-def test_failures_spread_over_more_than_the_window_do_not_lock(db, ada):
-    fail_times(db, 0, 240, 480, 720, 960)  # the first has left the 900 s window by the fifth
-    assert (ada.failed_login_count, ada.locked_until) == (4, None)
-    assert login(db, at=T0 + timedelta(seconds=961)) is ada
-    fail_times(db, 1000, 1240, 1480, 1720, 1960)
-    assert ada.locked_until is None
-    fail_times(db, 1970)  # five within the window: 1240..1970
-    assert ada.locked_until == T0 + timedelta(seconds=1970) + LOCKOUT
-
-
-def test_a_success_resets_the_count(db, ada):
-    fail_times(db, 0, 1, 2, 3)
-    assert login(db, at=T0 + timedelta(seconds=4)) is ada
-    assert ada.failed_login_count == 0
-    fail_times(db, 5, 6, 7, 8)
-    assert (ada.failed_login_count, ada.locked_until) == (4, None)
+def test_a_rate_limit_is_an_authentication_failure_too():
+    assert issubclass(RateLimited, AuthenticationFailed)
+    error = RateLimited("locked")
+    assert (error.reason, str(error)) == ("locked", "too many failed attempts; try again later")
 
 
 def test_unknown_users_cost_one_verification_against_a_current_dummy_hash(db, ada, verify_calls):
@@ -305,7 +312,10 @@ def test_deactivate_ends_every_session_of_the_user(db, ada, plaintexts):
     assert users.deactivate(db, ada).is_active is False
     db.commit()
     assert db.scalar(select(func.count()).where(SessionLog.is_active.is_(True))) == 0
-    assert all(sessions.resolve(db, token, now=T0) is None for token in tokens)
+    for token in tokens:
+        with pytest.raises(AuthenticationFailed) as refused:
+            sessions.resolve(db, token, now=T0)
+        assert refused.value.reason == "ended"
 
 
 def test_get_by_username_and_list_users(db, ada):
@@ -316,14 +326,14 @@ def test_get_by_username_and_list_users(db, ada):
     assert [u.username for u in users.list_users(db)] == ["Zed", "ada", "bob"]
 
 
-def test_reset_password_generates_one_unlocks_and_ends_sessions(db, ada, plaintexts):
+def test_reset_password_generates_one_and_ends_sessions(db, ada, plaintexts):
     token, _ = sessions.start_session(db, ada, now=T0)
-    fail_times(db, 0, 1, 2, 3, 4)
     new = users.reset_password(db, ada)
     plaintexts.extend([token, new])
     assert len(new) >= 20 and verify_password(ada.password_hash, new)
-    assert (ada.failed_login_count, ada.locked_until) == (0, None)
-    assert sessions.resolve(db, token, now=T0) is None
+    with pytest.raises(AuthenticationFailed, match="authentication failed") as refused:
+        sessions.resolve(db, token, now=T0)
+    assert refused.value.reason == "ended"
     assert login(db, new, at=T0 + timedelta(seconds=5)) is ada
 
 

@@ -58,11 +58,30 @@ class Settings(BaseSettings):
         description="File holding the instance key; default: <database file>.key beside a "
         "SQLite database.",
     )
-    lockout_threshold: int = Field(default=5, ge=1, description="Failures before a lockout.")
-    lockout_window_seconds: int = Field(
-        default=900, ge=1, description="Window in which failures are counted."
+    lockout_threshold: int = Field(
+        default=5,
+        ge=1,
+        description="Wrong passwords one address may try on one account within the window "
+        "(then it is refused until the oldest leaves it); also the limit of failed 2FA codes.",
     )
-    lockout_seconds: int = Field(default=900, ge=1, description="How long a lockout lasts.")
+    lockout_window_seconds: int = Field(
+        default=900, ge=1, description="Window of lockout_threshold (15 minutes)."
+    )
+    account_lockout_threshold: int = Field(
+        default=50,
+        ge=1,
+        description="Wrong passwords an account may collect from all addresses within "
+        "account_lockout_window_seconds before addresses it is not known at are refused.",
+    )
+    account_lockout_window_seconds: int = Field(
+        default=86_400, ge=1, description="Window of account_lockout_threshold (24 hours)."
+    )
+    known_address_seconds: int = Field(
+        default=2_592_000,
+        ge=0,
+        description="An address the account logged in from this recently (30 days) is "
+        "not refused by the account-wide limit.",
+    )
     session_ttl_seconds: int = Field(
         default=43_200, ge=60, description="Lifetime of a login session (12 hours)."
     )

@@ -1,10 +1,16 @@
 """The instance key and what it protects; token hashing.
 
 The instance key is a Fernet key. It encrypts TOTP secrets at rest and keys
-the HMAC that hashes backup codes. It comes from ``PFD_DB_SECRET_KEY`` (several
-keys, comma-separated, to rotate: the first encrypts, all decrypt), else from
+the HMAC that hashes backup codes. It comes from ``PFD_DB_SECRET_KEY``, else from
 the file ``PFD_DB_SECRET_KEY_FILE``, else, for a SQLite database, from the file
 ``<database>.key`` beside it, which ``pfd-db init`` creates with mode 0600.
+
+Rotation. Several keys, comma-separated (``new,old``), are all in force: the
+first encrypts and hashes what is stored from now on, and everything made under
+any of them still verifies (:func:`decrypt` tries each, :func:`keyed_hashes`
+gives one hash per key). :func:`reencrypt` moves a ciphertext to the first key;
+a keyed hash cannot be moved (its input is not stored), so it verifies only
+while its key stays listed.
 """
 
 from __future__ import annotations
@@ -105,11 +111,38 @@ def decrypt(token: str) -> str:
         raise ConfigurationError("a stored secret does not open with the instance key") from None
 
 
+def reencrypt(token: str) -> str | None:
+    """``token``'s plaintext encrypted with the first instance key, or None if the
+    first key already opens ``token``; :class:`ConfigurationError` if no key does."""
+    keys = _configured_keys()
+    try:
+        _fernet(keys[:1]).decrypt(token.encode())
+    except InvalidToken:
+        pass
+    else:
+        return None
+    try:
+        return _fernet(keys).rotate(token.encode()).decode()
+    except InvalidToken:
+        raise ConfigurationError("a stored secret does not open with the instance key") from None
+
+
 def keyed_hash(purpose: str, value: str) -> str:
-    """HMAC-SHA256 of ``value`` under a key derived from the instance key for ``purpose``."""
-    return hmac.new(_subkey(_configured_keys()[0], purpose), value.encode(), "sha256").hexdigest()
+    """HMAC-SHA256 of ``value`` under a key derived for ``purpose`` from the first
+    instance key: what is stored."""
+    return _keyed_hash(_configured_keys()[0], purpose, value)
 
 
-@lru_cache(maxsize=8)
-def _subkey(primary: bytes, purpose: str) -> bytes:
-    return hmac.new(primary, purpose.encode(), hashlib.sha256).digest()
+def keyed_hashes(purpose: str, value: str) -> list[str]:
+    """:func:`keyed_hash` of ``value`` under each instance key, the first key's
+    first: what a stored hash may be, during a rotation."""
+    return [_keyed_hash(key, purpose, value) for key in _configured_keys()]
+
+
+def _keyed_hash(key: bytes, purpose: str, value: str) -> str:
+    return hmac.new(_subkey(key, purpose), value.encode(), "sha256").hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _subkey(key: bytes, purpose: str) -> bytes:
+    return hmac.new(key, purpose.encode(), hashlib.sha256).digest()

@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from pfd_db.config import get_settings
 from pfd_db.errors import InvalidInput
+from pfd_db.values import text_problem
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
@@ -32,11 +33,14 @@ def hasher() -> PasswordHasher:
 
 
 def check_policy(password: str) -> None:
-    """Raise :class:`InvalidInput` unless ``password`` is 12 to 1024 characters."""
+    """Raise :class:`InvalidInput` unless ``password`` is 12 to 1024 characters of
+    text (no NUL, no lone surrogate). The message never quotes the password."""
     if not isinstance(password, str) or len(password) < MIN_LENGTH:
         raise InvalidInput(f"password must be at least {MIN_LENGTH} characters long")
     if len(password) > MAX_LENGTH:
         raise InvalidInput(f"password must be at most {MAX_LENGTH} characters long")
+    if text_problem(password) is not None:
+        raise InvalidInput("password must be Unicode text without NUL characters")
 
 
 def hash_password(password: str) -> str:
@@ -48,20 +52,25 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str, password: str) -> bool:
     """Whether ``password`` matches ``password_hash`` (constant time; False for a bad hash).
 
+    A comparison of a password with a hash, not a login: it records and counts
+    nothing, so it answers yes or no. Logins go through
+    :func:`pfd_db.store.users.authenticate`, which raises on a refusal.
+
     A bcrypt hash imported from an LSTM_PFD database is checked too, so that its
     owner can log in once; :func:`needs_rehash` then has it replaced with argon2id.
     """
+    secret = password.encode("utf-8", "surrogatepass")  # text no password can hold never matches
     if password_hash.startswith(LEGACY_BCRYPT_PREFIXES):
-        return _verify_legacy_bcrypt(password_hash, password)
+        return _verify_legacy_bcrypt(password_hash, secret)
     try:
-        return hasher().verify(password_hash, password)
+        return hasher().verify(password_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
 
 
-def _verify_legacy_bcrypt(password_hash: str, password: str) -> bool:
+def _verify_legacy_bcrypt(password_hash: str, secret: bytes) -> bool:
     try:
-        return bcrypt.checkpw(password.encode(), password_hash.encode())
+        return bcrypt.checkpw(secret, password_hash.encode())
     except ValueError:  # a malformed hash, or a password bcrypt cannot take (over 72 bytes)
         return False
 

@@ -5,6 +5,11 @@ is public and unique: it finds the row with one indexed lookup. The secret is 32
 random bytes, URL-safe base64 (43 characters, which may contain ``_`` and ``-``).
 Only the SHA-256 of the whole key is stored: a fast hash is enough for a secret
 with 256 bits of entropy, and keeps :func:`verify` on the hot path cheap.
+
+:func:`verify` takes the same path for a prefix that no key has as for a known
+one: one indexed lookup, then one SHA-256 and one constant-time comparison,
+against the stored hash or a dummy; so its timing does not tell which prefixes
+exist.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, contains_eager
 
 from pfd_db.crypto import random_token, sha256_hex
-from pfd_db.errors import Conflict, InvalidInput, NotFound
+from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
+from pfd_db.store.credentials import presented
 from pfd_db.store.validation import require_count, require_text
 from pfd_db.store.writes import ID_MAX
 from pfd_db.types import as_utc, utc_or_now, utcnow
@@ -39,6 +45,7 @@ KEY_SHAPE = re.compile(
 SCOPE_LEVELS = {"read": 1, "write": 2, "admin": 3}
 NAME_MAX = 100
 TOUCH_INTERVAL = timedelta(minutes=1)
+DUMMY_HASH = sha256_hex(random_token(SECRET_BYTES))  # compared with when no key has the prefix
 RATE_WINDOW = timedelta(hours=1)
 
 
@@ -102,32 +109,41 @@ def _valid_expiry(expires_at: datetime | None) -> datetime | None:
 # --- verifying -----------------------------------------------------------------
 
 
-def verify(session: Session, presented: str, now: datetime | None = None) -> APIKey | None:
-    """The key record ``presented`` belongs to, if it is usable; else None.
+def verify(session: Session, key: str, now: datetime | None = None) -> APIKey:
+    """The key record of the presented ``key``, if it is usable.
 
-    A malformed key is refused without touching the database. Otherwise one
-    SELECT finds the key by its prefix, with its user, and the SHA-256 of the
-    presented key is compared with the stored one in constant time. The key
-    must be active, not revoked, not expired, and its user active.
-    ``last_used_at`` is written at most once a minute; otherwise nothing is.
+    :class:`AuthenticationFailed` otherwise, whose ``reason`` is "malformed
+    key" (refused without touching the database), "unknown key", "wrong
+    secret", "revoked", "inactive key", "expired" or "inactive user";
+    :class:`InvalidInput` if ``key`` is not a string.
+
+    One SELECT finds the key by its prefix, with its user; the SHA-256 of the
+    presented key is then compared in constant time with the stored hash, or
+    with a dummy when no key has the prefix (see the module doc). The key must
+    be active, not revoked, not expired, and its user active. ``last_used_at``
+    is written at most once a minute; otherwise nothing is.
     """
-    prefix = _prefix_of(presented)
-    if prefix is None:
-        return None
+    key = presented(key, "key")
     moment = utc_or_now(now)
+    prefix = _prefix_of(key)
+    if prefix is None:
+        raise AuthenticationFailed("malformed key")
     record = _find_with_user(session, prefix)
-    if record is None or not hmac.compare_digest(sha256_hex(presented), record.key_hash):
-        return None
-    if not _is_usable(record, moment):
-        return None
+    matches = hmac.compare_digest(
+        sha256_hex(key), record.key_hash if record is not None else DUMMY_HASH
+    )
+    reason = _refusal(record, matches, moment)
+    if reason is not None:
+        raise AuthenticationFailed(reason)
+    assert record is not None  # _refusal refuses a missing one
     _touch(session, record, moment)
     return record
 
 
-def _prefix_of(presented: object) -> str | None:
-    if not isinstance(presented, str) or len(presented) != KEY_LENGTH:
+def _prefix_of(key: str) -> str | None:
+    if len(key) != KEY_LENGTH:
         return None
-    shape = KEY_SHAPE.fullmatch(presented)
+    shape = KEY_SHAPE.fullmatch(key)
     return shape["prefix"] if shape else None
 
 
@@ -148,13 +164,21 @@ def _key_with_user_by_prefix() -> Select[APIKey]:
     )
 
 
-def _is_usable(record: APIKey, now: datetime) -> bool:
-    return (
-        record.is_active
-        and record.revoked_at is None
-        and (record.expires_at is None or record.expires_at > now)
-        and record.user.is_active
-    )
+def _refusal(record: APIKey | None, matches: bool, now: datetime) -> str | None:
+    """Why the presented key is refused, or None if ``record`` is usable."""
+    if record is None:
+        return "unknown key"
+    if not matches:
+        return "wrong secret"
+    if record.revoked_at is not None:
+        return "revoked"
+    if not record.is_active:
+        return "inactive key"
+    if record.expires_at is not None and record.expires_at <= now:
+        return "expired"
+    if not record.user.is_active:
+        return "inactive user"
+    return None
 
 
 def _touch(session: Session, record: APIKey, now: datetime) -> None:

@@ -4,7 +4,8 @@ The token is 32 random bytes, URL-safe base64 (43 characters). Only its SHA-256
 is stored (``session_logs.session_token``): a fast hash suffices for a secret
 with that much entropy, and it lets :func:`resolve` find the row with one
 indexed lookup. A session is live while it is active, not expired and its user
-is active.
+is active; :func:`resolve` raises :class:`AuthenticationFailed` for any other
+token, saying why in its ``reason``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from sqlalchemy.orm import Session, contains_eager
 
 from pfd_db.config import get_settings
 from pfd_db.crypto import random_token, sha256_hex
-from pfd_db.errors import InvalidInput
+from pfd_db.errors import AuthenticationFailed, InvalidInput
 from pfd_db.models import SessionLog, User
 from pfd_db.store import useragent
+from pfd_db.store.credentials import optional_client_text, presented
+from pfd_db.store.logins import IP_LENGTH, USER_AGENT_LENGTH, storable
 from pfd_db.types import utc_or_now, utcnow
 
 TOKEN_BYTES = 32
@@ -40,13 +43,14 @@ def start_session(
     It expires after ``ttl`` (default: the ``session_ttl_seconds`` setting).
     """
     now = utc_or_now(now)
+    ip, user_agent = optional_client_text(ip, "ip"), optional_client_text(user_agent, "user_agent")
     client = useragent.parse(user_agent)
     token = random_token(TOKEN_BYTES)
     record = SessionLog(
         user=user,
         session_token=sha256_hex(token),
-        ip_address=ip[:45] if ip else None,
-        user_agent=user_agent[:500] if user_agent else None,
+        ip_address=storable(ip, IP_LENGTH),
+        user_agent=storable(user_agent, USER_AGENT_LENGTH),
         device_type=client.device_type,
         browser=client.browser,
         last_active=now,
@@ -57,25 +61,38 @@ def start_session(
     return token, record
 
 
-def resolve(session: Session, token: str, now: datetime | None = None) -> SessionLog | None:
-    """The live session ``token`` opens, or None; marks it active (at most once a minute)."""
-    if not _well_formed(token):
-        return None
+def resolve(session: Session, token: str, now: datetime | None = None) -> SessionLog:
+    """The live session ``token`` opens; marks it active (at most once a minute).
+
+    :class:`AuthenticationFailed` otherwise, whose ``reason`` is "malformed
+    token", "unknown token", "ended", "expired" or "inactive user";
+    :class:`InvalidInput` if ``token`` is not a string. One indexed lookup.
+    """
+    token = presented(token, "token")
     now = utc_or_now(now)
+    if not _well_formed(token):
+        raise AuthenticationFailed("malformed token")
     record = session.scalar(
         select(SessionLog)
         .join(SessionLog.user)
         .options(contains_eager(SessionLog.user))
-        .where(SessionLog.session_token == sha256_hex(token), *_live(now))
+        .where(SessionLog.session_token == sha256_hex(token))
+        .execution_options(populate_existing=True)  # an ending by another writer counts
     )
-    if record is not None and _due_for_refresh(record, now):
+    reason = _refusal(record, now)
+    if reason is not None:
+        raise AuthenticationFailed(reason)
+    assert record is not None  # _refusal refuses a missing one
+    if _due_for_refresh(record, now):
         record.last_active = now
         session.flush()
     return record
 
 
 def end_session(session: Session, token: str) -> bool:
-    """End the session ``token`` opens; False if there was no active one."""
+    """End the session ``token`` opens (a logout, not a check of the token):
+    False if there was no active one, a malformed token included."""
+    token = presented(token, "token")
     if not _well_formed(token):
         return False
     return _end(session, SessionLog.session_token == sha256_hex(token)) == 1
@@ -115,6 +132,19 @@ def _live(now: datetime) -> tuple[ColumnElement[bool], ...]:
         SessionLog.expires_at > now,
         User.is_active.is_(True),
     )
+
+
+def _refusal(record: SessionLog | None, now: datetime) -> str | None:
+    """Why ``record`` is no live session at ``now``, or None if it is one."""
+    if record is None:
+        return "unknown token"
+    if not record.is_active:
+        return "ended"
+    if record.expires_at is None or record.expires_at <= now:
+        return "expired"
+    if not record.user.is_active:
+        return "inactive user"
+    return None
 
 
 def _due_for_refresh(record: SessionLog, now: datetime) -> bool:

@@ -7,15 +7,24 @@ accepting a code claims its step with one conditional UPDATE of
 
 A backup code is 10 characters from a 32-symbol alphabet without look-alikes
 (50 bits), shown once as ``XXXXX-XXXXX``. Only its HMAC under the instance key
-is stored, and that HMAC is the lookup key: checking a code costs one hash, and
-consuming it is one conditional UPDATE.
+is stored, and that HMAC is the lookup key: checking a code costs one hash per
+listed instance key, and consuming it is one conditional UPDATE.
 
-TOTP codes and backup codes share one rate limit: after ``lockout_threshold``
-failures of either within ``lockout_window_seconds``, both raise
-:class:`RateLimited` before looking at the code. Every attempt is recorded in
-``login_history``. Functions flush and the caller commits, except that a
-failed attempt is committed at once (with anything else pending in the
-session): a caller that rolls back on a refused code must not undo the limit.
+TOTP codes and backup codes share one rate limit per user: after
+``lockout_threshold`` failures of either within ``lockout_window_seconds``, both
+raise :class:`RateLimited` before looking at the code. A refused code raises
+:class:`AuthenticationFailed` with the reason ("malformed code", "wrong code",
+"code already used", "unknown or used code", "2fa not enabled"); a code that is
+not a string, :class:`InvalidInput`. Every attempt is recorded in
+``login_history`` so that it outlasts the caller's rollback (see
+:mod:`pfd_db.store.own_transaction`); otherwise functions flush and the caller
+commits.
+
+During a rotation of the instance key (``new,old``) TOTP secrets open with any
+listed key and backup codes are looked up under the hash of each
+(:func:`pfd_db.crypto.keyed_hashes`); ``pfd-db key rotate`` re-encrypts the
+secrets (:func:`reencrypt_secrets`), while backup codes made under the old key
+work only while it stays listed.
 """
 
 from __future__ import annotations
@@ -23,20 +32,22 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from functools import partial
+from typing import Any, NamedTuple, cast
 
 import pyotp
-from sqlalchemy import CursorResult, Executable, delete, func, inspect, or_, select, update
+from sqlalchemy import CursorResult, Executable, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
-from pfd_db.crypto import decrypt, encrypt, keyed_hash
-from pfd_db.errors import InvalidInput, RateLimited
+from pfd_db.crypto import decrypt, encrypt, keyed_hash, keyed_hashes, reencrypt
+from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
-from pfd_db.store.logins import recent_failures, record_attempt
+from pfd_db.store.credentials import optional_client_text, presented
+from pfd_db.store.logins import IP_LENGTH, Attempt, recent_failures, record_attempt, storable
+from pfd_db.store.own_transaction import in_own_transaction
 from pfd_db.store.validation import require_count
 from pfd_db.types import utc_or_now
 
@@ -49,19 +60,26 @@ BACKUP_LENGTH = 10
 BACKUP_HASH_PURPOSE = "backup-code"
 MAX_BACKUP_CODES = 100
 MAX_CODE_INPUT = 64
-IP_LENGTH = 45
 RATE_LIMITED_METHODS = (LoginMethod.TWO_FACTOR, LoginMethod.BACKUP_CODE)
+REENCRYPT_BATCH = 500
 
 
-@dataclass(frozen=True)
-class _Attempt:
-    """Who tries which second factor, from where, when."""
-
-    user: User
-    method: LoginMethod
-    now: datetime
-    ip: str | None = None
-    user_agent: str | None = None
+def _attempt(
+    user: User,
+    method: LoginMethod,
+    now: datetime | None,
+    ip: object = None,
+    user_agent: object = None,
+) -> Attempt:
+    """Who tries which second factor, from where, when (arguments checked)."""
+    return Attempt(
+        user.id,
+        user.username,
+        method,
+        utc_or_now(now),
+        optional_client_text(ip, "ip"),
+        optional_client_text(user_agent, "user_agent"),
+    )
 
 
 # --- TOTP setup ----------------------------------------------------------------
@@ -86,19 +104,18 @@ def begin_setup(session: Session, user: User, now: datetime | None = None) -> tu
 def confirm_setup(session: Session, user: User, code: str, now: datetime | None = None) -> None:
     """Turn 2FA on for ``user`` if ``code`` is valid for the secret from
     :func:`begin_setup`, under the rules of :func:`verify_totp` (rate limit,
-    drift, replay; the attempt is recorded). :class:`InvalidInput` if there is
-    no pending setup or the code is refused; 2FA then stays off.
+    drift, replay; the attempt is recorded): a refused code raises as there,
+    and 2FA stays off. :class:`InvalidInput` if 2FA is on already or no setup
+    is pending.
     """
+    code = presented(code, "code")
     if user.totp_enabled:
         raise InvalidInput("two-factor authentication is already on")
     if user.totp_secret is None:
         raise InvalidInput("no two-factor setup in progress: call begin_setup first")
-    attempt = _Attempt(user, LoginMethod.TWO_FACTOR, utc_or_now(now))
-    _enforce_rate_limit(session, attempt)
-    failure = _totp_failure(session, user, code, attempt.now)
-    _record(session, attempt, failure)
-    if failure is not None:
-        raise InvalidInput(f"two-factor code refused ({failure}); 2FA stays off")
+    attempt = _attempt(user, LoginMethod.TWO_FACTOR, now)
+    _refuse_if_rate_limited(session, attempt)
+    _settle(session, attempt, _totp_failure(session, user, code, attempt.now))
     user.totp_enabled = True
     session.flush()
 
@@ -113,6 +130,46 @@ def disable(session: Session, user: User) -> None:
     session.flush()
 
 
+class Reencrypted(NamedTuple):
+    """One batch of :func:`reencrypt_secrets`."""
+
+    checked: int
+    """TOTP secrets looked at."""
+    reencrypted: int
+    """Of those, how many were under another key than the first, and now are not."""
+    last_id: int | None
+    """The last user id looked at (None if none): ``after_id`` of the next batch."""
+
+
+def reencrypt_secrets(
+    session: Session, after_id: int = 0, limit: int = REENCRYPT_BATCH
+) -> Reencrypted:
+    """Re-encrypt under the first instance key the TOTP secrets of up to ``limit``
+    users with an id above ``after_id``, in id order: one batch of ``pfd-db key
+    rotate``. Secrets already under the first key are left as they are, so
+    running it again changes nothing. The rows are locked while the batch runs;
+    it flushes, the caller commits.
+    """
+    after_id = require_count(after_id, "after_id")
+    limit = require_count(limit, "limit", minimum=1)
+    batch = session.scalars(
+        select(User)
+        .where(User.id > after_id, User.totp_secret.is_not(None))
+        .order_by(User.id)
+        .limit(limit)
+        .with_for_update()
+    ).all()
+    reencrypted = 0
+    for user in batch:
+        assert user.totp_secret is not None  # selected so
+        rotated = reencrypt(user.totp_secret)
+        if rotated is not None:
+            user.totp_secret = rotated
+            reencrypted += 1
+    session.flush()
+    return Reencrypted(len(batch), reencrypted, batch[-1].id if batch else None)
+
+
 # --- TOTP verification ------------------------------------------------------------
 
 
@@ -123,22 +180,22 @@ def verify_totp(
     ip: str | None = None,
     user_agent: str | None = None,
     now: datetime | None = None,
-) -> bool:
-    """Whether ``code`` is ``user``'s TOTP code for the step of ``now`` (±1 step)
-    and that step was not used before; accepting it uses the step up.
+) -> None:
+    """Accept ``code`` if it is ``user``'s TOTP code for the step of ``now``
+    (±1 step) and that step was not used before; accepting it uses the step up.
 
-    :class:`RateLimited` (checked first) after too many recent failures. The
-    attempt is recorded in ``login_history`` either way; a failure is committed
-    at once.
+    :class:`RateLimited` (checked first) after too many recent failures;
+    :class:`AuthenticationFailed` for a refused code (see the module doc). The
+    attempt is recorded in ``login_history`` either way.
     """
-    attempt = _Attempt(user, LoginMethod.TWO_FACTOR, utc_or_now(now), ip, user_agent)
-    _enforce_rate_limit(session, attempt)
+    code = presented(code, "code")
+    attempt = _attempt(user, LoginMethod.TWO_FACTOR, now, ip, user_agent)
+    _refuse_if_rate_limited(session, attempt)
     if user.totp_enabled:
         failure = _totp_failure(session, user, code, attempt.now)
     else:
         failure = "2fa not enabled"
-    _record(session, attempt, failure)
-    return failure is None
+    _settle(session, attempt, failure)
 
 
 def _totp_failure(session: Session, user: User, code: str, now: datetime) -> str | None:
@@ -158,7 +215,7 @@ def _totp_failure(session: Session, user: User, code: str, now: datetime) -> str
 
 def _normalised_totp(code: str) -> str | None:
     """The six digits of ``code`` (spaces allowed between them), or None if malformed."""
-    if not isinstance(code, str) or len(code) > MAX_CODE_INPUT:
+    if len(code) > MAX_CODE_INPUT:
         return None
     digits = "".join(code.split())
     return digits if TOTP_SHAPE.fullmatch(digits) else None
@@ -184,9 +241,7 @@ def _claim_step(session: Session, user: User, step: int) -> bool:
         .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
         .values(totp_last_step=step)
     )
-    claimed = _rows_changed(session, claim) == 1
-    session.expire(user, ["totp_last_step"])
-    return claimed
+    return _rows_changed(session, claim) == 1
 
 
 # --- backup codes --------------------------------------------------------------
@@ -198,7 +253,10 @@ def generate_backup_codes(session: Session, user: User, n: int = 10) -> list[str
     """
     codes = _new_codes(require_count(n, "n", 1, MAX_BACKUP_CODES))
     _delete_backup_codes(session, user)
-    session.add_all(BackupCode(user_id=user.id, code_hash=_backup_hash(code)) for code in codes)
+    session.add_all(
+        BackupCode(user_id=user.id, code_hash=keyed_hash(BACKUP_HASH_PURPOSE, code))
+        for code in codes
+    )
     session.flush()
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
@@ -210,17 +268,16 @@ def use_backup_code(
     ip: str | None = None,
     user_agent: str | None = None,
     now: datetime | None = None,
-) -> bool:
-    """Consume one of ``user``'s unused backup codes; True if ``code`` was one.
-    Case, dashes and spaces in ``code`` do not matter.
+) -> None:
+    """Consume ``code`` if it is one of ``user``'s unused backup codes (case,
+    dashes and spaces do not matter).
 
-    Same rate limit and recording as :func:`verify_totp`.
+    Same rate limit, refusals and recording as :func:`verify_totp`.
     """
-    attempt = _Attempt(user, LoginMethod.BACKUP_CODE, utc_or_now(now), ip, user_agent)
-    _enforce_rate_limit(session, attempt)
-    failure = _backup_code_failure(session, code, attempt)
-    _record(session, attempt, failure)
-    return failure is None
+    code = presented(code, "code")
+    attempt = _attempt(user, LoginMethod.BACKUP_CODE, now, ip, user_agent)
+    _refuse_if_rate_limited(session, attempt)
+    _settle(session, attempt, _backup_code_failure(session, code, attempt))
 
 
 def remaining_backup_codes(session: Session, user: User) -> int:
@@ -233,38 +290,35 @@ def remaining_backup_codes(session: Session, user: User) -> int:
     return session.scalar(unused) or 0
 
 
-def _backup_code_failure(session: Session, code: str, attempt: _Attempt) -> str | None:
+def _backup_code_failure(session: Session, code: str, attempt: Attempt) -> str | None:
     """Why ``code`` is refused, or None after consuming it."""
     normalised = _normalised_backup_code(code)
     if normalised is None:
         return "malformed code"
-    if not _consume(session, _backup_hash(normalised), attempt):
+    if not _consume(session, keyed_hashes(BACKUP_HASH_PURPOSE, normalised), attempt):
         return "unknown or used code"
     return None
 
 
 def _normalised_backup_code(code: str) -> str | None:
     """``code`` upper-cased without dashes and spaces, or None if it cannot be a code."""
-    if not isinstance(code, str) or len(code) > MAX_CODE_INPUT:
+    if len(code) > MAX_CODE_INPUT:
         return None
     normalised = "".join(code.replace("-", " ").split()).upper()
     valid = len(normalised) == BACKUP_LENGTH and all(c in BACKUP_ALPHABET for c in normalised)
     return normalised if valid else None
 
 
-def _consume(session: Session, code_hash: str, attempt: _Attempt) -> bool:
-    """Mark the unused code with ``code_hash`` used, if ``attempt.user`` has one."""
-    user_id = attempt.user.id
+def _consume(session: Session, code_hashes: list[str], attempt: Attempt) -> bool:
+    """Mark the unused code of ``attempt``'s user whose hash is one of
+    ``code_hashes`` used, if there is one."""
     consume = (
         update(BackupCode)
-        .where(BackupCode.user_id == user_id, BackupCode.code_hash == code_hash)
+        .where(BackupCode.user_id == attempt.user_id, BackupCode.code_hash.in_(code_hashes))
         .where(BackupCode.is_used.is_(False))
-        .values(is_used=True, used_at=attempt.now, ip_address=_clip(attempt.ip, IP_LENGTH))
+        .values(is_used=True, used_at=attempt.now, ip_address=storable(attempt.ip, IP_LENGTH))
     )
-    consumed = _rows_changed(session, consume) == 1
-    if consumed:
-        _expire_loaded_codes(session, user_id)
-    return consumed
+    return _rows_changed(session, consume) == 1
 
 
 def _new_codes(n: int) -> list[str]:
@@ -274,58 +328,38 @@ def _new_codes(n: int) -> list[str]:
     return sorted(codes)
 
 
-def _backup_hash(normalised: str) -> str:
-    return keyed_hash(BACKUP_HASH_PURPOSE, normalised)
-
-
 def _delete_backup_codes(session: Session, user: User) -> None:
     session.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
-
-
-def _expire_loaded_codes(session: Session, user_id: int) -> None:
-    """Make loaded backup codes of ``user_id`` re-read their row on next access."""
-    for obj in list(session.identity_map.values()):
-        # inspect().dict reads the loaded state without loading an expired object
-        if isinstance(obj, BackupCode) and inspect(obj).dict.get("user_id") == user_id:
-            session.expire(obj)
 
 
 # --- shared ----------------------------------------------------------------------
 
 
-def _enforce_rate_limit(session: Session, attempt: _Attempt) -> None:
+def _refuse_if_rate_limited(session: Session, attempt: Attempt) -> None:
     """Record the attempt and raise :class:`RateLimited` if the user is over the limit."""
     settings = get_settings()
     window = timedelta(seconds=settings.lockout_window_seconds)
-    failures = recent_failures(session, attempt.user, RATE_LIMITED_METHODS, window, attempt.now)
+    assert attempt.user_id is not None  # second factors are always a known user's
+    failures = recent_failures(session, attempt.user_id, RATE_LIMITED_METHODS, window, attempt.now)
     if failures >= settings.lockout_threshold:
         _record(session, attempt, "rate limited")
-        raise RateLimited("too many failed two-factor attempts; try again later")
+        raise RateLimited()
 
 
-def _record(session: Session, attempt: _Attempt, failure: str | None) -> None:
-    """Record the attempt; a failure is committed at once, so that a caller who
-    rolls back after a refused code cannot undo the rate limit."""
-    record_attempt(
-        session,
-        user=attempt.user,
-        username=None,
-        success=failure is None,
-        method=attempt.method,
-        reason=failure,
-        ip=attempt.ip,
-        user_agent=attempt.user_agent,
-        now=attempt.now,
-    )
+def _settle(session: Session, attempt: Attempt, failure: str | None) -> None:
+    """Record the attempt; raise :class:`AuthenticationFailed` if it failed."""
+    _record(session, attempt, failure)
     if failure is not None:
-        session.commit()
+        raise AuthenticationFailed(failure)
 
 
-def _clip(value: str | None, length: int) -> str | None:
-    return value[:length] if value else None
+def _record(session: Session, attempt: Attempt, failure: str | None) -> None:
+    """Record the attempt so that it outlasts a rollback of ``session``."""
+    in_own_transaction(session, partial(record_attempt, attempt=attempt, reason=failure))
 
 
 def _rows_changed(session: Session, statement: Executable) -> int:
-    """Run a conditional UPDATE; the number of rows it changed."""
-    result = session.execute(statement, execution_options={"synchronize_session": False})
+    """Run a conditional UPDATE, keeping loaded objects in step (their new values
+    are fetched back); the number of rows it changed."""
+    result = session.execute(statement, execution_options={"synchronize_session": "fetch"})
     return cast("CursorResult[Any]", result).rowcount

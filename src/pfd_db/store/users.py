@@ -1,36 +1,58 @@
-"""Users: creation, password login with lockout, roles, deactivation.
+"""Users: creation, password login with its two limits, roles, deactivation.
 
 Passwords are hashed with argon2id using the settings' parameters; a login with
-a hash made under older parameters stores a new one.
+a hash made under older parameters (or a legacy bcrypt one) stores a new one.
 
-Lockout. ``failed_login_count`` is the number of wrong passwords that count
-towards a lockout *now*: those since the last reset (a successful login, an
-administrator's password reset, or the end of a lockout) that are still inside
-the ``lockout_window_seconds`` window. At each wrong password it becomes
-``min(count + 1, wrong passwords in the window)`` (the window count comes from
-``login_history``), so it slides with the window: five failures spread over more
-than the window never lock. When it reaches ``lockout_threshold`` the account is
-locked until ``now + lockout_seconds``; the count stays at the threshold while
-locked (so ``user list`` shows why) and starts afresh at the first wrong
-password after the lock has run out. Attempts refused as "locked" or "inactive"
-do not count. Every function taking ``now`` uses it as the clock.
+Login limits. Two limits, both over sliding windows, refuse a login before the
+password counts (it is still verified, so a refusal costs the same time):
+
+- **Per account and address** ("locked"): an address that tried
+  ``lockout_threshold`` (5) wrong passwords on an account within
+  ``lockout_window_seconds`` (15 minutes), since its last successful login
+  there, is refused on that account until the oldest of them leaves the window.
+  An attacker elsewhere cannot lock the owner out. Names that are no account
+  are limited alike, so the limit does not tell which names exist. Attempts
+  made without an ``ip`` all count as one address: pass it.
+- **Per account** ("account locked"): an account that collected
+  ``account_lockout_threshold`` (50) wrong passwords within
+  ``account_lockout_window_seconds`` (24 hours), from all addresses together,
+  refuses every address it has not logged in from in the last
+  ``known_address_seconds`` (30 days), until the oldest of them leaves the
+  window. Distributed guessing stops; the owner, at an address they use, still
+  logs in (within their address's own limit).
+
+``users.failed_login_count`` is the account's wrong passwords that count
+towards the account-wide limit now: at each one it becomes ``min(count + 1,
+wrong passwords in the 24-hour window)``, so it slides with the window and
+starts from 0 after :func:`reset_password`. ``users.locked_until`` is when the
+account-wide lock ends (None when there is none). The per-address limit is
+read from ``login_history`` and stored nowhere else. Attempts refused as
+"locked", "account locked" or "inactive" do not count; a successful login does
+not reset the account-wide count (it says nothing about the other addresses).
+
+Every attempt is written to ``login_history`` with its verdict, decided and
+counted in a short transaction of its own under the user's row lock (see
+:mod:`pfd_db.store.own_transaction`): concurrent attempts lose no count, a
+caller's rollback erases no failure, and a refusal commits nothing the caller
+has pending. Every function taking ``now`` uses it as the clock.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
-from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput
+from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import Role, User
 from pfd_db.models.enums import LoginMethod
 from pfd_db.passwords import (
+    MAX_LENGTH,
     check_policy,
     generate_password,
     hash_password,
@@ -38,12 +60,24 @@ from pfd_db.passwords import (
     needs_rehash,
     verify_password,
 )
-from pfd_db.store.logins import recent_failures, record_attempt
+from pfd_db.store.credentials import optional_client_text, presented
+from pfd_db.store.logins import (
+    Attempt,
+    failures_from_address,
+    latest_failure_times,
+    recent_failures,
+    record_attempt,
+    succeeded_from,
+)
+from pfd_db.store.own_transaction import in_own_transaction
 from pfd_db.store.sessions import end_all_sessions
 from pfd_db.store.validation import require_member
+from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utc_or_now
+from pfd_db.values import text_problem
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,99}")
+USERNAME_MAX_LENGTH = 100
 EMAIL = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -54,6 +88,9 @@ UNKNOWN_USER = "unknown user"
 WRONG_PASSWORD = "wrong password"  # noqa: S105 - a failure reason, not a password
 INACTIVE = "inactive"
 LOCKED = "locked"
+ACCOUNT_LOCKED = "account locked"
+GUESSES = (WRONG_PASSWORD, UNKNOWN_USER)  # the refusals the per-address limit counts
+LOCK_FIELDS = ["is_active", "failed_login_count", "locked_until"]
 
 
 def create_user(
@@ -68,15 +105,14 @@ def create_user(
     """
     username, email, role = _valid_username(username), _valid_email(email), _valid_role(role)
     check_policy(password)
-    _ensure_free(session, username, email)
     user = User(username=username, email=email, role=role, password_hash=hash_password(password))
-    try:
-        with session.begin_nested():  # a concurrent insert of the same name rolls back only this
-            session.add(user)
-            session.flush()
-    except IntegrityError:
-        _ensure_free(session, username, email)
-        raise Conflict("username or email is already taken") from None
+    add_unique(
+        session,
+        user,
+        func.lower(User.username) == username.lower(),
+        conflict=f"username {username!r} is already taken",
+        other_keys=[({User.email: email}, f"email {email!r} is already registered")],
+    )
     return user
 
 
@@ -88,80 +124,81 @@ def authenticate(
     user_agent: str | None = None,
     now: datetime | None = None,
 ) -> User:
-    """The user ``username`` if ``password`` is theirs and they may log in.
+    """The user ``username`` if ``password`` is theirs and they may log in now.
 
-    Otherwise raises :class:`AuthenticationFailed` whose ``reason`` (for logs,
-    not for the person logging in) is "unknown user", "inactive", "locked" or
-    "wrong password". Every attempt costs one argon2 verification, unknown
-    names included, and is written to ``login_history``. See the module doc
-    for the lockout.
+    Otherwise :class:`AuthenticationFailed` whose ``reason`` is "unknown user",
+    "inactive" or "wrong password", or :class:`RateLimited` (an
+    AuthenticationFailed too) whose reason is "locked" or "account locked"
+    (see the module doc for both limits). ``ip`` is the client's address the
+    per-address limit counts by. Every attempt costs one argon2 verification,
+    unknown names and refusals included, and is written to ``login_history``.
+    A name or password of the wrong shape is refused the same way;
+    :class:`InvalidInput` only for arguments that are not strings.
 
-    A refusal is atomic on its own: the attempt and the failure count are
-    committed before the error is raised, so that rolling back on the error
-    cannot undo a lockout (anything else pending in ``session`` is committed
-    with them). A success only flushes; the caller commits.
+    A success flushes (a renewed hash) and the caller commits; the attempt is
+    recorded either way.
     """
+    username, password = presented(username, "username"), presented(password, "password")
+    ip, user_agent = optional_client_text(ip, "ip"), optional_client_text(user_agent, "user_agent")
     now = utc_or_now(now)
-    user = get_by_username(session, username)
-    password_ok = verify_password(_stored_hash(user), password)
-    reason = _refusal(user, password_ok, now)
-    record_attempt(
-        session,
-        user=user,
-        username=username,
-        success=reason is None,
-        method=LoginMethod.PASSWORD,
-        reason=reason,
-        ip=ip,
-        user_agent=user_agent,
-        now=now,
+    user = _find(session, username)
+    password_ok = _password_matches(user, password)
+    attempt = Attempt(
+        user.id if user else None, username, LoginMethod.PASSWORD, now, ip, user_agent
     )
-    if reason == WRONG_PASSWORD and user is not None:
-        _count_failure(session, user, now)
-    if user is None or reason is not None:
-        # Committed before raising: a caller that rolls back on the error (as
-        # get_db_session does) must not erase the attempt and the lockout count.
-        session.commit()
-        raise AuthenticationFailed(reason or UNKNOWN_USER)
+    verdict = in_own_transaction(session, partial(_judge, attempt=attempt, password_ok=password_ok))
+    if user is not None:
+        _show_counts(session, user, verdict)
+    if verdict.reason in (LOCKED, ACCOUNT_LOCKED):
+        raise RateLimited(verdict.reason)
+    if user is None or verdict.reason is not None:
+        raise AuthenticationFailed(verdict.reason or UNKNOWN_USER)
     _log_in(session, user, password)
     return user
 
 
-def change_password(session: Session, user: User, new_password: str) -> None:
-    """Replace ``user``'s password (policy checked first). Sessions are left open."""
-    user.password_hash = hash_password(new_password)
+def change_password(session: Session, user: User | int, new_password: str) -> None:
+    """Replace the user's password (policy checked first). Sessions are left open."""
+    found = load(session, User, user, "user")
+    found.password_hash = hash_password(new_password)
     session.flush()
 
 
-def reset_password(session: Session, user: User, new_password: str | None = None) -> str:
-    """Set a new password (generated when None) and return it; unlocks the account
-    and ends all of the user's sessions, as after a suspected compromise."""
+def reset_password(session: Session, user: User | int, new_password: str | None = None) -> str:
+    """Set a new password (generated when None) and return it; lifts the
+    account-wide lock and restarts its count (the per-address limits run out by
+    themselves), and ends all of the user's sessions, as after a suspected
+    compromise."""
+    found = load(session, User, user, "user")
     password = generate_password() if new_password is None else new_password
-    change_password(session, user, password)
-    _clear_failures(user)
-    end_all_sessions(session, user)
+    change_password(session, found, password)
+    found.failed_login_count = 0
+    found.locked_until = None
+    end_all_sessions(session, found)
     session.flush()
     return password
 
 
-def set_role(session: Session, user: User, role: Role | str) -> User:
-    """Give ``user`` the role ``role`` (a Role or its value, e.g. "admin")."""
-    user.role = _valid_role(role)
+def set_role(session: Session, user: User | int, role: Role | str) -> User:
+    """Give the user the role ``role`` (a Role or its value, e.g. "admin")."""
+    found = load(session, User, user, "user")
+    found.role = _valid_role(role)
     session.flush()
-    return user
+    return found
 
 
-def deactivate(session: Session, user: User) -> User:
-    """Stop ``user`` from logging in and end all their sessions."""
-    user.is_active = False
-    end_all_sessions(session, user)
+def deactivate(session: Session, user: User | int) -> User:
+    """Stop the user from logging in and end all their sessions."""
+    found = load(session, User, user, "user")
+    found.is_active = False
+    end_all_sessions(session, found)
     session.flush()
-    return user
+    return found
 
 
 def get_by_username(session: Session, username: str) -> User | None:
     """The user named exactly ``username``, or None."""
-    return session.scalar(select(User).where(User.username == username))
+    return _find(session, presented(username, "username"))
 
 
 def list_users(session: Session) -> list[User]:
@@ -191,20 +228,34 @@ def _valid_role(role: object) -> Role:
     return require_member(role, Role, "role")
 
 
-def _ensure_free(session: Session, username: str, email: str) -> None:
-    """Raise :class:`Conflict` naming the field if ``username`` or ``email`` is taken."""
-    taken = session.execute(
-        select(User.username, User.email).where(
-            or_(func.lower(User.username) == username.lower(), User.email == email)
-        )
-    ).all()
-    if any(row.username.lower() == username.lower() for row in taken):
-        raise Conflict(f"username {username!r} is already taken")
-    if taken:
-        raise Conflict(f"email {email!r} is already registered")
-
-
 # --- authentication --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """Why a login was refused (None: it was not), and the account's counts after it."""
+
+    reason: str | None
+    failed_login_count: int = 0
+    locked_until: datetime | None = None
+
+
+def _find(session: Session, username: str) -> User | None:
+    """The user named exactly ``username``; None, without a query, for a name no
+    user can have."""
+    if len(username) > USERNAME_MAX_LENGTH or text_problem(username) is not None:
+        return None
+    return session.scalar(select(User).where(User.username == username))
+
+
+def _password_matches(user: User | None, password: str) -> bool:
+    """Whether ``password`` is ``user``'s, at the cost of one argon2 verification
+    whoever the user is (a dummy hash for none). One longer than any password can
+    be is wrong without hashing: its length is no secret."""
+    if len(password) > MAX_LENGTH:
+        return False
+    matches = verify_password(_stored_hash(user), password)
+    return matches and user is not None and bool(user.password_hash)
 
 
 def _stored_hash(user: User | None) -> str:
@@ -222,50 +273,88 @@ def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
     return hasher().hash(generate_password())
 
 
-def _refusal(user: User | None, password_ok: bool, now: datetime) -> str | None:
+def _judge(session: Session, attempt: Attempt, password_ok: bool) -> _Verdict:
+    """Decide the attempt, record it and count a wrong password, under the user's
+    row lock (run by :func:`in_own_transaction`, in whichever session it gives)."""
+    account = None if attempt.user_id is None else session.get(User, attempt.user_id)
+    if account is not None:
+        # FOR NO KEY UPDATE: serialises attempts on this account (and, on SQLite,
+        # takes the write lock) without blocking rows that merely reference it.
+        session.refresh(account, LOCK_FIELDS, with_for_update={"key_share": True})
+    reason = _refusal(session, account, attempt, password_ok)
+    record_attempt(session, attempt if account else _as_unknown(attempt), reason)
+    if account is None:
+        return _Verdict(reason or UNKNOWN_USER)
+    if reason == WRONG_PASSWORD:
+        _count_failure(session, account, attempt.now)
+    return _Verdict(reason, account.failed_login_count, account.locked_until)
+
+
+def _as_unknown(attempt: Attempt) -> Attempt:
+    return Attempt(
+        None, attempt.username, attempt.method, attempt.now, attempt.ip, attempt.user_agent
+    )
+
+
+def _refusal(
+    session: Session, account: User | None, attempt: Attempt, password_ok: bool
+) -> str | None:
     """Why this login is refused, or None if it is not."""
-    if user is None:
-        return UNKNOWN_USER
-    if not user.is_active:
+    settings = get_settings()
+    window = timedelta(seconds=settings.lockout_window_seconds)
+    address_guesses = failures_from_address(
+        session, attempt if account else _as_unknown(attempt), GUESSES, window
+    )
+    if account is None:
+        return LOCKED if address_guesses >= settings.lockout_threshold else UNKNOWN_USER
+    if not account.is_active:
         return INACTIVE
-    if _is_locked(user, now):
+    if address_guesses >= settings.lockout_threshold:
         return LOCKED
+    if _account_locked(account, attempt.now) and not _known_address(session, attempt):
+        return ACCOUNT_LOCKED
     if not password_ok:
         return WRONG_PASSWORD
     return None
 
 
-def _is_locked(user: User, now: datetime) -> bool:
+def _account_locked(user: User, now: datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
 
+def _known_address(session: Session, attempt: Attempt) -> bool:
+    known = timedelta(seconds=get_settings().known_address_seconds)
+    return succeeded_from(session, attempt, known)
+
+
 def _count_failure(session: Session, user: User, now: datetime) -> None:
-    """Count a wrong password (see the module doc); lock the account at the threshold."""
-    session.refresh(user, with_for_update=True)  # concurrent failures must not lose a count
-    if _is_locked(user, now):  # a concurrent attempt locked it meanwhile
-        return
-    if user.locked_until is not None:  # a lock that has run out: start afresh
-        _clear_failures(user)
+    """Count a wrong password towards the account-wide limit (see the module doc);
+    lock the account while the limit is reached."""
     settings = get_settings()
-    window = timedelta(seconds=settings.lockout_window_seconds)
-    wrong_in_window = recent_failures(
-        session, user, [LoginMethod.PASSWORD], window, now, reason=WRONG_PASSWORD
-    )
+    window = timedelta(seconds=settings.account_lockout_window_seconds)
+    threshold = settings.account_lockout_threshold
+    method = LoginMethod.PASSWORD
+    wrong_in_window = recent_failures(session, user.id, [method], window, now, WRONG_PASSWORD)
     user.failed_login_count = min(user.failed_login_count + 1, wrong_in_window)
-    if user.failed_login_count >= settings.lockout_threshold:
-        user.locked_until = now + timedelta(seconds=settings.lockout_seconds)
+    if user.failed_login_count >= threshold:
+        times = latest_failure_times(
+            session, user.id, method, WRONG_PASSWORD, window, now, threshold
+        )
+        user.locked_until = times[-1] + window  # when the oldest of them leaves the window
+    else:
+        user.locked_until = None
     session.flush()
+
+
+def _show_counts(session: Session, user: User, verdict: _Verdict) -> None:
+    """Give the caller's copy of ``user`` the counts just committed, read again."""
+    if verdict.reason is None or verdict.reason == UNKNOWN_USER:
+        return
+    session.refresh(user, ["failed_login_count", "locked_until"])
 
 
 def _log_in(session: Session, user: User, password: str) -> None:
-    """What a successful login changes: failures forgotten, an outdated hash renewed."""
-    if user.failed_login_count or user.locked_until is not None:
-        _clear_failures(user)
+    """What a successful login changes: an outdated hash is renewed."""
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = hasher().hash(password)  # no policy check: it was accepted before
-    session.flush()
-
-
-def _clear_failures(user: User) -> None:
-    user.failed_login_count = 0
-    user.locked_until = None
+        session.flush()
