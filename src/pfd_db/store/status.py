@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidTransition, NotFound
 from pfd_db.models import Base
+from pfd_db.store.validation import check_transition
 
 E = TypeVar("E", bound=StrEnum)
 R = TypeVar("R", bound=Base)
@@ -45,21 +46,21 @@ def move_status(session: Session, row: R, new: E, allowed: Machine[E], **values:
     column = type(row).__table__.c.status
     held = _held_status(row, type(new))
     if held is not None:
-        if new not in allowed.get(held, frozenset()):
-            raise InvalidTransition(f"{describe(row)} cannot go from {held} to {new}")
+        check_transition(describe(row), held, new, allowed)
         condition = column == _stored_value(column, held)
     else:
         sources = [status for status, targets in allowed.items() if new in targets]
         condition = column.in_([_stored_value(column, s) for s in sources])
     if update_if(session, row, condition, status=_stored_value(column, new), **values):
         return row
-    current = _held_status(reread(session, row), type(new))
+    current = type(new)(inspect(reread(session, row)).dict["status"])
     if held is not None and current != held:
         raise InvalidTransition(
             f"{describe(row)} is {current} now, not {held} (another session changed it); "
             f"cannot go to {new}"
         )
-    raise InvalidTransition(f"{describe(row)} cannot go from {current} to {new}")
+    check_transition(describe(row), current, new, allowed)
+    raise InvalidTransition(f"{describe(row)} is {current} now; cannot go to {new}")
 
 
 def update_if(session: Session, row: Base, *conditions: ColumnElement[bool], **values: Any) -> bool:
