@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from pfd_db.cli import demo, identity, schema, shells
+from pfd_db.cli import demo, identity, keys, schema, shells
 from pfd_db.cli.common import Commands
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ def main(
 
 
 app.add_typer(identity.api_keys, name="apikey")
+app.add_typer(keys.app, name="key")
 
 from pfd_db.cli import portability  # noqa: E402 - registered after the other commands
 

@@ -1,0 +1,66 @@
+"""Instance-key commands: ``pfd-db key rotate``.
+
+Rotating the instance key: list the new key first and keep the old one after it
+(``PFD_DB_SECRET_KEY=new,old``, or both lines in the key file), run
+``pfd-db key rotate`` to re-encrypt the TOTP secrets under the new key, then
+drop the old key once no backup code made under it is still needed (a keyed
+hash cannot be moved to a new key; see :mod:`pfd_db.crypto`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pfd_db.cli.common import WRITE, JsonOption, UrlOption, database, print_json, say
+
+app = typer.Typer(help="Rotate the instance key.", no_args_is_help=True)
+
+BATCH_DEFAULT = 500
+BATCH_MAX = 100_000
+
+BatchOption = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        max=BATCH_MAX,
+        help="Secrets re-encrypted per transaction (each batch commits on its own).",
+    ),
+]
+
+
+@app.command("rotate")
+def rotate(
+    batch_size: BatchOption = BATCH_DEFAULT,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-encrypt every TOTP secret under the first instance key, in batches.
+
+    Secrets already under it are left alone, so running it again is harmless.
+    Backup codes cannot be re-hashed: they keep working while the old key
+    stays listed after the new one.
+    """
+    from sqlalchemy.orm import Session
+
+    from pfd_db.store import twofactor
+
+    checked = reencrypted = 0
+    with database(url, WRITE) as engine, Session(engine) as session:
+        after: int | None = 0
+        while after is not None:
+            with session.begin():
+                batch = twofactor.reencrypt_secrets(session, after_id=after, limit=batch_size)
+            checked += batch.checked
+            reencrypted += batch.reencrypted
+            after = batch.last_id
+    if as_json:
+        print_json({"totp_secrets": checked, "reencrypted": reencrypted})
+        return
+    say(
+        f"re-encrypted {reencrypted} of {checked} TOTP secrets under the first instance key "
+        f"({checked - reencrypted} already were); backup codes cannot be re-hashed and keep "
+        "working only while the old key stays listed"
+    )
