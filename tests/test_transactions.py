@@ -13,8 +13,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
-from pfd_db.engine import make_engine
-from pfd_db.errors import AuthenticationFailed
+from pfd_db.engine import make_engine, read_only
+from pfd_db.errors import AuthenticationFailed, ReadOnlySession
 from pfd_db.models import LoginHistory, SystemLog, User
 from pfd_db.store import users
 from pfd_db.store.writes import take_write_lock
@@ -296,3 +296,31 @@ def test_concurrent_failed_logins_are_all_counted(engine, db, plaintexts, high_l
         recorded = session.scalar(select(func.count()).select_from(LoginHistory))
     assert recorded == threads * attempts
     assert ada.failed_login_count == threads * attempts
+
+
+def test_on_sqlite_autocommit_connections_commit_each_write_at_once(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'autocommit.db'}")
+    COUNTER.metadata.create_all(engine)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(insert(COUNTER).values(n=1))
+            assert conn.connection.driver_connection.in_transaction is False
+            with engine.connect() as other:
+                assert other.scalar(select(COUNTER.c.n)) == 1  # already committed
+    finally:
+        engine.dispose()
+
+
+def test_an_in_memory_database_refuses_read_only_writes_and_takes_the_others():
+    engine = make_engine("sqlite://")
+    COUNTER.metadata.create_all(engine)
+    try:
+        with Session(read_only(engine)) as reader, pytest.raises(ReadOnlySession):
+            reader.execute(insert(COUNTER).values(n=1))
+        with Session(engine) as writer:
+            writer.execute(insert(COUNTER).values(n=2))
+            writer.commit()
+        with engine.connect() as conn:
+            assert conn.scalars(select(COUNTER.c.n)).all() == [2]
+    finally:
+        engine.dispose()

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.pool import StaticPool
 
 from pfd_db.errors import ReadOnlySession
 
@@ -130,12 +131,17 @@ def _refused_as_read_only(ctx: ExceptionContext) -> bool:
 def take_sqlite_write_lock_on_first_write(engine: Engine) -> None:
     """On a SQLite ``engine``: no ``BEGIN`` for reads, ``BEGIN IMMEDIATE`` right
     before the first statement that states the intent to write, and read-only
-    connections held to ``PRAGMA query_only``. Needs the driver's own
-    transaction handling off (``isolation_level = None``)."""
+    connections held to ``PRAGMA query_only`` (but for an in-memory database's
+    one shared connection). Needs the driver's own transaction handling off
+    (``isolation_level = None``)."""
+    shared = isinstance(engine.pool, StaticPool)  # one connection for every session
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        # Nothing is sent for the transaction itself; only the read-only guard is set.
+        # Nothing is sent for the transaction itself; only the read-only guard is set
+        # (not on a connection all sessions share, where it would reach them all).
+        if shared:
+            return
         record = conn.connection
         read_only = is_read_only(conn)
         if record.info.get(_QUERY_ONLY, False) != read_only:
