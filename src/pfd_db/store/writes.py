@@ -12,9 +12,23 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Base
+from pfd_db.transactions import begin_write
 
 M = TypeVar("M", bound=Base)
 ID_MAX = 2**31 - 1  # ids are integer columns: PostgreSQL's integer range
+
+
+def take_write_lock(session: Session) -> None:
+    """State the intent to write before the read that the write depends on.
+
+    On SQLite the session's transaction begins now with ``BEGIN IMMEDIATE``
+    (unless it is already writing), so that the read sees the latest data and no
+    other writer can change it before this one commits; a session that only
+    reads takes no lock at all. On PostgreSQL it does nothing: lock the rows
+    read (``SELECT ... FOR UPDATE``, which also takes SQLite's write lock) or
+    make the write conditional. Nothing in a read-only session.
+    """
+    begin_write(session.connection())
 
 
 def insert_for(session: Session, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
