@@ -131,7 +131,9 @@ def test_experiments_deleted_in_bulk_are_uncounted_by_the_cascade(engine, db):
     tags.bulk_tag(db, ids, cnn)
     tags.bulk_tag(db, ids[1:], lstm)
     db.commit()
+    assert (cnn.usage_count, lstm.usage_count) == (4, 3)
     db.execute(delete(Experiment).where(Experiment.id.in_(ids[:3])))
+    assert (cnn.usage_count, lstm.usage_count) == (1, 1)  # the session's tags follow
     db.commit()
     assert real_counts(db) == {"cnn": (1, 1), "lstm": (1, 1)}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +15,16 @@ from sqlalchemy import (
     event,
     false,
 )
-from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column, object_session, relationship
+from sqlalchemy.orm import (
+    Mapped,
+    Mapper,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    object_session,
+    relationship,
+)
 from sqlalchemy.orm.unitofwork import UOWTransaction
-from sqlalchemy.orm.util import identity_key
 
 from pfd_db.models.base import Base, IndexedTimestamps
 from pfd_db.models.ml import Experiment
@@ -86,19 +92,18 @@ class SavedSearch(IndexedTimestamps, Base):
 
 attach_usage_count_triggers(ExperimentTag.__table__)
 
+# The database moves usage_count (models/tag_counts.py); a session's copies of
+# the tags are expired whenever it writes links or deletes experiments, by its
+# unit of work or by a statement, so that they are read again when next used.
+
 STALE_COUNTS = "pfd_db.stale_tag_counts"
 
 
-def forget_usage_counts(session: Session, tag_ids: Iterable[int] | None = None) -> None:
-    """Expire ``usage_count`` of the tags ``session`` holds (those with these ids,
-    or all of them): the database moved it, so it is read again when next used."""
-    if tag_ids is None:
-        held = [obj for obj in session.identity_map.values() if isinstance(obj, Tag)]
-    else:
-        found = (session.identity_map.get(identity_key(Tag, i)) for i in tag_ids)
-        held = [tag for tag in found if tag is not None]
-    for tag in held:
-        session.expire(tag, ["usage_count"])
+def forget_usage_counts(session: Session) -> None:
+    """Expire ``usage_count`` of every tag ``session`` holds."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Tag):
+            session.expire(obj, ["usage_count"])
 
 
 @event.listens_for(ExperimentTag, "after_insert")
@@ -115,3 +120,14 @@ def _note_counts_moved(_mapper: Mapper[Any], _connection: Connection, row: objec
 def _forget_counts_moved_by_the_flush(session: Session, _context: UOWTransaction) -> None:
     if session.info.pop(STALE_COUNTS, False):
         forget_usage_counts(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_counts_a_statement_moves(state: ORMExecuteState) -> None:
+    """Before an INSERT, UPDATE or DELETE of links, or a DELETE of experiments,
+    sent through the session (after its autoflush)."""
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    classes = {mapper.class_ for mapper in state.all_mappers}
+    if ExperimentTag in classes or (state.is_delete and Experiment in classes):
+        forget_usage_counts(state.session)

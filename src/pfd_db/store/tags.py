@@ -41,7 +41,6 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
-from pfd_db.models.search import forget_usage_counts
 from pfd_db.store.validation import require_count, require_text
 from pfd_db.store.writes import ID_MAX, add_unique, id_of, insert_ignoring_conflicts, load
 
@@ -268,11 +267,9 @@ def _require_tag(session: Session, tag: Tag) -> None:
 
 
 def _forget(session: Session, experiment_ids: list[int], tag_ids: Iterable[int]) -> None:
-    """Expire what the session holds of these rows that the statements changed:
-    the experiments' and tags' link collections (read again when next used, and
-    not deleted twice with an experiment) and the tags' usage counts."""
-    tag_ids = list(tag_ids)
-    forget_usage_counts(session, tag_ids)
+    """Expire the link collections the session holds for these rows, so they are
+    read again when next used (and not deleted twice with an experiment). (The
+    tags' usage counts the session expires itself, see pfd_db.models.search.)"""
     keys = [session.identity_key(Experiment, i) for i in experiment_ids]
     keys += [session.identity_key(Tag, i) for i in tag_ids]
     for key in keys:
