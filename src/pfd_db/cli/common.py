@@ -216,6 +216,11 @@ def describe_failure(exc: BaseException) -> str | None:
             return database_refusal(exc)
         if isinstance(exc, sa.NoSuchModuleError | sa.ArgumentError):
             return f"unusable database URL: {first_line(exc)}: use {url_forms()}"
+    if "sqlite3" in sys.modules:  # the driver's own errors, outside SQLAlchemy (backups)
+        import sqlite3
+
+        if isinstance(exc, sqlite3.Error):
+            return database_refusal(exc)
     if "psycopg" in sys.modules:
         import psycopg
 
@@ -257,7 +262,9 @@ class Access:
 
     writes: bool
     creates: bool
-    revision: Literal["any", "known", "head"]
+    revision: Literal["any", "known", "versioned", "head"]
+    """Which revisions it accepts: any; none or one this pfd-db knows; one it
+    knows; head only."""
 
 
 INSPECT = Access(writes=False, creates=False, revision="any")
@@ -266,8 +273,8 @@ READ = Access(writes=False, creates=False, revision="head")
 """Read a database at head, read-only: user list, apikey list."""
 WRITE = Access(writes=True, creates=False, revision="head")
 """Change the data of a database at head: seed, demo, user, apikey, key, shell."""
-MIGRATE = Access(writes=True, creates=False, revision="known")
-"""Change the schema of an existing database: downgrade, migrate --adopt."""
+MIGRATE = Access(writes=True, creates=False, revision="versioned")
+"""Move the schema of a database that has a revision: downgrade."""
 CREATE = Access(writes=True, creates=True, revision="known")
 """Create or migrate a database: init, migrate."""
 
@@ -475,6 +482,8 @@ def require_revision(engine: Engine, target: Target, access: Access) -> Database
         return state
     if state.current is not None and not is_known(state.current):
         raise MigrationError(unknown_revision(state))
+    if access.revision == "versioned" and state.current is None:
+        raise MigrationError(f"{not_at_head(state, target)}: nothing to move from")
     if access.revision == "head" and not state.at_head:
         raise MigrationError(not_at_head(state, target))
     return state

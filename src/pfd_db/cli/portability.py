@@ -106,8 +106,9 @@ def restore_command(
     as_json: JsonOption = False,
 ) -> None:
     """Restore a backup made by `pfd-db backup` into an empty database (at head after)."""
-    from pfd_db.portability.backup import restore
+    from pfd_db.portability.backup import backup_kind, restore
 
+    backup_kind(path)  # not a backup: refused before the target is created
     with database(url, CREATE) as destination:
         confirm_replace(destination, replace, yes)
         with progress_bar("restore") as progress:

@@ -105,9 +105,8 @@ def migrate(
         print(migrations.offline_sql(target.url.render_as_string(False), to), end="")
         return
     if adopt:
-        with database(url, MIGRATE) as engine:
-            if migrations.state(engine).model_tables == 0:
-                raise fail("the database has no pfd-db tables, nothing to adopt: run pfd-db init")
+        check_adoptable(url)
+        with database(url, CREATE) as engine:
             after = migrations.adopt(engine)
         say(f"adopted: schema matches the models, stamped at {after.current}")
         return
@@ -115,6 +114,31 @@ def migrate(
         before = migrations.state(engine)
         after = migrations.upgrade(engine, to)
     say(describe_upgrade("", before, after))
+
+
+def check_adoptable(url: str | None) -> None:
+    """Refuse, reading only, a database ``migrate --adopt`` would refuse."""
+    from pfd_db import migrations
+    from pfd_db.errors import MigrationError, SchemaDrift
+
+    with database(url, INSPECT) as engine:
+        state = migrations.state(engine)
+        if state.versioned:
+            raise MigrationError(
+                f"the database already has a migration history (at {state.current}): "
+                "nothing to adopt"
+            )
+        if state.model_tables == 0:
+            raise MigrationError(
+                "the database has no pfd-db tables, nothing to adopt: run pfd-db init"
+            )
+        differences = migrations.schema_drift(engine)
+    if differences:
+        raise SchemaDrift(
+            f"the database does not match the models ({len(differences)} differences); "
+            "not adopting it",
+            differences,
+        )
 
 
 def describe_upgrade(lead: str, before: DatabaseState, after: DatabaseState) -> str:
@@ -134,27 +158,24 @@ def downgrade(
 ) -> None:
     """Downgrade the schema to REVISION (e.g. -1: one step back; base: drop everything).
 
-    A downgrade that drops tables asks first on a terminal and needs --yes otherwise.
+    A downgrade that deletes data (drops tables or columns, deletes rows) asks
+    first on a terminal, and needs --yes otherwise.
     """
     from pfd_db import migrations
-    from pfd_db.errors import MigrationError
 
     with database(url, MIGRATE) as engine:
         before = migrations.state(engine)
-        if before.current is None:
-            raise MigrationError("the database has no revision: nothing to downgrade")
+        assert before.current is not None  # MIGRATE access refuses a database without one
         plan = plan_downgrade(before.current, revision)
         if not plan.undone:
             say(f"already at {before.current}: nothing to do")
             return
-        if plan.dropping:
-            confirm_or_refuse(
-                f"Downgrading to {plan.target_name} drops tables and their data "
-                f"(revision {', '.join(plan.dropping)}). Go on?",
-                yes,
-                f"downgrading to {plan.target_name} drops tables and their data "
-                f"(revision {', '.join(plan.dropping)})",
+        if plan.losing:
+            loss = (
+                f"downgrading to {plan.target_name} deletes data: revision "
+                f"{', '.join(plan.losing)} drops tables or columns, or deletes rows"
             )
+            confirm_or_refuse(f"{loss[0].upper()}{loss[1:]}. Go on?", yes, loss)
         after = migrations.downgrade(engine, plan.target or "base")
     say(f"downgraded from {before.current} to {after.current or 'base'}")
 
@@ -165,8 +186,8 @@ class DowngradePlan:
     """The revision to end at; None for base (no schema)."""
     undone: list[str]
     """The revisions whose downgrade runs, newest first."""
-    dropping: list[str]
-    """Those of them that drop tables."""
+    losing: list[str]
+    """Those of them that delete data."""
 
     @property
     def target_name(self) -> str:
@@ -200,7 +221,7 @@ def plan_downgrade(current: str, wanted: str) -> DowngradePlan:
     return DowngradePlan(
         target=revisions[there] if there >= 0 else None,
         undone=undone,
-        dropping=[rev for rev in undone if drops_tables(rev)],
+        losing=[rev for rev in undone if loses_data(rev)],
     )
 
 
@@ -220,8 +241,12 @@ def resolve_revision(wanted: str, revisions: list[str]) -> str:
     return matches[0]
 
 
-def drops_tables(revision: str) -> bool:
-    """Whether ``revision``'s downgrade drops a table (read from its script)."""
+DATA_LOSS = ("drop_table(", "drop_column(", ".delete(", "DELETE ")
+"""What, in a revision's downgrade, deletes data."""
+
+
+def loses_data(revision: str) -> bool:
+    """Whether ``revision``'s downgrade deletes data (read from its script)."""
     import inspect
 
     from pfd_db import migrations
@@ -231,7 +256,7 @@ def drops_tables(revision: str) -> bool:
     if downgrade_function is None:
         return False
     source = inspect.getsource(downgrade_function)
-    return "drop_table(" in source
+    return any(sign in source for sign in DATA_LOSS)
 
 
 # --- where the database stands ---------------------------------------------------
