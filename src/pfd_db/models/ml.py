@@ -140,6 +140,8 @@ class TrainingRun(IndexedTimestamps, Base):
     learning_rate: Mapped[float | None]
     duration_seconds: Mapped[float | None]
     checkpoint_path: Mapped[str | None] = mapped_column(String(500))
+    # Any other metric of the epoch: finite numbers keyed by name ({"f1": 0.81}).
+    metrics: Mapped[dict[str, float] | None] = mapped_column(JSONDoc)
 
     experiment: Mapped[Experiment] = relationship(back_populates="training_runs")
 
