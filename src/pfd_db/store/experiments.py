@@ -106,9 +106,11 @@ def delete_experiment(session: Session, experiment: Experiment | int) -> None:
     """Delete ``experiment``; the database cascades to its training runs,
     explanations and tag links.
 
-    Its tags are detached first (:func:`pfd_db.store.tags.detach_all`) so that
-    every tag's usage count stays exact, with the experiment's row locked so
-    that no link can be added in between.
+    The experiment's row is locked, then its tags are detached
+    (:func:`pfd_db.store.tags.detach_all`: links locked in id order, and the
+    session's link collections read again). Tag usage counts follow by
+    themselves, however an experiment is deleted (see
+    :mod:`pfd_db.models.tag_counts`).
     """
     experiment = load(session, Experiment, experiment, "experiment")
     session.flush()
