@@ -191,3 +191,9 @@ def test_workers_missing_at_once_keep_one_row_and_all_get_it(
     winner = next(data["worker"] for _, data, computed in results if computed)
     assert results[0][1] == {"worker": winner}
     assert count_explanations(engine) == 1
+
+
+def test_find_explanation_tells_a_missing_explanation_from_a_missing_experiment(db, experiment_id):
+    assert explanations.find_explanation(db, experiment_id, "s", "shap") is None
+    with pytest.raises(NotFound, match="999"):
+        explanations.find_explanation(db, 999, "s", "shap")

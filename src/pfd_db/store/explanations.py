@@ -41,9 +41,9 @@ def find_explanation(
     session: Session, experiment: Experiment | int, signal_id: str, method: str
 ) -> Explanation | None:
     """The cached explanation of ``signal_id`` by ``method`` for ``experiment``
-    (the object or its id), if any."""
+    (the object or its id), if any; :class:`NotFound` if the experiment does not exist."""
     key = _key(session, experiment, signal_id, method)
-    return session.scalars(select(Explanation).where(key.matches())).one_or_none()
+    return _cached(session.execute(_explanation_of_experiment(key)).one_or_none(), key)
 
 
 def get_or_compute(
@@ -76,7 +76,7 @@ def get_or_compute(
     stored = _store(session, key, data, file_path)
     if stored is not None:
         return stored, True
-    winner = find_explanation(session, key.experiment_id, key.signal_id, key.method)
+    winner = session.scalars(select(Explanation).where(key.matches())).one_or_none()
     if winner is None:
         raise NotFound(f"experiment #{key.experiment_id} no longer exists")
     return winner, False
