@@ -106,13 +106,12 @@ def load(session: Session, model: type[M], record: M | int, field: str) -> M:
 
 def one_of_kinds(record: object, kinds: tuple[type[M], ...], field: str) -> M:
     """``record`` if it is one of ``kinds``: for functions that take records of
-    several models, where an id alone could not say which it is."""
+    several models, where an id alone could not say which it is (and for the
+    few that take no session to load one with)."""
     if not isinstance(record, kinds):
         names = " or ".join(kind.__name__ for kind in kinds)
-        raise InvalidInput(
-            f"{field} must be a {names} object (got {type(record).__name__}); "
-            "an id alone does not say which"
-        )
+        which = "; an id alone does not say which" if len(kinds) > 1 else ""
+        raise InvalidInput(f"{field} must be a {names} object (got {type(record).__name__}){which}")
     return record
 
 
