@@ -70,7 +70,7 @@ COMMANDS: dict[str, list[str]] = {
     "import-legacy": ["import-legacy", "--from", "sqlite:///{out}/no-legacy.db"],
 }
 if "key" in get_command(app).commands:  # type: ignore[attr-defined]
-    COMMANDS["key rotate"] = ["key", "rotate", "--yes"]
+    COMMANDS["key rotate"] = ["key", "rotate"]
 CHANGES = {"init", "migrate", "downgrade"}
 """Commands whose job is to change the database, where they work."""
 NO_DATABASE_NEEDED = {"history", "migrate --sql"}
