@@ -20,7 +20,7 @@ from pfd_db.engine import make_engine
 from pfd_db.errors import MigrationError
 from pfd_db.models import Base, Experiment, Signal, Tag, User
 from pfd_db.portability.copy import copy_database
-from pfd_db.portability.rows import canonical, layout_of, select_rows
+from pfd_db.portability.rows import canonical, layout_of, stream_rows
 from pfd_db.portability.target import MARKER_TABLE
 from pfd_db.seed import ADMIN_USERNAME, seed
 from pfd_db.store import search, tags, users
@@ -50,8 +50,9 @@ def table_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
             for table in Base.metadata.sorted_tables:
                 layout = layout_of(table)
                 found[table.name] = [
-                    canonical(layout.kinds, tuple(row))
-                    for row in conn.execute(select_rows(layout))
+                    canonical(layout.kinds, row)
+                    for batch in stream_rows(conn, layout, 1000)
+                    for row in batch
                 ]
             return found
     finally:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -102,26 +102,43 @@ def layout_of(table: Table) -> Layout:
 # --- reading -----------------------------------------------------------------------
 
 
-def _read_expression(column: Column[Any], kind: Kind) -> ColumnElement[Any]:
+def _read_expression(column: Column[Any], kind: Kind, dialect: str) -> ColumnElement[Any]:
     if kind is Kind.JSON:
         return cast(column, Text).label(column.name)
-    if kind is Kind.ENUM:
+    if kind is Kind.ENUM or (kind is Kind.TIME and dialect == "sqlite"):
         return type_coerce(column, String).label(column.name)
     return column
 
 
-def select_rows(layout: Layout) -> Select[Any]:
-    """SELECT of the table's portable rows, in id order."""
+def select_rows(layout: Layout, dialect: str = "postgresql") -> Select[Any]:
+    """SELECT of the table's portable rows, in id order (on SQLite, times come as
+    their stored text: see :func:`stream_rows`)."""
     pairs = zip(layout.columns, layout.kinds, strict=True)
-    return select(*(_read_expression(c, k) for c, k in pairs)).order_by(layout.table.c.id)
+    expressions = (_read_expression(c, k, dialect) for c, k in pairs)
+    return select(*expressions).order_by(layout.table.c.id)
 
 
 def stream_rows(conn: Connection, layout: Layout, batch_size: int) -> Iterator[Sequence[Row]]:
     """The table's portable rows in id order, ``batch_size`` at a time (a server-side
     cursor on PostgreSQL, so that a big table is never held in memory)."""
-    result = conn.execution_options(yield_per=batch_size).execute(select_rows(layout))
+    dialect = conn.dialect.name
+    statement = select_rows(layout, dialect)
+    times = [at for at, kind in enumerate(layout.kinds) if kind is Kind.TIME]
+    result = conn.execution_options(yield_per=batch_size).execute(statement)
     for partition in result.partitions():
-        yield [tuple(row) for row in partition]
+        if dialect == "sqlite" and times:
+            yield [_with_sqlite_times(row, times) for row in partition]
+        else:
+            yield [tuple(row) for row in partition]
+
+
+def _with_sqlite_times(row: Sequence[Any], times: Sequence[int]) -> Row:
+    # What UTCDateTime reads, without its per-value regex: SQLite keeps naive UTC text.
+    values = list(row)
+    for at in times:
+        if values[at] is not None:
+            values[at] = datetime.fromisoformat(values[at]).replace(tzinfo=UTC)
+    return tuple(values)
 
 
 # --- writing -----------------------------------------------------------------------
@@ -170,34 +187,33 @@ class Fingerprint:
     def __post_init__(self) -> None:
         self._hash = hashlib.sha256()
 
-    def add(self, kinds: Sequence[Kind], rows: Iterable[Row]) -> None:
-        for row in rows:
-            self.rows += 1
-            self._hash.update(repr(canonical(kinds, row)).encode())
+    def add(self, kinds: Sequence[Kind], rows: Sequence[Row]) -> None:
+        documents = [at for at, kind in enumerate(kinds) if kind is Kind.JSON]
+        if documents:
+            rows = [_with_canonical_json(row, documents) for row in rows]
+        self.rows += len(rows)
+        self._hash.update("".join(f"{row!r}\n" for row in rows).encode())
 
     @property
     def checksum(self) -> str:
         return str(self._hash.hexdigest()[:16])
 
 
-def canonical(kinds: Sequence[Kind], row: Row) -> tuple[Any, ...]:
-    """``row`` with each value in a form that is equal on both dialects for equal data."""
-    return tuple(_canonical_value(k, v) for k, v in zip(kinds, row, strict=True))
+def canonical(kinds: Sequence[Kind], row: Row) -> Row:
+    """``row`` in a form that is equal on both dialects for equal data: JSON text
+    spelled one way. (Times, lists and the rest come back alike already: aware
+    UTC datetimes, Python lists.)"""
+    return _with_canonical_json(row, [at for at, kind in enumerate(kinds) if kind is Kind.JSON])
 
 
-def _canonical_value(kind: Kind, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind is Kind.JSON:
-        # PostgreSQL re-spells JSON (key order, spaces, 1e+20 as an integer): compare meaning.
-        document = json.loads(value, parse_int=float)
-        return json.dumps(document, sort_keys=True, separators=(",", ":"))
-    if kind is Kind.TIME:
-        assert isinstance(value, datetime)
-        return value.isoformat()
-    if kind is Kind.LIST:
-        return list(value)
-    return value
+def _with_canonical_json(row: Row, documents: Sequence[int]) -> Row:
+    values = list(row)
+    for at in documents:
+        if values[at] is not None:
+            # PostgreSQL re-spells JSON (key order, spaces, 1e+20 as an integer): compare meaning.
+            document = json.loads(values[at], parse_int=float)
+            values[at] = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return tuple(values)
 
 
 def fingerprint_table(conn: Connection, layout: Layout, batch_size: int = 5000) -> Fingerprint:
