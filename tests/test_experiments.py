@@ -112,11 +112,11 @@ def stored_runs(db, experiment) -> list[tuple]:
 
 def rows_in(parameters) -> int:
     """How many training runs one statement's parameters carry: one array per
-    column (PostgreSQL), or one flat list of every row's values (SQLite)."""
+    column (PostgreSQL), or one tuple per row for the driver's executemany (SQLite)."""
     if isinstance(parameters, dict):
         return len(parameters["epoch"])
-    assert not isinstance(parameters[0], tuple | list | dict), "an executemany"
-    return len(parameters) // len(COLUMNS)
+    assert all(isinstance(row, tuple) and len(row) == len(COLUMNS) for row in parameters)
+    return len(parameters)
 
 
 # --- create ----------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_a_transition_of_a_deleted_experiment_is_not_found(db, engine, experimen
 
 
 def test_log_epoch_stores_the_epoch(db, experiment):
-    run = experiments.log_epoch(
+    returned = experiments.log_epoch(
         db,
         experiment,
         0,
@@ -311,7 +311,8 @@ def test_log_epoch_stores_the_epoch(db, experiment):
         checkpoint_path="ckpt/0.pt",
     )
     db.commit()
-    assert isinstance(run, TrainingRun) and run.id is not None
+    assert returned is None  # nothing is read back
+    [run] = experiments.curve(db, experiment)
     assert (run.experiment_id, run.epoch, run.train_loss, run.val_loss) == (
         experiment.id,
         0,
@@ -319,21 +320,31 @@ def test_log_epoch_stores_the_epoch(db, experiment):
         1.0,
     )
     assert (run.train_accuracy, run.val_accuracy, run.learning_rate) == (0.6, 0.55, 0.01)
-    assert (run.duration_seconds, run.checkpoint_path) == (30.0, "ckpt/0.pt")
+    assert (run.duration_seconds, run.checkpoint_path, run.metrics) == (30.0, "ckpt/0.pt", None)
     assert run.created_at.tzinfo is not None
     assert [r.epoch for r in experiment.training_runs] == [0]
 
 
 def test_log_epoch_again_replaces_the_epoch(db, experiment):
-    first = experiments.log_epoch(db, experiment, 3, 0.9, 1.0, 0.6, 0.55, checkpoint_path="a")
+    experiments.log_epoch(db, experiment, 3, 0.9, 1.0, 0.6, 0.55, checkpoint_path="a")
     db.commit()
+    [first] = experiments.curve(db, experiment)
     created = first.created_at
-    again = experiments.log_epoch(db, experiment, 3, 0.5, 0.6, 0.8, 0.75)
+    experiments.log_epoch(db, experiment, 3, 0.5, 0.6, 0.8, 0.75)
     db.commit()
+    [again] = experiments.curve(db, experiment)
     assert again is first  # the same row, refreshed
     assert (again.train_loss, again.val_accuracy, again.checkpoint_path) == (0.5, 0.75, None)
     assert again.created_at == created and again.updated_at >= created
     assert stored_runs(db, experiment) == [(3, 0.5, 0.75)]
+
+
+def test_log_epoch_of_an_experiment_given_by_id_reads_it_once(db, engine, experiment):
+    with executions(engine) as sent:
+        experiments.log_epoch(db, experiment.id, 0, 0.9, 1.0, 0.6, 0.55)
+        experiments.log_epoch(db, experiment.id, 1, 0.8, 0.9, 0.7, 0.6)
+    assert [sql.split()[0] for sql, _ in sent].count("SELECT") == 0  # held by the session
+    assert [epoch for epoch, _, _ in stored_runs(db, experiment)] == [0, 1]
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,28 @@ Status changes are conditional updates (``... WHERE id = :id AND status =
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from functools import cache
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache, lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, select
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Dialect,
+    Executable,
+    Select,
+    Table,
+    bindparam,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun, User
@@ -29,7 +44,7 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import add_unique, id_of, insert_for, load
+from pfd_db.store.writes import add_unique, id_of, load
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -46,13 +61,19 @@ FINAL = (S.COMPLETED, S.FAILED, S.CANCELLED)
 
 METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 OPTIONAL_NUMBERS = ("learning_rate", "duration_seconds")
-EPOCH_KEYS = frozenset({"epoch", *METRICS, *OPTIONAL_NUMBERS, "checkpoint_path"})
-PER_ROW = ("epoch", *METRICS, *OPTIONAL_NUMBERS, "checkpoint_path")
+PER_ROW = ("epoch", *METRICS, *OPTIONAL_NUMBERS, "checkpoint_path", "metrics")
+EPOCH_KEYS = frozenset(PER_ROW)
 SHARED = ("experiment_id", "created_at", "updated_at")  # the same for every row of a call
 COLUMNS = (*PER_ROW, *SHARED)
-REPLACED = (*METRICS, *OPTIONAL_NUMBERS, "checkpoint_path", "updated_at")
+REPLACED = (*PER_ROW[1:], "updated_at")
 CONFLICT_KEY = ["experiment_id", "epoch"]  # the unique index ix_training_runs_experiment_epoch
-EPOCH_BATCH = 2_500  # x 11 columns = 27 500 bound parameters, under SQLite's 32 766
+EPOCH_BATCH = 2_500  # rows per statement: bounds the memory a huge call takes
+CURVE_FIXED = (*METRICS, *OPTIONAL_NUMBERS)  # curve_columns' columns besides epoch
+FIXED_FIELDS = frozenset({"epoch", *CURVE_FIXED, "checkpoint_path"})  # no extra metric's name
+METRIC_NAME_MAX = 100
+METRIC_NAME = re.compile(rf"[A-Za-z0-9_.\-]{{1,{METRIC_NAME_MAX}}}")
+EXTRA_METRICS_TEXT = JSON(none_as_null=True)  # SQLite: extra metrics as JSON text, None as NULL
+EXTRA_METRICS_ARRAY = postgresql.ARRAY(postgresql.JSONB(none_as_null=True))
 
 
 # --- experiments -------------------------------------------------------------------
@@ -235,29 +256,35 @@ def log_epoch(
     learning_rate: float | None = None,
     duration_seconds: float | None = None,
     checkpoint_path: str | None = None,
-) -> TrainingRun:
-    """Record one epoch of ``experiment``'s curve. Logging an epoch again (after
-    a resume, say) replaces its values; the row keeps its ``created_at``."""
-    experiment = load(session, Experiment, experiment, "experiment")
-    row = _valid_epoch(
-        {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "train_accuracy": train_accuracy,
-            "val_accuracy": val_accuracy,
-            "learning_rate": learning_rate,
-            "duration_seconds": duration_seconds,
-            "checkpoint_path": checkpoint_path,
-        }
+    metrics: Mapping[str, float] | None = None,
+) -> None:
+    """Record one epoch of ``experiment``'s curve: the four fixed metrics, and any
+    others in ``metrics`` (``{"f1": 0.81}``: names of ASCII letters, digits,
+    ``_ . -``, at most 100 characters, other than the fixed columns' names;
+    finite numbers). Logging an epoch again (after a resume, say) replaces all
+    its values, extra metrics included; the row keeps its ``created_at``.
+
+    The path a training loop takes once per epoch: one statement prepared once
+    per dialect, and nothing read back (read the curve with :func:`curve` or
+    :func:`curve_columns`). :class:`InvalidInput` naming the field, before
+    anything is written.
+    """
+    experiment_id = _experiment_id(session, experiment)
+    writer = _writer_for(session.get_bind().dialect)
+    row = _checked(
+        writer.document,
+        epoch,
+        train_loss,
+        val_loss,
+        train_accuracy,
+        val_accuracy,
+        learning_rate,
+        duration_seconds,
+        checkpoint_path,
+        metrics,
     )
-    session.flush()
-    upsert = _replacing(insert_for(session, TrainingRun).values({**row, **_owner(experiment)}))
-    run = session.scalars(
-        upsert.returning(TrainingRun), execution_options={"populate_existing": True}
-    ).one()
-    session.expire(experiment, ["training_runs"])
-    return run
+    writer.write(session.connection(), experiment_id, [row])
+    _forget_curve(session, experiment_id)
 
 
 def log_epochs(
@@ -267,28 +294,31 @@ def log_epochs(
 
     The fast path for bulk loads. Each row has ``epoch`` (an int, at least 0),
     ``train_loss``, ``val_loss``, ``train_accuracy`` and ``val_accuracy``
-    (finite numbers), and may have ``learning_rate``, ``duration_seconds`` and
-    ``checkpoint_path``. All rows are checked first (an epoch may appear only
-    once): the first bad one raises :class:`InvalidInput` naming its index and
-    field, and nothing is written. Then each batch of ``EPOCH_BATCH`` rows is
-    one ``INSERT ... ON CONFLICT (experiment_id, epoch) DO UPDATE`` statement,
-    so epochs already logged are replaced (keeping their ``created_at``).
+    (finite numbers), and may have ``learning_rate``, ``duration_seconds``,
+    ``checkpoint_path`` and ``metrics`` (other metrics, as in :func:`log_epoch`).
+    All rows are checked first (an epoch may appear only once): the first bad
+    one raises :class:`InvalidInput` naming its index and field, and nothing is
+    written. Then each batch of ``EPOCH_BATCH`` rows is one ``INSERT ... ON
+    CONFLICT (experiment_id, epoch) DO UPDATE``, so epochs already logged are
+    replaced (keeping their ``created_at``): on SQLite the driver's own
+    executemany of one prepared statement, on PostgreSQL one statement that
+    unnests an array per column.
     """
-    experiment = load(session, Experiment, experiment, "experiment")
-    checked = _valid_rows(rows)
+    experiment_id = _experiment_id(session, experiment)
+    writer = _writer_for(session.get_bind().dialect)
+    checked = _valid_rows(rows, writer.document)
     if not checked:
         return 0
-    session.flush()
-    owner = _owner(experiment)
-    dialect = session.get_bind().dialect.name
+    connection = session.connection()
     for start in range(0, len(checked), EPOCH_BATCH):
-        _write_batch(session, dialect, owner, checked[start : start + EPOCH_BATCH])
-    session.expire(experiment, ["training_runs"])
+        writer.write(connection, experiment_id, checked[start : start + EPOCH_BATCH])
+    _forget_curve(session, experiment_id)
     return len(checked)
 
 
 def curve(session: Session, experiment: Experiment | int) -> list[TrainingRun]:
-    """The experiment's training runs, by epoch, as stored now."""
+    """The experiment's training runs, by epoch, as stored now (each run's
+    ``metrics`` holds its extra metrics, or None)."""
     experiment = load(session, Experiment, experiment, "experiment")
     return list(
         session.scalars(
@@ -300,45 +330,165 @@ def curve(session: Session, experiment: Experiment | int) -> list[TrainingRun]:
     )
 
 
-def _owner(experiment: Experiment) -> dict[str, Any]:
-    """The columns every row written now for ``experiment`` shares."""
-    now = utcnow()
-    return {"experiment_id": experiment.id, "created_at": now, "updated_at": now}
+def curve_columns(
+    session: Session, experiment: Experiment | int, metrics: Iterable[str] | None = None
+) -> dict[str, list[Any]]:
+    """The experiment's curve as columns, ready to plot: ``{"epoch": [0, 1, ...],
+    "val_loss": [...], ...}``, one value per epoch in epoch order, ``None`` where
+    an epoch has no value.
+
+    Without ``metrics``: ``epoch``, the fixed columns (``train_loss``,
+    ``val_loss``, ``train_accuracy``, ``val_accuracy``, ``learning_rate``,
+    ``duration_seconds``), then every extra metric any epoch has, by name. With
+    ``metrics`` (names of fixed columns or extra metrics): ``epoch`` and those, in
+    the order given; a name no epoch has is a column of ``None``. One select of
+    the columns asked for; builds no objects. Reads only.
+    """
+    experiment_id = _experiment_id(session, experiment)
+    wanted = None if metrics is None else _wanted_metrics(metrics)
+    fixed = CURVE_FIXED if wanted is None else tuple(n for n in wanted if n in CURVE_FIXED)
+    extra = wanted is None or len(fixed) < len(wanted)
+    result = session.connection().execute(
+        _curve_select(fixed, extra), {"experiment_id": experiment_id}
+    )
+    stored = list(zip(*result, strict=True)) or [()] * (1 + len(fixed) + extra)
+    columns = {name: list(values) for name, values in zip(("epoch", *fixed), stored, strict=False)}
+    if extra:
+        documents: Sequence[dict[str, float] | None] = stored[-1]
+        if wanted is None:
+            names: Iterable[str] = sorted({name for doc in documents if doc for name in doc})
+        else:
+            names = (name for name in wanted if name not in CURVE_FIXED)
+        for name in names:
+            columns[name] = [doc.get(name) if doc else None for doc in documents]
+    if wanted is None:
+        return columns
+    return {"epoch": columns["epoch"], **{name: columns[name] for name in wanted}}
 
 
-def _write_batch(
-    session: Session, dialect: str, owner: dict[str, Any], rows: list[dict[str, Any]]
+def _experiment_id(session: Session, experiment: Experiment | int) -> int:
+    """The id of ``experiment`` (loaded and checked as :func:`load` does), read
+    from the session's identity map: no query, even for an expired object."""
+    experiment = load(session, Experiment, experiment, "experiment")
+    identity = inspect(experiment).identity
+    if identity is None:  # not flushed yet
+        session.flush()
+        return int(experiment.id)
+    return int(identity[0])
+
+
+def _forget_curve(session: Session, experiment_id: int) -> None:
+    """Expire the session's copy of the experiment's runs, changed by a statement."""
+    held = session.identity_map.get(session.identity_key(Experiment, experiment_id))
+    if held is not None:
+        session.expire(held, ["training_runs"])
+
+
+def _wanted_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(metrics, str) or not isinstance(metrics, Iterable):
+        raise InvalidInput("metrics must be a list of metric names")
+    wanted = tuple(metrics)
+    for name in wanted:
+        if name != "epoch" and name not in CURVE_FIXED:
+            _require_metric_name(name, "metrics")
+    return tuple(dict.fromkeys(n for n in wanted if n != "epoch"))
+
+
+@lru_cache(maxsize=256)
+def _curve_select(fixed: tuple[str, ...], extra: bool) -> Select[Any]:
+    """``SELECT epoch, <fixed>[, metrics] FROM training_runs WHERE experiment_id = :id
+    ORDER BY epoch`` (served by the unique index on (experiment_id, epoch))."""
+    table = _training_runs()
+    columns = [table.c.epoch, *(table.c[name] for name in fixed)]
+    if extra:
+        columns.append(table.c.metrics)
+    return (
+        select(*columns)
+        .where(table.c.experiment_id == bindparam("experiment_id"))
+        .order_by(table.c.epoch)
+    )
+
+
+# --- writing epochs, per dialect -----------------------------------------------------
+
+Row = tuple[Any, ...]
+"""One epoch, checked: its values in ``PER_ROW`` order, extra metrics as the
+driver takes them."""
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """How epochs reach ``training_runs`` through one dialect, prepared once."""
+
+    write: Callable[[Connection, int, list[Row]], None]
+    """Upsert rows of one experiment, all in one statement."""
+    document: Callable[[Mapping[str, float]], Any]
+    """Extra metrics as :attr:`write` takes them."""
+
+
+@lru_cache(maxsize=16)
+def _writer_for(dialect: Dialect) -> _Writer:
+    """The writer for ``dialect`` (an engine's, with its own JSON serializer)."""
+    if dialect.name == "postgresql":
+        return _Writer(_write_postgresql, _as_is)
+    document = EXTRA_METRICS_TEXT.dialect_impl(dialect).bind_processor(dialect)
+    stamp = _training_runs().c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert document is not None and stamp is not None  # SQLite stores both as text
+    return _Writer(partial(_write_sqlite, stamp), document)
+
+
+def _as_is(metrics: Mapping[str, float]) -> Mapping[str, float]:
+    return metrics
+
+
+def _write_sqlite(
+    stamp: Callable[[datetime], Any], connection: Connection, experiment_id: int, rows: list[Row]
 ) -> None:
-    if dialect == "postgresql":
-        columns = {name: [row[name] for row in rows] for name in PER_ROW}
-        session.execute(_bulk_upsert(dialect), {**columns, **owner})
+    """The driver's own executemany of :func:`_sqlite_upsert`, rows as tuples; the
+    values every row shares (the experiment, the two timestamps) converted once."""
+    now = stamp(utcnow())
+    owner, shared = (experiment_id,), (now, now)
+    if len(rows) == 1:
+        connection.exec_driver_sql(_sqlite_upsert(connection.dialect), owner + rows[0] + shared)
     else:
-        session.execute(_bulk_upsert(dialect), [{**row, **owner} for row in rows])
+        upsert = _sqlite_upsert(connection.dialect)
+        connection.exec_driver_sql(upsert, [owner + row + shared for row in rows])
+
+
+def _write_postgresql(connection: Connection, experiment_id: int, rows: list[Row]) -> None:
+    """:func:`_unnest_upsert` with one array per column; the shared values once."""
+    now = utcnow()
+    columns = zip(*rows, strict=True)
+    arrays = {name: list(column) for name, column in zip(PER_ROW, columns, strict=True)}
+    shared = {"experiment_id": experiment_id, "created_at": now, "updated_at": now}
+    connection.execute(_unnest_upsert(), {**arrays, **shared})
+
+
+@lru_cache(maxsize=16)
+def _sqlite_upsert(dialect: Dialect) -> str:
+    """The upsert of one epoch compiled for ``dialect``, its parameters (``?``) in
+    the order the rows' tuples have: experiment, ``PER_ROW``, the two timestamps."""
+    table = _training_runs()
+    order = ["experiment_id", *PER_ROW, "created_at", "updated_at"]
+    compiled = _replacing(sqlite.insert(table).values({n: bindparam(n) for n in order})).compile(
+        dialect=dialect
+    )
+    if compiled.positiontup != order:
+        raise AssertionError(f"unexpected parameter order {compiled.positiontup}")
+    return compiled.string
 
 
 @cache
-def _bulk_upsert(dialect: str) -> Executable:
-    """One ``INSERT ... ON CONFLICT DO UPDATE`` statement for a whole batch.
-
-    PostgreSQL receives one array per column that varies by row, unnests them
-    and adds the shared columns once: a fixed statement of 11 parameters,
-    whatever the batch size. On SQLite the statement has RETURNING so that
-    SQLAlchemy's "insertmanyvalues" renders the batch as one multi-row VALUES
-    (this driver gets it only for statements with RETURNING); ``EPOCH_BATCH``
-    keeps that under the bound-parameter limit.
-    """
-    table = TrainingRun.metadata.tables[TrainingRun.__tablename__]
-    if dialect == "postgresql":
-        arrays = [bindparam(name, type_=postgresql.ARRAY(table.c[name].type)) for name in PER_ROW]
-        batch = func.unnest(*arrays).table_valued(*PER_ROW).render_derived()
-        shared = {name: bindparam(name, type_=table.c[name].type) for name in SHARED}
-        rows = select(*(shared[name] if name in shared else batch.c[name] for name in COLUMNS))
-        return _replacing(postgresql.insert(table).from_select(COLUMNS, rows))
-    return (
-        _replacing(sqlite.insert(table))
-        .returning(table.c.id)
-        .execution_options(insertmanyvalues_page_size=EPOCH_BATCH)
-    )
+def _unnest_upsert() -> Executable:
+    """``INSERT ... SELECT * FROM unnest(:epoch, :train_loss, ...) ON CONFLICT
+    (experiment_id, epoch) DO UPDATE``: a fixed statement of 12 parameters,
+    whatever the number of rows, the shared columns added once."""
+    table = _training_runs()
+    arrays = [bindparam(name, type_=_array_of(name, table.c[name].type)) for name in PER_ROW]
+    batch = func.unnest(*arrays).table_valued(*PER_ROW).render_derived()
+    shared = {name: bindparam(name, type_=table.c[name].type) for name in SHARED}
+    rows = select(*(shared[name] if name in shared else batch.c[name] for name in COLUMNS))
+    return _replacing(postgresql.insert(table).from_select(COLUMNS, rows))
 
 
 def _replacing(
@@ -351,41 +501,100 @@ def _replacing(
     )
 
 
+def _training_runs() -> Table:
+    return TrainingRun.metadata.tables[TrainingRun.__tablename__]
+
+
+def _array_of(name: str, item: TypeEngine[Any]) -> TypeEngine[Any]:
+    """The array type that carries column ``name`` (extra metrics: None as NULL)."""
+    return EXTRA_METRICS_ARRAY if name == "metrics" else postgresql.ARRAY(item)
+
+
 # --- checks ------------------------------------------------------------------------
 
 
-def _valid_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _valid_rows(
+    rows: Iterable[Mapping[str, Any]], document: Callable[[Mapping[str, float]], Any]
+) -> list[Row]:
     """The rows, checked, or InvalidInput naming the first bad row's index and field."""
-    checked: list[dict[str, Any]] = []
+    if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
+        raise InvalidInput("rows must be a list of mappings of column names to values")
+    checked: list[Row] = []
     first_seen: dict[int, int] = {}
-    for index, row in enumerate(rows):
+    for index, values in enumerate(rows):
         try:
-            epoch = _valid_epoch(row)
+            row = _valid_epoch(values, document)
         except InvalidInput as exc:
             raise InvalidInput(f"row {index}: {exc}") from None
-        earlier = first_seen.setdefault(epoch["epoch"], index)
+        earlier = first_seen.setdefault(row[0], index)
         if earlier != index:
-            raise InvalidInput(f"row {index}: epoch {epoch['epoch']} repeats row {earlier}")
-        checked.append(epoch)
+            raise InvalidInput(f"row {index}: epoch {row[0]} repeats row {earlier}")
+        checked.append(row)
     return checked
 
 
-def _valid_epoch(values: Mapping[str, Any]) -> dict[str, Any]:
+def _valid_epoch(values: Mapping[str, Any], document: Callable[[Mapping[str, float]], Any]) -> Row:
     """The epoch's columns, checked; InvalidInput naming the first bad field."""
     if not isinstance(values, Mapping):
         raise InvalidInput("must be a mapping of column names to values")
     if not EPOCH_KEYS.issuperset(values):
-        unknown = sorted(set(values) - EPOCH_KEYS)
+        unknown = sorted(map(str, set(values) - EPOCH_KEYS))
         raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(EPOCH_KEYS)})")
-    checked: dict[str, Any] = {"epoch": require_count(values.get("epoch"), "epoch")}
-    for name in METRICS:
-        checked[name] = require_finite(values.get(name), name)
-    for name in OPTIONAL_NUMBERS:
-        checked[name] = optional_finite(values.get(name), name)
-    checked["checkpoint_path"] = optional_text(
-        values.get("checkpoint_path"), "checkpoint_path", PATH_MAX
+    get = values.get
+    return _checked(document, *(get(name) for name in PER_ROW))
+
+
+def _checked(
+    document: Callable[[Mapping[str, float]], Any],
+    epoch: object,
+    train_loss: object,
+    val_loss: object,
+    train_accuracy: object,
+    val_accuracy: object,
+    learning_rate: object,
+    duration_seconds: object,
+    checkpoint_path: object,
+    metrics: object,
+) -> Row:
+    extra = _valid_extra_metrics(metrics)
+    return (
+        require_count(epoch, "epoch"),
+        require_finite(train_loss, "train_loss"),
+        require_finite(val_loss, "val_loss"),
+        require_finite(train_accuracy, "train_accuracy"),
+        require_finite(val_accuracy, "val_accuracy"),
+        optional_finite(learning_rate, "learning_rate"),
+        optional_finite(duration_seconds, "duration_seconds"),
+        optional_text(checkpoint_path, "checkpoint_path", PATH_MAX),
+        None if extra is None else document(extra),
     )
-    return checked
+
+
+def _valid_extra_metrics(metrics: object) -> dict[str, float] | None:
+    """``metrics`` checked: names (see :data:`METRIC_NAME`) to finite numbers;
+    None when there are none."""
+    if metrics is None:
+        return None
+    if not isinstance(metrics, Mapping):
+        raise InvalidInput(
+            f"metrics must be a mapping of metric names to numbers (got {type(metrics).__name__})"
+        )
+    checked = {
+        _require_metric_name(name, "metrics"): require_finite(value, f"metrics[{name!r}]")
+        for name, value in metrics.items()
+    }
+    return checked or None
+
+
+def _require_metric_name(name: object, field: str) -> str:
+    if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"{field} has the name {name!r}: a metric name is 1 to {METRIC_NAME_MAX} ASCII "
+            "letters, digits, '_', '.' or '-'"
+        )
+    if name in FIXED_FIELDS:
+        raise InvalidInput(f"{field} has the name {name!r}, a column of its own: pass it as {name}")
+    return name
 
 
 def _non_negative(value: object, field: str) -> float:
