@@ -20,10 +20,13 @@ How a query becomes SQL (user text only ever travels as bound parameters):
   PostgreSQL drops stop words itself, and SQLite's index keeps them, so they are
   dropped before the query is built. A query left with no terms lists every
   experiment, newest first, like the empty query.
-- ``tag:`` matches a tag's name or slug, ``model:`` and ``dataset:`` the model
-  type and dataset name, all three ignoring case. ``metric.NAME`` compares the
-  metric as a float; an experiment without that metric, or with a value that is
-  not a number, does not match (so ``-metric.NAME>x`` includes it).
+- ``tag:`` matches the tag whose slug is the value's slug (so ``tag:"Needs
+  Review"``, ``tag:needs-review`` and ``tag:NEEDS_REVIEW`` find the same tag, as
+  :func:`pfd_db.store.tags.get_or_create_tag` would) or whose name is the value;
+  ``model:`` and ``dataset:`` the model type and dataset name, ignoring case.
+  ``metric.NAME`` compares the metric as a float, read once per row; an
+  experiment without that metric, or with a value that is not a number, does not
+  match (so ``-metric.NAME>x`` includes it).
 - Negation is the complement: ``-term`` matches exactly the experiments that
   ``term`` does not.
 """
@@ -45,6 +48,7 @@ from sqlalchemy import (
     and_,
     case,
     column,
+    false,
     func,
     literal,
     literal_column,
@@ -79,6 +83,7 @@ from pfd_db.store.query_language import (
     day_after,
     parse,
 )
+from pfd_db.store.tags import slugify
 from pfd_db.store.validation import require_count, require_text
 from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utcnow
@@ -298,8 +303,9 @@ def _condition(term: Term, dialect: str) -> ColumnElement[bool]:
                 select(Dataset.id).where(_same_text(Dataset.name, name))
             )
         case MetricCompare(name, op, number):
-            value = _metric_value(name, dialect)
-            return and_(value.is_not(None), _COMPARE[op](value, number))
+            # NULL (no such metric) is false here, so that the negation includes it;
+            # the metric is read once per row.
+            return func.coalesce(_COMPARE[op](_metric_value(name, dialect), number), false())
         case CreatedCompare():
             return _created(term)
     raise AssertionError(f"not a filter: {term!r}")
@@ -310,10 +316,13 @@ def _same_text(column_: InstrumentedAttribute[str], value: str) -> ColumnElement
 
 
 def _tagged(name: str) -> Select[Any]:
+    """The experiments linked to the tag whose slug is ``name``'s slug or whose name
+    is ``name``: both unique columns, so the tag is found through an index, and its
+    links through ``ix_experiment_tags_tag_id``."""
     return (
         select(ExperimentTag.experiment_id)
         .join(Tag, Tag.id == ExperimentTag.tag_id)
-        .where(or_(_same_text(Tag.name, name), _same_text(Tag.slug, name)))
+        .where(or_(Tag.slug == slugify(name), Tag.name == name))
     )
 
 
