@@ -48,7 +48,7 @@ def copy_command(
     url: UrlOption = None,
     replace: ReplaceOption = False,
     yes: YesOption = False,
-    batch_size: BatchOption = 5000,
+    batch_size: BatchOption = 20_000,
     as_json: JsonOption = False,
 ) -> None:
     """Copy every table into an empty database: SQLite to PostgreSQL or back.

@@ -46,7 +46,7 @@ from pfd_db.portability.rows import (
     write_rows,
 )
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = 20_000
 
 
 @dataclass
@@ -180,7 +180,7 @@ def verify(destination: Engine, layouts: Sequence[Layout], report: CopyReport) -
     """Read every copied table back; :class:`CopyMismatch` names those that differ."""
     with destination.connect() as conn:
         for layout, copied in zip(layouts, report.tables, strict=True):
-            copied.target = fingerprint_table(conn, layout)
+            copied.target = fingerprint_table(conn, layout, DEFAULT_BATCH_SIZE)
     different = [t.name for t in report.tables if not t.ok]
     if different:
         raise CopyMismatch(
