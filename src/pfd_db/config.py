@@ -96,6 +96,21 @@ class Settings(BaseSettings):
     default_dataset_path: str = Field(
         default="data/processed/dataset.h5", description="HDF5 file of the seeded dataset."
     )
+    delivery_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Attempts at an e-mail or webhook delivery."
+    )
+    delivery_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Wait before the first retry; doubled for each next one."
+    )
+    delivery_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts at a delivery."
+    )
+    webhook_failure_limit: int = Field(
+        default=10, ge=1, description="Consecutive failed deliveries that disable a webhook."
+    )
+    digest_hour: int = Field(
+        default=8, ge=0, le=23, description="Hour (UTC) of the daily and weekly (Monday) digests."
+    )
 
     @field_validator("url")
     @classmethod

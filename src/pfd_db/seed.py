@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pfd_db.config import Settings, get_settings
-from pfd_db.models import Dataset, NotificationPreference, Role, User, default_preferences
+from pfd_db.models import Dataset, Role, User
 from pfd_db.passwords import generate_password, hash_password
+from pfd_db.store.notifications import add_default_preferences
 
 ADMIN_USERNAME = "admin"
 ADMIN_EMAIL = "admin@localhost"
@@ -77,20 +78,9 @@ def _ensure_admin(session: Session, settings: Settings, report: SeedReport) -> U
 
 
 def _ensure_preferences(session: Session, user: User, report: SeedReport) -> None:
-    existing = set(
-        session.scalars(
-            select(NotificationPreference.event_type).where(
-                NotificationPreference.user_id == user.id
-            )
-        )
-    )
-    missing = {
-        event: pref for event, pref in default_preferences().items() if event.value not in existing
-    }
-    for event, pref in missing.items():
-        session.add(NotificationPreference(user_id=user.id, event_type=event.value, **pref))
-    if missing:
-        report.created.append(f"{len(missing)} notification preferences for {user.username!r}")
+    added = add_default_preferences(session, user)
+    if added:
+        report.created.append(f"{added} notification preferences for {user.username!r}")
 
 
 def _ensure_default_dataset(session: Session, settings: Settings, report: SeedReport) -> None:

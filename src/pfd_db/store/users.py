@@ -69,6 +69,7 @@ from pfd_db.store.logins import (
     record_attempt,
     succeeded_from,
 )
+from pfd_db.store.notifications import add_default_preferences
 from pfd_db.store.own_transaction import in_own_transaction
 from pfd_db.store.sessions import end_all_sessions
 from pfd_db.store.validation import require_member
@@ -113,6 +114,7 @@ def create_user(
         conflict=f"username {username!r} is already taken",
         other_keys=[({User.email: email}, f"email {email!r} is already registered")],
     )
+    add_default_preferences(session, user)
     return user
 
 

@@ -124,3 +124,11 @@ def id_of(session: Session, model: type[M], record: M | int | None, field: str) 
     if found.id is None:
         session.flush()
     return int(found.id)
+
+
+def require_id(session: Session, model: type[M], record: M | int, field: str) -> int:
+    """:func:`id_of` for a record that must be given: None is refused as :func:`load`
+    refuses anything but a ``model`` or its id."""
+    found = id_of(session, model, load(session, model, record, field), field)
+    assert found is not None  # load returned a row
+    return found
