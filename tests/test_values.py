@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from pfd_db.errors import InvalidInput
-from pfd_db.models import Dataset, Experiment, ExperimentStatus, Tag, User
+from pfd_db.models import Dataset, Experiment, ExperimentStatus, SessionLog, Tag, User
 from pfd_db.store import experiments, search
 from pfd_db.store.validation import require_count, require_object, require_str, require_text
 from pfd_db.values import (
@@ -185,6 +185,25 @@ def test_a_changed_attribute_is_checked_too_and_an_unchanged_one_is_not(db):
     tag.color = "#00ff00"
     db.flush()
     assert db.scalar(select(Tag.color)) == "#00ff00"
+
+
+def test_none_in_a_required_column_is_refused_unless_a_relationship_fills_it(db):
+    db.add(Tag(name=None, slug="ok"))
+    with pytest.raises(InvalidInput, match=r"tags\.name is required"):
+        db.flush()
+    db.rollback()
+    user = User(username="u", email="e", password_hash="x")
+    db.add(SessionLog(user=user, session_token="t"))  # user_id comes from the relationship
+    db.flush()
+    tag = Tag(name="kept", slug="kept")
+    db.add(tag)
+    db.commit()
+    tag.usage_count = None  # has a default, but an UPDATE would write NULL
+    with pytest.raises(InvalidInput, match=r"tags\.usage_count is required"):
+        db.flush()
+    db.rollback()
+    assert db.scalar(select(SessionLog.user_id)) == user.id
+    assert db.scalar(select(Tag.usage_count)) == 0
 
 
 # --- what the driver refuses ---------------------------------------------------

@@ -13,8 +13,10 @@ Each column is checked against its PostgreSQL type, the stricter of the two:
 strings against their length (and NUL, lone surrogates), integers against
 ``INTEGER``/``BIGINT`` range, floats for finiteness, JSON columns as whole
 documents, string arrays item by item, enums against their values, booleans
-and timestamps by type. Values that are SQL expressions, and None (left to
-the NOT NULL constraints), are not checked here.
+and timestamps by type. SQL expressions are not checked. None set on a NOT
+NULL column is refused too: on a changed row always, on a new row when the
+column has no default and no relationship set on the object fills it in at
+the flush.
 """
 
 from __future__ import annotations
@@ -56,11 +58,30 @@ def check_pending_values(session: Session) -> None:
         state: InstanceState[Any] = inspect(obj)
         for key, field, check in _checks_of(state.mapper):
             _check(state.dict.get(key), field, check)
+        _refuse_none_where_required(state, set(state.dict), new=True)
     for obj in session.dirty:
         state = inspect(obj)
+        set_to_none = set()
         for key, field, check in _checks_of(state.mapper):
             for value in state.attrs[key].history.added:  # set since it was loaded
                 _check(value, field, check)
+                if value is None:
+                    set_to_none.add(key)
+        _refuse_none_where_required(state, set_to_none, new=False)
+
+
+def _refuse_none_where_required(state: InstanceState[Any], keys: set[str], *, new: bool) -> None:
+    """InvalidInput if one of ``keys`` is a NOT NULL column that holds None and
+    will be written so: in a new row, a column without a default that no
+    relationship set on the object fills in at the flush; in a changed row, any."""
+    for key, field, relationships, has_default in _required_of(state.mapper):
+        if (
+            key in keys
+            and state.dict.get(key) is None
+            and not (new and has_default)
+            and all(state.dict.get(name) is None for name in relationships)
+        ):
+            raise InvalidInput(f"{field} is required (got None)")
 
 
 @event.listens_for(Session, "before_flush")
@@ -104,6 +125,29 @@ def _checks_of(mapper: Mapper[Any]) -> tuple[tuple[str, str, Check], ...]:
         if isinstance(column, Column) and column.name in by_column:
             checks.append((prop.key, *by_column[column.name]))
     return tuple(checks)
+
+
+@cache
+def _required_of(mapper: Mapper[Any]) -> tuple[tuple[str, str, tuple[str, ...], bool], ...]:
+    """(attribute, ``table.column``, relationships that set it, whether it has a
+    default) for each NOT NULL column of ``mapper`` that is no primary key."""
+    if mapper.registry is not Base.registry:
+        return ()
+    required = []
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if (
+            isinstance(column, Column)
+            and isinstance(column.table, Table)
+            and not column.nullable
+            and not column.primary_key
+            and column.computed is None
+        ):
+            setters = tuple(rel.key for rel in mapper.relationships if column in rel.local_columns)
+            has_default = column.default is not None or column.server_default is not None
+            field = f"{column.table.name}.{column.name}"
+            required.append((prop.key, field, setters, has_default))
+    return tuple(required)
 
 
 def _check_for(column_type: TypeEngine[Any]) -> Check | None:

@@ -22,6 +22,8 @@ from pfd_db.store.validation import (
     optional_text,
     require_count,
     require_identifiers,
+    require_items,
+    require_str,
     require_text,
 )
 from pfd_db.store.writes import add_unique, id_of, load
@@ -83,6 +85,7 @@ def list_datasets(session: Session) -> list[Dataset]:
 
 def get_dataset(session: Session, name: str) -> Dataset:
     """The dataset called ``name``; :class:`NotFound` naming it otherwise."""
+    name = require_str(name, "name")
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
         raise NotFound(f"no dataset named {name!r}")
@@ -183,7 +186,7 @@ def fault_class_counts(session: Session, dataset: Dataset | int) -> dict[str, in
 def _valid_signals(dataset: Dataset, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows, checked, or InvalidInput naming the first bad row's index and field."""
     checked: list[dict[str, Any]] = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(require_items(rows, "rows")):
         try:
             checked.append(_valid_signal(dataset, row))
         except InvalidInput as exc:

@@ -42,6 +42,7 @@ from pfd_db.store.validation import (
     require_finite,
     require_member,
     require_object,
+    require_str,
     require_text,
 )
 from pfd_db.store.writes import add_unique, id_of, load
@@ -117,6 +118,7 @@ def create_experiment(
 
 def get_experiment(session: Session, name: str) -> Experiment:
     """The experiment called ``name``; :class:`NotFound` naming it otherwise."""
+    name = require_str(name, "name")
     experiment = session.scalar(select(Experiment).where(Experiment.name == name))
     if experiment is None:
         raise NotFound(f"no experiment named {name!r}")

@@ -69,6 +69,8 @@ def get_or_compute(
     """
     key = _key(session, experiment, signal_id, method)
     file_path = optional_text(file_path, "file_path", 500)
+    if not callable(compute):
+        raise InvalidInput(f"compute must be a function (got {type(compute).__name__})")
     cached = _look_up(session, key)
     if cached is not None:
         return cached, False

@@ -64,7 +64,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
-from pfd_db.errors import NotFound
+from pfd_db.errors import InvalidQuery, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentTag, SavedSearch, Tag, User
 from pfd_db.models.fulltext import FTS_TABLE
 from pfd_db.store.query_language import (
@@ -84,7 +84,7 @@ from pfd_db.store.query_language import (
     parse,
 )
 from pfd_db.store.tags import slugify
-from pfd_db.store.validation import require_count, require_text
+from pfd_db.store.validation import require_count, require_flag, require_text
 from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utcnow
 
@@ -145,6 +145,8 @@ def search(session: Session, query: str, limit: int = 50, offset: int = 0) -> Se
     negative ``offset``. Reads only.
     """
     _check_page(limit, offset)
+    if not isinstance(query, str):  # before the caches below hash it
+        raise InvalidQuery("the query must be a string", 0)
     dialect = session.get_bind().dialect.name
     rows = session.execute(_page_statement(query, dialect, limit, offset)).all()
     if rows:
@@ -372,6 +374,7 @@ def save_search(
     user = load(session, User, user, "user")
     name = require_text(name, "name", SAVED_NAME_MAX)
     parse(query)
+    pinned = require_flag(pinned, "pinned")
     saved = SavedSearch(user_id=user.id, name=name, query=query, is_pinned=pinned)
     add_unique(
         session,
@@ -421,7 +424,7 @@ def run_saved_search(
 def pin(session: Session, saved: SavedSearch | int, pinned: bool = True) -> SavedSearch:
     """Pin ``saved`` to the top of its owner's list (or unpin it)."""
     saved = load(session, SavedSearch, saved, "saved")
-    saved.is_pinned = pinned
+    saved.is_pinned = require_flag(pinned, "pinned")
     session.flush()
     return saved
 

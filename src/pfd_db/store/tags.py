@@ -41,7 +41,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
-from pfd_db.store.validation import require_count, require_text
+from pfd_db.store.validation import require_count, require_str, require_text
 from pfd_db.store.writes import ID_MAX, add_unique, id_of, insert_ignoring_conflicts, load
 
 NAME_MAX = 50
@@ -58,7 +58,7 @@ def slugify(name: str) -> str:
     ``'grosse'``, ``'日本語'`` → ``'ri-ben-yu'``), lowercased, each run of
     other characters than a-z and 0-9 turned into one ``-``, none at either
     end, at most ``SLUG_MAX`` characters."""
-    return str(_transliterated_slug(name, max_length=SLUG_MAX))
+    return str(_transliterated_slug(require_str(name, "name"), max_length=SLUG_MAX))
 
 
 def get_or_create_tag(
@@ -140,10 +140,10 @@ def suggest_tags(session: Session, prefix: str, limit: int = 10) -> list[Tag]:
     """Tags whose name or slug starts with ``prefix`` (any case; ``%`` and ``_``
     match only themselves), most used first. An empty prefix suggests the most
     used tags."""
-    if not isinstance(prefix, str):
-        raise InvalidInput("prefix must be a string")
-    text = prefix.strip()
+    text = require_str(prefix, "prefix").strip()
     query = _most_used(limit)
+    if len(text) > max(NAME_MAX, SLUG_MAX):  # longer than any name: nothing starts with it
+        return []
     if text:
         query = query.where(
             Tag.name.istartswith(text, autoescape=True)

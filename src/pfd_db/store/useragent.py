@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from pfd_db.store.validation import require_str
+
 BOT = re.compile(
     r"bot\b|crawl|spider|slurp|facebookexternalhit|headless|curl/|wget/|python-|httpx|"
     r"aiohttp|go-http-client|java/|okhttp|postman|libwww|scrapy",
@@ -61,14 +63,16 @@ class UserAgent(NamedTuple):
 
 
 def parse(user_agent: str | None) -> UserAgent:
-    """The device type and browser family of ``user_agent`` (see the module doc)."""
-    if not user_agent or not user_agent.strip():
+    """The device type and browser family of ``user_agent`` (see the module doc);
+    :class:`~pfd_db.errors.InvalidInput` if it is neither a string nor None."""
+    if user_agent is None or not require_str(user_agent, "user_agent").strip():
         return UserAgent(None, None)
     return UserAgent(device_type(user_agent), browser(user_agent))
 
 
 def device_type(user_agent: str) -> str:
     """``Bot``, ``Tablet``, ``Mobile`` or ``Desktop``."""
+    require_str(user_agent, "user_agent")
     for name, pattern in (("Bot", BOT), ("Tablet", TABLET), ("Mobile", MOBILE)):
         if pattern.search(user_agent):
             return name
@@ -77,5 +81,5 @@ def device_type(user_agent: str) -> str:
 
 def browser(user_agent: str) -> str:
     """The browser (or client) family, ``Other`` when unknown."""
-    agent = user_agent.strip()
+    agent = require_str(user_agent, "user_agent").strip()
     return next((name for name, pattern in BROWSERS if pattern.search(agent)), "Other")

@@ -57,6 +57,14 @@ def require_flag(value: object, field: str) -> bool:
     return value
 
 
+def require_items(values: object, field: str) -> list[Any]:
+    """``values`` as a list, if it is a list, tuple or other iterable of items (not
+    a string, bytes or a mapping, which would iterate as characters or keys)."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise InvalidInput(f"{field} must be a list (got {type(values).__name__})")
+    return list(values)
+
+
 def require_identifiers(values: object, field: str) -> list[str]:
     """``values`` as a list, if it is a non-empty list of distinct lowercase identifiers
     (``^[a-z][a-z0-9_]*$``, at most 50 characters)."""
