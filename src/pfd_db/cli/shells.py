@@ -105,7 +105,10 @@ def banner(namespace: dict[str, Any], target: Target) -> str:
 
 
 def interact(namespace: dict[str, Any], text: str) -> None:
-    """IPython when it is installed, else the standard library's prompt."""
+    """IPython when it is installed, else the standard library's prompt (without
+    prompts when the input is piped in)."""
+    if not sys.stdin.isatty():
+        sys.ps1 = sys.ps2 = ""
     try:
         import IPython  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
