@@ -7,6 +7,12 @@ map). Both run interleaved, in one transaction, on the same database, with
 ``last_used_at`` fresh so verify only reads. Goal: verify at most 3x the
 baseline at every size, and flat in the number of keys.
 
+Refusals take one path: at each size it also times, interleaved, ``verify`` of
+the real key's prefix with a wrong secret and of a prefix no key has (both
+refused with AuthenticationFailed). Goal: the unknown prefix's median within
+SAME_PATH_TOLERANCE of the wrong secret's, so timing does not tell which
+prefixes exist.
+
     python benchmarks/bench_api_keys.py
 """
 
@@ -24,6 +30,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
 from pfd_db.engine import make_engine
+from pfd_db.errors import AuthenticationFailed
 from pfd_db.models import APIKey, Base, User
 from pfd_db.store import api_keys
 from pfd_db.types import utcnow
@@ -33,6 +40,7 @@ WARMUP_CALLS = 300
 TIMED_CALLS = 3_000
 GOAL_RATIO = 3.0
 FLAT_TOLERANCE = 1.5
+SAME_PATH_TOLERANCE = 0.1  # unknown prefix / wrong secret within 1 ± this
 INSERT_BATCH = 10_000
 SLOW_QUERY_SECONDS = 60.0  # the bulk inserts are slow on purpose: keep the log quiet
 
@@ -43,10 +51,17 @@ class Result:
     keys: int
     verify_us: float
     baseline_us: float
+    wrong_secret_us: float
+    unknown_prefix_us: float
 
     @property
     def ratio(self) -> float:
         return self.verify_us / self.baseline_us
+
+    @property
+    def refusal_ratio(self) -> float:
+        """Median time refusing an unknown prefix over refusing a wrong secret."""
+        return self.unknown_prefix_us / self.wrong_secret_us
 
 
 def main() -> int:
@@ -122,11 +137,50 @@ def measure(dialect: str, size: int, session: Session, plaintext: str, key: APIK
     def baseline() -> object:
         return session.get(APIKey, key.id, populate_existing=True)
 
+    wrong_secret, unknown_prefix = refused_variants(plaintext)
+
+    def refuse_wrong_secret() -> object:
+        return refusal(session, wrong_secret)
+
+    def refuse_unknown_prefix() -> object:
+        return refusal(session, unknown_prefix)
+
     assert verify() is key, "the real key must verify"
+    assert refuse_wrong_secret() == "wrong secret", "the forged secret must be refused as such"
+    assert refuse_unknown_prefix() == "unknown key", "the forged prefix must be no key's"
     verify_times, baseline_times = interleaved_times(verify, baseline)
+    wrong_times, unknown_times = interleaved_times(refuse_wrong_secret, refuse_unknown_prefix)
     assert key.last_used_at == touched, "verify wrote during the timing"
     session.commit()
-    return Result(dialect, size, median_us(verify_times), median_us(baseline_times))
+    return Result(
+        dialect,
+        size,
+        median_us(verify_times),
+        median_us(baseline_times),
+        median_us(wrong_times),
+        median_us(unknown_times),
+    )
+
+
+def refused_variants(plaintext: str) -> tuple[str, str]:
+    """The real key with its last secret character changed, and with its first
+    prefix character changed (a prefix the filler keys, all starting 0, never have)."""
+    head, last = plaintext[:-1], plaintext[-1]
+    wrong_secret = head + ("A" if last != "A" else "B")
+    prefix_at = len(api_keys.KEY_TAG) + 1
+    unknown_prefix = plaintext[:prefix_at] + "f" + plaintext[prefix_at + 1 :]
+    if unknown_prefix == plaintext:
+        unknown_prefix = plaintext[:prefix_at] + "e" + plaintext[prefix_at + 1 :]
+    return wrong_secret, unknown_prefix
+
+
+def refusal(session: Session, presented: str) -> str:
+    """The reason ``verify`` refuses ``presented`` with."""
+    try:
+        api_keys.verify(session, presented)
+    except AuthenticationFailed as refused:
+        return refused.reason
+    raise AssertionError("a forged key was accepted")
 
 
 def keep_fresh(session: Session, key: APIKey) -> None:
@@ -162,11 +216,15 @@ def median_us(nanoseconds: list[int]) -> float:
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"{'dialect':<11} {'N':>8} {'verify µs':>10} {'baseline µs':>12} {'ratio':>6}")
+    print(
+        f"{'dialect':<11} {'N':>8} {'verify µs':>10} {'baseline µs':>12} {'ratio':>6}"
+        f" {'wrong secret µs':>16} {'unknown prefix µs':>18} {'ratio':>6}"
+    )
     for r in results:
         print(
             f"{r.dialect:<11} {r.keys:>8,} {r.verify_us:>10.1f} {r.baseline_us:>12.1f} "
-            f"{r.ratio:>6.2f}"
+            f"{r.ratio:>6.2f} {r.wrong_secret_us:>16.1f} {r.unknown_prefix_us:>18.1f} "
+            f"{r.refusal_ratio:>6.2f}"
         )
 
 
@@ -183,6 +241,13 @@ def print_verdict(results: list[Result]) -> None:
             f"{yes(worst <= GOAL_RATIO)} (worst {worst:.2f}); flat in N: "
             f"{yes(growth <= FLAT_TOLERANCE)} (ratio at N={rows[-1].keys:,} is "
             f"{growth:.2f}x the ratio at N={rows[0].keys:,}; tolerance {FLAT_TOLERANCE:g})"
+        )
+        farthest = max(rows, key=lambda r: abs(r.refusal_ratio - 1))
+        print(
+            f"{dialect}: unknown prefix refused as fast as a wrong secret at every N: "
+            f"{yes(abs(farthest.refusal_ratio - 1) <= SAME_PATH_TOLERANCE)} (ratios "
+            f"{', '.join(f'{r.refusal_ratio:.3f}' for r in rows)}; tolerance "
+            f"1 ± {SAME_PATH_TOLERANCE:g})"
         )
 
 

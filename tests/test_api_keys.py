@@ -301,15 +301,16 @@ def test_an_unknown_prefix_takes_the_same_path_as_a_known_one(engine, db, issue,
     assert known_compared == unknown_compared == [64]  # one comparison with a stored-size hash
 
 
-def test_verify_of_a_recently_used_key_is_one_select(engine, db, issue):
-    plaintext, _ = issue()
+def test_verify_of_a_recently_used_key_is_a_lookup_by_prefix_then_one_by_id(engine, db, issue):
+    plaintext, record = issue()
     api_keys.verify(db, plaintext)
     db.commit()
-    db.connection()  # begin the transaction outside the count (SQLite sends BEGIN IMMEDIATE)
-    with statements(engine) as sent:
-        assert api_keys.verify(db, plaintext) is not None
-    assert len(sent) == 1
-    assert sent[0].lstrip().upper().startswith("SELECT")
+    db.connection()  # begin the transaction outside the count
+    with executions(engine) as sent:
+        assert api_keys.verify(db, plaintext) is record
+    assert [statement.lstrip().upper()[:6] for statement, _ in sent] == ["SELECT", "SELECT"]
+    by_prefix, by_id = (params for _, params in sent)
+    assert record.prefix in str(by_prefix) and str(record.id) in str(by_id)
 
 
 def test_last_used_at_is_written_at_most_once_a_minute(engine, db, issue):
