@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ForeignKey, Index, String, Text, func, true
+from sqlalchemy import ForeignKey, Index, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from pfd_db.models.base import Base, IndexedTimestamps, Timestamps, one_of
@@ -47,6 +47,9 @@ class APIKey(IndexedTimestamps, Base):
 
 class APIUsage(Timestamps, Base):
     __tablename__ = "api_usage"
+    __table_args__ = (
+        Index("ix_api_usage_key_time", "api_key_id", "timestamp"),  # revision 0006
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, sort_order=-1)
     api_key_id: Mapped[int] = mapped_column(
@@ -63,8 +66,30 @@ class APIUsage(Timestamps, Base):
     api_key: Mapped[APIKey] = relationship(back_populates="usage_records")
 
 
+ERRORS_ONLY = text("status_code >= 400")
+
+
 class APIRequestLog(IndexedTimestamps, Base):
     __tablename__ = "api_request_logs"
+    __table_args__ = (
+        # Added by revision 0006, for the dashboard's queries (pfd_db.store.traffic):
+        # the rollup and timeline read the figures of a time range from this index alone.
+        Index(
+            "ix_api_request_logs_rollup",
+            "request_time",
+            "response_time_ms",
+            "status_code",
+            "endpoint",
+        ),
+        Index("ix_api_request_logs_endpoint_time", "endpoint", "request_time"),
+        Index("ix_api_request_logs_key_time", "api_key_id", "request_time"),
+        Index(
+            "ix_api_request_logs_errors",
+            "request_time",
+            postgresql_where=ERRORS_ONLY,
+            sqlite_where=ERRORS_ONLY,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, sort_order=-1)
     endpoint: Mapped[str] = mapped_column(String(255), index=True)

@@ -89,7 +89,10 @@ class SessionLog(Timestamps, Base):
 
 class LoginHistory(Timestamps, Base):
     __tablename__ = "login_history"
-    __table_args__ = (one_of("login_method", [m.value for m in LoginMethod], name="login_method"),)
+    __table_args__ = (
+        one_of("login_method", [m.value for m in LoginMethod], name="login_method"),
+        Index("ix_login_history_user_time", "user_id", "timestamp"),  # revision 0006
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, sort_order=-1)
     user_id: Mapped[int | None] = mapped_column(

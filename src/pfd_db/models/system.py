@@ -17,6 +17,7 @@ class SystemLog(Timestamps, Base):
     __table_args__ = (
         Index("idx_system_log_time_status", "created_at", "status"),
         Index("idx_system_log_user_time", "user_id", "created_at"),
+        Index("idx_system_log_action_time", "action", "created_at"),  # revision 0006
         one_of("status", [s.value for s in LogStatus], name="status"),
     )
 
