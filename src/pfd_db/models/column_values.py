@@ -31,7 +31,7 @@ from sqlalchemy import Column, Table, event, inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 from sqlalchemy.sql import ClauseElement, sqltypes
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from pfd_db.errors import InvalidInput
 from pfd_db.models.base import Base
@@ -45,6 +45,7 @@ from pfd_db.values import (
     check_real,
     check_text,
     check_whole,
+    shown,
 )
 
 Check = Callable[[object, str], object]
@@ -155,6 +156,8 @@ def _check_for(column_type: TypeEngine[Any]) -> Check | None:
     if isinstance(column_type, UTCDateTime):
         return _check_moment
     sql_type = column_type.dialect_impl(_POSTGRESQL)
+    if isinstance(sql_type, TypeDecorator):  # judged by the type it stores as
+        sql_type = sql_type.impl_instance
     if isinstance(sql_type, sqltypes.Enum):
         return _enum_check(sql_type)
     if isinstance(sql_type, sqltypes.String):
@@ -183,7 +186,9 @@ def _enum_check(sql_type: sqltypes.Enum) -> Check:
             return value
         if isinstance(value, str) and value in allowed:
             return value
-        raise InvalidInput(f"{field} must be one of {', '.join(sorted(allowed))} (got {value!r})")
+        raise InvalidInput(
+            f"{field} must be one of {', '.join(sorted(allowed))} (got {shown(value)})"
+        )
 
     return check
 
@@ -204,13 +209,13 @@ def _array_check(item_check: Check | None) -> Check:
 
 def _check_flag(value: object, field: str) -> object:
     if not isinstance(value, bool):
-        raise InvalidInput(f"{field} must be True or False (got {value!r})")
+        raise InvalidInput(f"{field} must be True or False (got {shown(value)})")
     return value
 
 
 def _check_moment(value: object, field: str) -> object:
     if not isinstance(value, datetime):
-        raise InvalidInput(f"{field} must be a timezone-aware datetime (got {value!r})")
+        raise InvalidInput(f"{field} must be a timezone-aware datetime (got {shown(value)})")
     try:
         return as_utc(value)
     except InvalidInput as exc:

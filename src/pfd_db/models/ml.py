@@ -5,8 +5,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Computed, ForeignKey, Index, String, Text, UniqueConstraint, column
+from sqlalchemy import (
+    JSON,
+    Computed,
+    Dialect,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    column,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
 
 from pfd_db.models.base import Base, IndexedTimestamps, Timestamps, enum_column
 from pfd_db.models.enums import ExperimentStatus, HPOMethod
@@ -124,6 +137,28 @@ class Experiment(IndexedTimestamps, Base):
 attach_sqlite_fts(Experiment.__table__)
 
 
+class EpochMetrics(TypeDecorator[dict[str, float]]):
+    """An epoch's extra metrics: a JSON object of numbers (JSONB on PostgreSQL),
+    None stored as SQL NULL, every value read back as a float. (PostgreSQL keeps
+    JSON numbers as decimals and writes 1e+20 back as 100000000000000000000,
+    which would come back as an int.)"""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def process_result_value(
+        self, value: dict[str, Any] | None, dialect: Dialect
+    ) -> dict[str, float] | None:
+        if value is None:
+            return None
+        return {name: float(number) for name, number in value.items()}
+
+
 class TrainingRun(IndexedTimestamps, Base):
     __tablename__ = "training_runs"
     __table_args__ = (
@@ -141,7 +176,7 @@ class TrainingRun(IndexedTimestamps, Base):
     duration_seconds: Mapped[float | None]
     checkpoint_path: Mapped[str | None] = mapped_column(String(500))
     # Any other metric of the epoch: finite numbers keyed by name ({"f1": 0.81}).
-    metrics: Mapped[dict[str, float] | None] = mapped_column(JSONDoc)
+    metrics: Mapped[dict[str, float] | None] = mapped_column(EpochMetrics)
 
     experiment: Mapped[Experiment] = relationship(back_populates="training_runs")
 

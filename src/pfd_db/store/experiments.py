@@ -45,7 +45,7 @@ from pfd_db.store.validation import (
     require_str,
     require_text,
 )
-from pfd_db.store.writes import add_unique, id_of, load
+from pfd_db.store.writes import ID_MAX, add_unique, id_of, load
 from pfd_db.types import utcnow
 
 NAME_MAX = 255
@@ -344,21 +344,28 @@ def curve_columns(
     ``duration_seconds``), then every extra metric any epoch has, by name. With
     ``metrics`` (names of fixed columns or extra metrics): ``epoch`` and those, in
     the order given; a name no epoch has is a column of ``None``. One select of
-    the columns asked for; builds no objects. Reads only.
+    the columns asked for (given an id, the experiment is read only when it has
+    no epochs, to tell an empty curve from a missing experiment); builds no
+    objects. Reads only.
     """
-    experiment_id = _experiment_id(session, experiment)
+    given_id = type(experiment) is int and 0 < experiment <= ID_MAX
+    experiment_id = experiment if given_id else _experiment_id(session, experiment)
     wanted = None if metrics is None else _wanted_metrics(metrics)
     fixed = CURVE_FIXED if wanted is None else tuple(n for n in wanted if n in CURVE_FIXED)
     extra = wanted is None or len(fixed) < len(wanted)
-    result = session.connection().execute(
+    rows = session.connection().execute(
         _curve_select(fixed, extra), {"experiment_id": experiment_id}
     )
-    stored = list(zip(*result, strict=True)) or [()] * (1 + len(fixed) + extra)
+    stored = list(zip(*rows.all(), strict=True))
+    if not stored:
+        if given_id:  # no epochs, or no such experiment: NotFound then
+            load(session, Experiment, experiment, "experiment")
+        stored = [()] * (1 + len(fixed) + extra)
     columns = {name: list(values) for name, values in zip(("epoch", *fixed), stored, strict=False)}
     if extra:
         documents: Sequence[dict[str, float] | None] = stored[-1]
         if wanted is None:
-            names: Iterable[str] = sorted({name for doc in documents if doc for name in doc})
+            names: Iterable[str] = sorted(set().union(*(doc for doc in documents if doc)))
         else:
             names = (name for name in wanted if name not in CURVE_FIXED)
         for name in names:
@@ -391,6 +398,8 @@ def _wanted_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
         raise InvalidInput("metrics must be a list of metric names")
     wanted = tuple(metrics)
     for name in wanted:
+        if name == "checkpoint_path":
+            raise InvalidInput("metrics: checkpoint_path is not a metric (see curve())")
         if name != "epoch" and name not in CURVE_FIXED:
             _require_metric_name(name, "metrics")
     return tuple(dict.fromkeys(n for n in wanted if n != "epoch"))
