@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import case, func, or_, select, update
@@ -198,6 +200,56 @@ def _count_trial(session: Session, campaign: HPOCampaign) -> None:
         .returning(HPOCampaign)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).all()
+
+
+@dataclass(frozen=True)
+class HPOTrial:
+    """One experiment of an HPO campaign, as :func:`hpo_trials` lists it."""
+
+    experiment: Experiment
+    accuracy: float | None
+    """Its score: ``val_accuracy`` of its final metrics, else ``accuracy``; None
+    when neither is a number (not finished, say)."""
+    best: bool
+    """Whether it is the campaign's recorded best trial."""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.experiment.config
+
+    @property
+    def hyperparameters(self) -> dict[str, Any] | None:
+        return self.experiment.hyperparameters
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        return self.experiment.metrics
+
+
+def hpo_trials(session: Session, campaign: HPOCampaign | int) -> list[HPOTrial]:
+    """The experiments of ``campaign`` with their configs and final metrics, best
+    first: by score (see :attr:`HPOTrial.accuracy`), highest first, those without
+    one last, then in the order they were created. Reads only."""
+    campaign = load(session, HPOCampaign, campaign, "campaign")
+    found = session.scalars(
+        select(Experiment).where(Experiment.hpo_campaign_id == campaign.id).order_by(Experiment.id)
+    )
+    trials = [
+        HPOTrial(
+            experiment, _score(experiment.metrics), experiment.id == campaign.best_experiment_id
+        )
+        for experiment in found
+    ]
+    return sorted(trials, key=lambda t: (t.accuracy is None, -(t.accuracy or 0.0)))
+
+
+def _score(metrics: Mapping[str, Any] | None) -> float | None:
+    """The first of ``ACCURACY_KEYS`` in ``metrics`` that holds a finite number."""
+    for key in ACCURACY_KEYS:
+        value = (metrics or {}).get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
 
 
 # --- neural architecture search ------------------------------------------------------
