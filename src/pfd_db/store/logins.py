@@ -16,8 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from pfd_db.models import LoginHistory
+from pfd_db.models import LoginHistory, User
 from pfd_db.models.enums import LoginMethod
+from pfd_db.store import paging
+from pfd_db.store.validation import require_flag
+from pfd_db.store.writes import load
 from pfd_db.values import text_problem
 
 NAME_LENGTH = 255
@@ -162,6 +165,43 @@ def succeeded_from(session: Session, attempt: Attempt, window: timedelta) -> boo
         .limit(1)
     )
     return found is not None
+
+
+def history(
+    session: Session,
+    user: User | int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    success: bool | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[LoginHistory]:
+    """``user``'s login attempts, newest first, at most ``limit`` (up to 1000): from
+    ``since`` (inclusive) to ``until`` (exclusive) when given, only the successful
+    (``success=True``) or failed (``False``) ones when given. The next page:
+    ``before_id`` = the id of the last attempt of this one (see
+    :mod:`pfd_db.store.paging`). Each has its method, address, user agent and,
+    for a failure, the reason. Served by ``ix_login_history_user_time``.
+    """
+    user = load(session, User, user, "user")
+    conditions = [LoginHistory.user_id == user.id]
+    conditions += paging.in_range(LoginHistory.timestamp, since, until)
+    limit = paging.page_size(limit)
+    if success is not None:
+        conditions.append(LoginHistory.success.is_(require_flag(success, "success")))
+    if before_id is not None:
+        conditions.append(
+            paging.before(session, LoginHistory.timestamp, LoginHistory.id, before_id)
+        )
+    return list(
+        session.scalars(
+            select(LoginHistory)
+            .where(*conditions)
+            .order_by(*paging.newest_first(LoginHistory.timestamp, LoginHistory.id))
+            .limit(limit)
+        )
+    )
 
 
 def _on_account(attempt: Attempt) -> ColumnElement[bool]:

@@ -60,9 +60,11 @@ from pfd_db.passwords import (
     needs_rehash,
     verify_password,
 )
+from pfd_db.store import audit
 from pfd_db.store.credentials import optional_client_text, presented
 from pfd_db.store.logins import (
     Attempt,
+    address,
     failures_from_address,
     latest_failure_times,
     recent_failures,
@@ -115,6 +117,7 @@ def create_user(
         other_keys=[({User.email: email}, f"email {email!r} is already registered")],
     )
     add_default_preferences(session, user)
+    audit.about(session, user, "user.created", role=user.role.value)
     return user
 
 
@@ -176,25 +179,32 @@ def reset_password(session: Session, user: User | int, new_password: str | None 
     change_password(session, found, password)
     found.failed_login_count = 0
     found.locked_until = None
-    end_all_sessions(session, found)
+    ended = end_all_sessions(session, found)
     session.flush()
+    audit.about(
+        session, found, "user.password_reset", generated=new_password is None, sessions_ended=ended
+    )
     return password
 
 
 def set_role(session: Session, user: User | int, role: Role | str) -> User:
     """Give the user the role ``role`` (a Role or its value, e.g. "admin")."""
     found = load(session, User, user, "user")
-    found.role = _valid_role(role)
+    before, found.role = found.role, _valid_role(role)
     session.flush()
+    if found.role != before:
+        audit.about(session, found, "user.role_changed", old=before.value, new=found.role.value)
     return found
 
 
 def deactivate(session: Session, user: User | int) -> User:
     """Stop the user from logging in and end all their sessions."""
     found = load(session, User, user, "user")
-    found.is_active = False
-    end_all_sessions(session, found)
+    was_active, found.is_active = found.is_active, False
+    ended = end_all_sessions(session, found)
     session.flush()
+    if was_active:
+        audit.about(session, found, "user.deactivated", sessions_ended=ended)
     return found
 
 
@@ -288,7 +298,9 @@ def _judge(session: Session, attempt: Attempt, password_ok: bool) -> _Verdict:
     if account is None:
         return _Verdict(reason or UNKNOWN_USER)
     if reason == WRONG_PASSWORD:
+        account_was_locked = _account_locked(account, attempt.now)
         _count_failure(session, account, attempt.now)
+        _audit_new_locks(session, account, attempt, account_was_locked)
     return _Verdict(reason, account.failed_login_count, account.locked_until)
 
 
@@ -346,6 +358,24 @@ def _count_failure(session: Session, user: User, now: datetime) -> None:
     else:
         user.locked_until = None
     session.flush()
+
+
+def _audit_new_locks(
+    session: Session, user: User, attempt: Attempt, account_was_locked: bool
+) -> None:
+    """Write ``user.locked`` to the audit log, in the attempt's own transaction, when
+    this wrong password locked the account for its address (the per-address limit
+    was just reached) or for every address it is not known at (the account-wide one)."""
+    settings = get_settings()
+    window = timedelta(seconds=settings.lockout_window_seconds)
+    if failures_from_address(session, attempt, GUESSES, window) == settings.lockout_threshold:
+        audit.about(
+            session, user, "user.locked", "warning", scope="address", ip=address(attempt.ip)
+        )
+    if not account_was_locked and _account_locked(user, attempt.now):
+        assert user.locked_until is not None  # _account_locked says so
+        until = user.locked_until.isoformat()
+        audit.about(session, user, "user.locked", "warning", scope="account", until=until)
 
 
 def _show_counts(session: Session, user: User, verdict: _Verdict) -> None:

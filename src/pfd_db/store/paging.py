@@ -1,0 +1,81 @@
+"""Paging through time-ordered rows, newest first: bounded pages and keyset cursors.
+
+A page is the ``limit`` newest rows in a time range, ordered by their time then
+their id (both descending); the next page starts after the last row of this one,
+named by its id (``before_id``). The cursor is resolved to that row's time and id,
+so each page is an index range read from where the last one stopped, whatever
+was written meanwhile (no ``OFFSET`` that rereads and shifts).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from pfd_db.errors import InvalidInput
+from pfd_db.store.validation import require_count
+from pfd_db.types import as_utc
+from pfd_db.values import INT64_MAX
+
+LIMIT_MAX = 1000
+
+
+def page_size(limit: object) -> int:
+    """``limit`` if it is a whole number from 1 to :data:`LIMIT_MAX`."""
+    return require_count(limit, "limit", 1, LIMIT_MAX)
+
+
+def in_range(
+    column: InstrumentedAttribute[datetime],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[ColumnElement[bool]]:
+    """``since <= column < until`` (either end left open when None); InvalidInput
+    for a naive time or an empty range."""
+    conditions: list[ColumnElement[bool]] = []
+    start = None if since is None else _moment(since, "since")
+    end = None if until is None else _moment(until, "until")
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput(f"until ({end.isoformat()}) must be after since ({start.isoformat()})")
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
+    return conditions
+
+
+def before(
+    session: Session,
+    time: InstrumentedAttribute[datetime],
+    ident: InstrumentedAttribute[int],
+    before_id: object,
+) -> ColumnElement[bool]:
+    """Rows older than the row ``before_id`` in (time, id) order; none at all if that
+    row no longer exists (retention removes the oldest rows first)."""
+    cursor = require_count(before_id, "before_id", 1, INT64_MAX)
+    found = session.execute(select(time, ident).where(ident == cursor)).first()
+    if found is None:
+        return false()
+    moment, row_id = found
+    return and_(time <= moment, or_(time < moment, ident < row_id))
+
+
+def newest_first(
+    time: InstrumentedAttribute[Any], ident: InstrumentedAttribute[int]
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The ORDER BY of a page."""
+    return time.desc(), ident.desc()
+
+
+def _moment(value: object, field: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidInput(
+            f"{field} must be a timezone-aware datetime (got {type(value).__name__})"
+        )
+    try:
+        return as_utc(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
