@@ -36,6 +36,7 @@ import importlib
 import inspect
 import math
 import pkgutil
+import reprlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -177,7 +178,9 @@ def build_world(db) -> World:
     totp_secret, _ = twofactor.begin_setup(db, totp_user)
     totp_user.totp_enabled = True  # as confirm_setup leaves it, without recording a login
     backup_codes = twofactor.generate_backup_codes(db, totp_user, 5)
-    session_token, _ = sessions.start_session(db, user, ip="10.0.0.1", user_agent="Mozilla/5.0")
+    session_token, session_log = sessions.start_session(
+        db, user, ip="10.0.0.1", user_agent="Mozilla/5.0"
+    )
     api_plaintext, api_key = api_keys.issue(db, user, "ci", ["read", "write"])
 
     dataset = datasets.register_dataset(
@@ -244,6 +247,7 @@ def build_world(db) -> World:
         running_import=running_import,
         explanation=explanation,
     )
+    world.extra["session_log"] = session_log
     _build_notifications(db, world)
     db.commit()
     return world
@@ -327,6 +331,33 @@ def _reread(w: World) -> dict[str, Any]:
 
 
 CALLS: dict[str, Entry] = {
+    # audit
+    "audit.acting_as": Entry(lambda w: {"user": w.user}),
+    "audit.actor": Entry(lambda w: {}),
+    "audit.record": Entry(
+        lambda w: {
+            "actor": w.user,
+            "action": "user.role_changed",
+            "status": "success",
+            "details": {"user_id": w.other_user.id, "role": "admin"},
+            "error": None,
+        }
+    ),
+    "audit.about": Entry(  # the store's own call, with a user it loaded
+        lambda w: {"user": w.other_user, "action": "user.role_changed", "role": "admin"},
+        internal=True,
+    ),
+    "audit.entries": Entry(
+        lambda w: {
+            "since": _now() - timedelta(days=1),
+            "until": _now() + timedelta(days=1),
+            "actor": w.user,
+            "action": "user.created",
+            "status": "success",
+            "limit": 10,
+            "before_id": 10**6,
+        }
+    ),
     # api_keys
     "api_keys.issue": Entry(
         lambda w: {"user": w.user, "name": "deploy", "scopes": ["read"], "rate_limit": 10}
@@ -387,6 +418,7 @@ CALLS: dict[str, Entry] = {
         }
     ),
     "campaigns.trials": Entry(lambda w: {"campaign": w.nas}),
+    "campaigns.hpo_trials": Entry(lambda w: {"campaign": w.hpo}),
     # credentials
     "credentials.presented": Entry(lambda w: {"value": "a code", "field": "code"}, ("field",)),
     "credentials.optional_client_text": Entry(
@@ -541,6 +573,16 @@ CALLS: dict[str, Entry] = {
     "jobs.fail": Entry(lambda w: {"job": w.running_import, "error_message": "disk full"}),
     "jobs.cancel": Entry(lambda w: {"job": w.generation}),
     # logins
+    "logins.history": Entry(
+        lambda w: {
+            "user": w.user,
+            "since": _now() - timedelta(days=1),
+            "until": _now(),
+            "success": False,
+            "limit": 10,
+            "before_id": 10**6,
+        }
+    ),
     "logins.record_attempt": Entry(
         lambda w: {"attempt": _attempt(w), "reason": "wrong password"}, internal=True
     ),
@@ -602,6 +644,23 @@ CALLS: dict[str, Entry] = {
         lambda w: {"work": lambda own: own.scalar(select(func.count()).select_from(Tag))},
         internal=True,
     ),
+    # paging: helpers of the listing functions (columns are the programmer's)
+    "paging.page_size": Entry(lambda w: {"limit": 25}),
+    "paging.in_range": Entry(
+        lambda w: {
+            "column": LoginHistory.timestamp,
+            "since": _now() - timedelta(days=1),
+            "until": _now(),
+        },
+        ("column",),
+    ),
+    "paging.before": Entry(
+        lambda w: {"time": LoginHistory.timestamp, "ident": LoginHistory.id, "before_id": 1},
+        ("time", "ident"),
+    ),
+    "paging.newest_first": Entry(
+        lambda w: {"time": LoginHistory.timestamp, "ident": LoginHistory.id}, internal=True
+    ),
     # query_language
     "query_language.parse": Entry(lambda w: {"text": 'resnet "outer race" metric.f1>0.5'}),
     "query_language.day_after": Entry(
@@ -631,6 +690,9 @@ CALLS: dict[str, Entry] = {
     "sessions.end_session": Entry(lambda w: {"token": w.session_token}),
     "sessions.end_all_sessions": Entry(lambda w: {"user": w.user}),
     "sessions.active_sessions": Entry(lambda w: {"user": w.user}),
+    "sessions.list_active": Entry(lambda w: {"user": w.user}),
+    "sessions.revoke": Entry(lambda w: {"user": w.user, "session_id": w.extra["session_log"]}),
+    "sessions.revoke_others": Entry(lambda w: {"user": w.user, "keep": w.extra["session_log"]}),
     # status: the shared status machine, called with records the store loaded
     "status.move_status": Entry(
         lambda w: {
@@ -962,17 +1024,26 @@ def _spoiled_sequence(valid: list[Any], world: World, depth: int) -> st.SearchSt
 
 @cache
 def _snapshot_sql(dialect_name: str) -> TextClause:
-    """Every row of every table as text, tagged with its table: one statement,
-    rendered once per dialect with its constants inline (nothing to bind)."""
+    """Every row of every table as text, tagged with its table: one statement.
+    PostgreSQL turns a whole row into text itself; on SQLite the columns are
+    joined, with the constants rendered inline (nothing to bind)."""
+    if dialect_name == "postgresql":
+        quote = postgresql.dialect().identifier_preparer.quote
+        return text(
+            " UNION ALL ".join(
+                f"SELECT '{table.name}' AS t, x::text AS row FROM {quote(table.name)} x"
+                for table in Base.metadata.sorted_tables
+            )
+        )
     parts = []
     for table in Base.metadata.sorted_tables:
         row = literal("", Text)
         for column in table.columns:
-            if column.computed is None:
-                row = row + "|" + func.coalesce(cast(column, Text), "<null>")
+            row = row + "|" + func.coalesce(cast(column, Text), "<null>")
         parts.append(select(literal(table.name, Text).label("t"), row.label("row")))
-    dialect = postgresql.dialect() if dialect_name == "postgresql" else sqlite.dialect()
-    rendered = union_all(*parts).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    rendered = union_all(*parts).compile(
+        dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
+    )
     return text(str(rendered))
 
 
@@ -1214,5 +1285,5 @@ def test_hostile_values_are_refused_cleanly(shared, dialect, name, fuzz_counts):
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    text = reprlib.repr(value)  # bounded: a value may be nested thousands deep
     return text if len(text) <= 80 else f"{text[:60]}...<{len(text)} chars>"

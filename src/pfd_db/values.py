@@ -25,14 +25,23 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 from pfd_db.errors import InvalidInput
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 60, 60, 60
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_JSON_DEPTH = 100
+
+
+def shown(value: object) -> str:
+    """``value`` for a message: its repr, shortened, however long or deep it is."""
+    return _SHOWN.repr(value)
 
 
 def text_problem(text: str) -> str | None:
@@ -68,7 +77,7 @@ def check_whole(
     if number is not None and minimum <= number <= maximum:
         return number
     raise InvalidInput(
-        f"{field} must be a whole number from {minimum} to {maximum} (got {value!r})"
+        f"{field} must be a whole number from {minimum} to {maximum} (got {shown(value)})"
     )
 
 
@@ -89,7 +98,7 @@ def check_real(value: object, field: str) -> float:
     except (OverflowError, ValueError):  # an int or fraction beyond float's range
         number = math.inf
     if not math.isfinite(number):
-        raise InvalidInput(f"{field} must be a finite number (got {value!r})")
+        raise InvalidInput(f"{field} must be a finite number (got {shown(value)})")
     return number
 
 
@@ -106,7 +115,7 @@ def check_document(value: object, field: str) -> Any:
             check_text(item, path)
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidInput(f"{path} must be a finite number (got {item!r})")
+                raise InvalidInput(f"{path} must be a finite number (got {shown(item)})")
         elif isinstance(item, Mapping | list | tuple):
             if depth >= MAX_JSON_DEPTH:
                 raise InvalidInput(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
@@ -126,7 +135,7 @@ def _children(
     children: list[tuple[object, str, int]] = []
     for key, item in container.items():
         if not isinstance(key, str):
-            raise InvalidInput(f"{path} has the key {key!r}: JSON object keys must be strings")
-        check_text(key, f"{path} key {key!r}")
-        children.append((item, f"{path}[{key!r}]", depth))
+            raise InvalidInput(f"{path} has the key {shown(key)}: JSON object keys must be strings")
+        check_text(key, f"{path} key {shown(key)}")
+        children.append((item, f"{path}[{shown(key)}]", depth))
     return children

@@ -45,6 +45,7 @@ from pfd_db.values import (
     check_real,
     check_text,
     check_whole,
+    shown,
 )
 
 Check = Callable[[object, str], object]
@@ -185,7 +186,9 @@ def _enum_check(sql_type: sqltypes.Enum) -> Check:
             return value
         if isinstance(value, str) and value in allowed:
             return value
-        raise InvalidInput(f"{field} must be one of {', '.join(sorted(allowed))} (got {value!r})")
+        raise InvalidInput(
+            f"{field} must be one of {', '.join(sorted(allowed))} (got {shown(value)})"
+        )
 
     return check
 
@@ -206,13 +209,13 @@ def _array_check(item_check: Check | None) -> Check:
 
 def _check_flag(value: object, field: str) -> object:
     if not isinstance(value, bool):
-        raise InvalidInput(f"{field} must be True or False (got {value!r})")
+        raise InvalidInput(f"{field} must be True or False (got {shown(value)})")
     return value
 
 
 def _check_moment(value: object, field: str) -> object:
     if not isinstance(value, datetime):
-        raise InvalidInput(f"{field} must be a timezone-aware datetime (got {value!r})")
+        raise InvalidInput(f"{field} must be a timezone-aware datetime (got {shown(value)})")
     try:
         return as_utc(value)
     except InvalidInput as exc:

@@ -285,7 +285,8 @@ def create_nas_campaign(
 
 def architecture_hash(architecture: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the architecture's canonical JSON: sorted keys, no spaces."""
-    return hashlib.sha256(_canonical_json(architecture, "architecture").encode()).hexdigest()
+    document = require_object(architecture, "architecture")
+    return hashlib.sha256(_canonical_json(document, "architecture").encode()).hexdigest()
 
 
 def add_trial(

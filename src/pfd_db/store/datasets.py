@@ -28,6 +28,7 @@ from pfd_db.store.validation import (
 )
 from pfd_db.store.writes import add_unique, id_of, load
 from pfd_db.types import utcnow
+from pfd_db.values import shown
 
 NAME_MAX = 255
 DESCRIPTION_MAX = 1000
@@ -234,7 +235,7 @@ def _stored_signals(session: Session, dataset: Dataset) -> int:
 
 def _one_of(value: object, allowed: list[str], field: str) -> str:
     if value not in allowed:
-        raise InvalidInput(f"{field} must be one of {', '.join(allowed)} (got {value!r})")
+        raise InvalidInput(f"{field} must be one of {', '.join(allowed)} (got {shown(value)})")
     return str(value)
 
 

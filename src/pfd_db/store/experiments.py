@@ -47,6 +47,7 @@ from pfd_db.store.validation import (
 )
 from pfd_db.store.writes import ID_MAX, add_unique, id_of, load
 from pfd_db.types import utcnow
+from pfd_db.values import shown
 
 NAME_MAX = 255
 MODEL_TYPE_MAX = 50
@@ -600,7 +601,7 @@ def _valid_extra_metrics(metrics: object) -> dict[str, float] | None:
 def _require_metric_name(name: object, field: str) -> str:
     if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
         raise InvalidInput(
-            f"{field} has the name {name!r}: a metric name is 1 to {METRIC_NAME_MAX} ASCII "
+            f"{field} has the name {shown(name)}: a metric name is 1 to {METRIC_NAME_MAX} ASCII "
             "letters, digits, '_', '.' or '-'"
         )
     if name in FIXED_FIELDS:

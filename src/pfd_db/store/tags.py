@@ -43,6 +43,7 @@ from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
 from pfd_db.store.validation import require_count, require_str, require_text
 from pfd_db.store.writes import ID_MAX, add_unique, id_of, insert_ignoring_conflicts, load
+from pfd_db.values import shown
 
 NAME_MAX = 50
 SLUG_MAX = 50
@@ -127,7 +128,7 @@ def _valid_color(color: str | None) -> str | None:
     if color is None:
         return None
     if not isinstance(color, str) or not HEX_COLOR.fullmatch(color):
-        raise InvalidInput(f"color must look like #rrggbb (got {color!r})")
+        raise InvalidInput(f"color must look like #rrggbb (got {shown(color)})")
     return color.lower()
 
 

@@ -8,7 +8,14 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from pfd_db.errors import InvalidInput, InvalidTransition
-from pfd_db.values import INT32_MAX, check_document, check_real, check_text, check_whole
+from pfd_db.values import (
+    INT32_MAX,
+    check_document,
+    check_real,
+    check_text,
+    check_whole,
+    shown,
+)
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 E = TypeVar("E", bound=Enum)
@@ -53,7 +60,7 @@ def require_json(value: object, field: str) -> Any:
 def require_flag(value: object, field: str) -> bool:
     """``value`` if it is a bool (not 0/1, not a string)."""
     if not isinstance(value, bool):
-        raise InvalidInput(f"{field} must be True or False (got {value!r})")
+        raise InvalidInput(f"{field} must be True or False (got {shown(value)})")
     return value
 
 
@@ -75,7 +82,9 @@ def require_identifiers(values: object, field: str) -> list[str]:
         raise InvalidInput(f"{field} must not be empty")
     bad = [v for v in items if not isinstance(v, str) or not IDENTIFIER.match(v)]
     if bad:
-        raise InvalidInput(f"{field} has malformed names {bad[:5]!r} (expected e.g. 'oil_whirl')")
+        raise InvalidInput(
+            f"{field} has malformed names {shown(bad[:5])} (expected e.g. 'oil_whirl')"
+        )
     if len(set(items)) != len(items):
         raise InvalidInput(f"{field} has duplicates")
     return items
@@ -87,7 +96,7 @@ def require_member(value: object, enum: type[E], field: str) -> E:
         return enum(value)
     except ValueError:
         allowed = ", ".join(str(m.value) for m in enum)
-        raise InvalidInput(f"{field} must be one of {allowed} (got {value!r})") from None
+        raise InvalidInput(f"{field} must be one of {allowed} (got {shown(value)})") from None
 
 
 def check_transition(what: str, current: E, new: E, allowed: Mapping[E, frozenset[E]]) -> None:

@@ -48,6 +48,7 @@ from pfd_db.store.validation import (
 )
 from pfd_db.store.writes import add_unique, load, one_of_kinds, require_id
 from pfd_db.types import utc_or_now
+from pfd_db.values import shown
 
 SIGNATURE_HEADER = "X-PFD-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the public prefix of every secret
@@ -424,7 +425,7 @@ def _events(values: object) -> list[str]:
     for value in values:
         event = next((e for e in NOTIFIABLE_EVENTS if e == value), None)
         if event is None:
-            raise InvalidInput(f"events: {value!r} is not one of {notifiable}")
+            raise InvalidInput(f"events: {shown(value)} is not one of {notifiable}")
         if event.value not in events:
             events.append(event.value)
     return events
