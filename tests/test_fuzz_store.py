@@ -27,7 +27,8 @@ and must leave the tables as they were too (the store never commits).
 
 The counts (cases tried, accepted, refused cleanly, escaped) per function and
 dialect are printed at the end of the run and written to
-``.pytest_cache/d/pfd-fuzz/counts.txt``.
+``.pytest_cache/d/pfd-fuzz/counts.txt``. ``PFD_FUZZ_SCALE=10`` tries ten times
+as many cases.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
 import pkgutil
 import reprlib
 from collections import Counter
@@ -92,8 +94,9 @@ from pfd_db.models.enums import LoginMethod
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "another long passphrase 42"
-EXAMPLES_PER_ARGUMENT = 6
-MAX_EXAMPLES = 40
+SCALE = int(os.environ.get("PFD_FUZZ_SCALE", "1"))  # e.g. 10 for a deeper, slower run
+EXAMPLES_PER_ARGUMENT = 6 * SCALE
+MAX_EXAMPLES = 40 * SCALE
 
 
 # --- the public functions -------------------------------------------------------

@@ -21,15 +21,16 @@ the flush.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from enum import Enum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, Table, event, inspect
+from sqlalchemy import Column, Table, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql import ClauseElement, sqltypes
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -56,12 +57,15 @@ def check_pending_values(session: Session) -> None:
     """Check every column value that ``session``'s next flush would write:
     all set columns of new objects, the changed columns of dirty ones."""
     for obj in session.new:
-        state: InstanceState[Any] = inspect(obj)
+        state: InstanceState[Any] = instance_state(obj)
+        values = state.dict
         for key, field, check in _checks_of(state.mapper):
-            _check(state.dict.get(key), field, check)
-        _refuse_none_where_required(state, set(state.dict), new=True)
+            value = values.get(key)
+            if value is not None and not isinstance(value, ClauseElement):
+                check(value, field)
+        _refuse_none_where_required(state, values.keys(), new=True)
     for obj in session.dirty:
-        state = inspect(obj)
+        state = instance_state(obj)
         set_to_none = set()
         for key, field, check in _checks_of(state.mapper):
             for value in state.attrs[key].history.added:  # set since it was loaded
@@ -71,16 +75,19 @@ def check_pending_values(session: Session) -> None:
         _refuse_none_where_required(state, set_to_none, new=False)
 
 
-def _refuse_none_where_required(state: InstanceState[Any], keys: set[str], *, new: bool) -> None:
+def _refuse_none_where_required(
+    state: InstanceState[Any], keys: Collection[str], *, new: bool
+) -> None:
     """InvalidInput if one of ``keys`` is a NOT NULL column that holds None and
     will be written so: in a new row, a column without a default that no
     relationship set on the object fills in at the flush; in a changed row, any."""
+    values = state.dict
     for key, field, relationships, has_default in _required_of(state.mapper):
         if (
             key in keys
-            and state.dict.get(key) is None
+            and values.get(key) is None
             and not (new and has_default)
-            and all(state.dict.get(name) is None for name in relationships)
+            and all(values.get(name) is None for name in relationships)
         ):
             raise InvalidInput(f"{field} is required (got None)")
 
