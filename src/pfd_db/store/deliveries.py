@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -52,6 +52,7 @@ from pfd_db.store.validation import (
 )
 from pfd_db.store.writes import one_of_kinds, require_id, take_write_lock
 from pfd_db.types import utc_or_now
+from pfd_db.values import shown
 
 Delivery = EmailLog | WebhookLog
 WORKER_MAX = 200
@@ -89,6 +90,7 @@ FAILURES: dict[Channel, frozenset[str]] = {
     ),
 }
 PENDING = "pending"
+PENDING_LITERAL: ColumnElement[Any] = literal_column("'pending'")
 SENT = "sent"
 
 
@@ -131,7 +133,7 @@ def claim(
     picked = session.execute(
         select(model.id, model.attempts)
         .where(_due(channel, now))
-        .order_by(model.next_attempt_at, model.id)
+        .order_by(model.next_attempt_at)  # the due index's order: no sort, LIMIT stops early
         .limit(limit)
         .with_for_update(skip_locked=True, of=model)
     ).all()
@@ -239,7 +241,7 @@ def backoff(attempts: int) -> timedelta:
 def _due(channel: Channel, now: datetime) -> ColumnElement[bool]:
     model = MODELS[channel]
     due = (
-        (model.status == PENDING)
+        (model.status == PENDING_LITERAL)  # the due index is partial: it must see the literal
         & (model.next_attempt_at <= now)
         & or_(model.lease_expires_at.is_(None), model.lease_expires_at <= now)
     )
@@ -280,8 +282,7 @@ def _report(session: Session, delivery: Delivery, worker: str, values: dict[str,
             model.attempts == delivery.attempts,
         )
         .values(lease_owner=None, lease_expires_at=None, **values)
-        .returning(model),
-        execution_options={"populate_existing": True},
+        .returning(model),  # the worker holds the lease: only these columns changed
     ).one_or_none()
     if done is None:
         raise LeaseLost(
@@ -368,7 +369,9 @@ def _failure_status(channel: Channel, status: object) -> str:
         return _failed(channel)
     if not isinstance(status, str) or status not in FAILURES[channel]:
         allowed = ", ".join(sorted(FAILURES[channel]))
-        raise InvalidInput(f"status must be one of {allowed} for {channel.value} (got {status!r})")
+        raise InvalidInput(
+            f"status must be one of {allowed} for {channel.value} (got {shown(status)})"
+        )
     return str(status)
 
 
