@@ -36,8 +36,8 @@ def in_range(
     """``since <= column < until`` (either end left open when None); InvalidInput
     for a naive time or an empty range."""
     conditions: list[ColumnElement[bool]] = []
-    start = None if since is None else _moment(since, "since")
-    end = None if until is None else _moment(until, "until")
+    start = None if since is None else moment(since, "since")
+    end = None if until is None else moment(until, "until")
     if start is not None and end is not None and end <= start:
         raise InvalidInput(f"until ({end.isoformat()}) must be after since ({start.isoformat()})")
     if start is not None:
@@ -59,8 +59,8 @@ def before(
     found = session.execute(select(time, ident).where(ident == cursor)).first()
     if found is None:
         return false()
-    moment, row_id = found
-    return and_(time <= moment, or_(time < moment, ident < row_id))
+    last_time, last_id = found
+    return and_(time <= last_time, or_(time < last_time, ident < last_id))
 
 
 def newest_first(
@@ -70,7 +70,8 @@ def newest_first(
     return time.desc(), ident.desc()
 
 
-def _moment(value: object, field: str) -> datetime:
+def moment(value: object, field: str) -> datetime:
+    """``value`` in UTC if it is a timezone-aware datetime; InvalidInput naming ``field``."""
     if not isinstance(value, datetime):
         raise InvalidInput(
             f"{field} must be a timezone-aware datetime (got {type(value).__name__})"

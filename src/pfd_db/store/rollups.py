@@ -1,0 +1,400 @@
+"""Rollups of the request log into ``api_metrics_summary``, and percentiles in SQL.
+
+:func:`rollup` fills one row per period (hourly, daily or weekly, UTC; weeks
+start on Monday) and aggregation type: total, successful (status below 400) and
+failed requests, the mean and the p50/p95/p99 response times, requests per
+second (over the whole period), the error rate and per-endpoint figures
+(``{"/api/x": {"requests", "successes", "failures", "avg_response_time_ms",
+"max_response_time_ms"}}``). The database computes every figure; Python only
+walks the periods. Each period is one ``INSERT ... SELECT ... ON CONFLICT
+(period_start, aggregation_type) DO UPDATE``, so running a rollup again
+replaces its rows with the figures of the rows stored now. A period without
+requests gets no row (and keeps one it had: a rollup of a range whose requests
+retention removed keeps their figures).
+
+Percentiles are those of :func:`statistics.quantiles` with ``method="inclusive"``
+(the closest ranks, interpolated linearly), on each dialect:
+
+- PostgreSQL: ``percentile_cont``, which computes exactly that;
+- SQLite, which has no percentile function: the period's response times,
+  sorted once into a materialized CTE, give the two closest ranks ``j`` and
+  ``j + 1`` of each percentile (``j, d = divmod(i * (n - 1), 100)``) and the
+  interpolation ``(x[j] * (100 - d) + x[j + 1] * d) / 100``, Python's own
+  formula, in SQL.
+
+Each period's rows are read from ``ix_api_request_logs_rollup`` alone (it holds
+the time, response time, status and endpoint), an index range per period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
+
+from pfd_db.errors import InvalidInput
+from pfd_db.models import APIMetricsSummary, APIRequestLog
+from pfd_db.models.enums import Aggregation
+from pfd_db.store import paging
+from pfd_db.store.validation import require_member
+from pfd_db.types import UTCDateTime, utcnow
+
+PERCENTILES = (50, 95, 99)
+PERIODS_MAX = 100_000
+FLOATS = postgresql.ARRAY(Float())
+MONDAY = datetime(2001, 1, 1, tzinfo=UTC)  # weeks are counted from a Monday
+LENGTHS = {
+    Aggregation.HOURLY: timedelta(hours=1),
+    Aggregation.DAILY: timedelta(days=1),
+    Aggregation.WEEKLY: timedelta(weeks=1),
+}
+FIGURES = (
+    "total_requests",
+    "successful_requests",
+    "failed_requests",
+    "avg_response_time_ms",
+    "p50_response_time_ms",
+    "p95_response_time_ms",
+    "p99_response_time_ms",
+    "requests_per_second",
+    "error_rate",
+    "endpoint_metrics",
+)
+STAMPS = ("created_at", "updated_at")
+CONFLICT_KEY = ["period_start", "aggregation_type"]  # ix_api_metrics_summary_period_type
+
+
+# --- rollups -----------------------------------------------------------------------
+
+
+def rollup(session: Session, period: Aggregation | str, start: datetime, end: datetime) -> int:
+    """Fill ``api_metrics_summary`` with the ``period`` ("hourly", "daily" or
+    "weekly") rows of every period that overlaps ``start`` .. ``end`` (UTC; a
+    period's start is on the hour, at midnight, or at midnight on Monday); how
+    many periods had requests and were written. Re-runnable: a period's row is
+    replaced. At most 100 000 periods per call. Flushes; the caller commits (on
+    SQLite the write lock is held until then).
+    """
+    kind = require_member(period, Aggregation, "period")
+    first, stop = period_start(kind, start, "start"), paging.moment(end, "end")
+    if stop <= first:
+        raise InvalidInput(f"end ({stop.isoformat()}) must be after start ({start.isoformat()})")
+    length = LENGTHS[kind]
+    count = -(-(stop - first) // length)  # ceiling
+    if count > PERIODS_MAX:
+        raise InvalidInput(f"{count} {kind.value} periods from start to end: at most {PERIODS_MAX}")
+    session.flush()
+    connection = session.connection()
+    statement = _rollup_statement(connection.dialect)
+    written = 0
+    for number in range(count):
+        low = first + number * length
+        parameters = {
+            "low": low,
+            "high": low + length,
+            "kind": kind.value,
+            "seconds": length.total_seconds(),
+            "now": utcnow(),
+        }
+        written += len(connection.execute(statement, parameters).all())
+    return written
+
+
+def summaries(
+    session: Session,
+    period: Aggregation | str,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    limit: int = 1000,
+) -> list[APIMetricsSummary]:
+    """The ``period`` rows of ``api_metrics_summary`` whose period starts from
+    ``since`` to ``until`` (exclusive; open when None), oldest first, at most
+    ``limit`` (up to 1000): what a dashboard chart plots."""
+    kind = require_member(period, Aggregation, "period")
+    conditions = paging.in_range(APIMetricsSummary.period_start, since, until)
+    return list(
+        session.scalars(
+            select(APIMetricsSummary)
+            .where(APIMetricsSummary.aggregation_type == kind.value, *conditions)
+            .order_by(APIMetricsSummary.period_start)
+            .limit(paging.page_size(limit)),
+            execution_options={"populate_existing": True},
+        )
+    )
+
+
+def period_start(kind: Aggregation, moment: datetime, field: str = "moment") -> datetime:
+    """The start of the ``kind`` period that holds ``moment`` (UTC)."""
+    utc = paging.moment(moment, field)
+    if kind is Aggregation.HOURLY:
+        return utc.replace(minute=0, second=0, microsecond=0)
+    day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind is Aggregation.DAILY:
+        return day
+    return day - timedelta(days=(day - MONDAY).days % 7)
+
+
+# --- the statement of one period, per dialect ---------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _rollup_statement(dialect: Dialect) -> Executable:
+    """``INSERT INTO api_metrics_summary ... SELECT <the figures of :low .. :high>
+    ... ON CONFLICT (period_start, aggregation_type) DO UPDATE``, built once."""
+    log = APIRequestLog.__table__
+    window = [
+        log.c.request_time >= bindparam("low", type_=UTCDateTime()),
+        log.c.request_time < bindparam("high", type_=UTCDateTime()),
+    ]
+    if dialect.name == "postgresql":
+        figures: Select[Any] = _postgresql_figures(window)
+        insert: Any = postgresql.insert(APIMetricsSummary)
+    else:
+        figures = _sqlite_figures(window)
+        insert = sqlite.insert(APIMetricsSummary)
+    columns = ["period_start", "period_end", "aggregation_type", *FIGURES, *STAMPS]
+    statement = insert.from_select(columns, figures)
+    upsert: Executable = statement.on_conflict_do_update(
+        index_elements=CONFLICT_KEY,
+        set_={name: statement.excluded[name] for name in (*FIGURES, "updated_at")},
+    ).returning(APIMetricsSummary.id)  # a rowcount SQLite does not give for WITH ... INSERT
+    return upsert
+
+
+def _head() -> list[Any]:
+    """The columns every period's row starts with: its start, end and type."""
+    return [
+        bindparam("low", type_=UTCDateTime()),
+        bindparam("high", type_=UTCDateTime()),
+        bindparam("kind"),
+    ]
+
+
+def _stamps() -> list[Any]:
+    now = bindparam("now", type_=UTCDateTime())
+    return [now, now]
+
+
+def _postgresql_figures(window: list[ColumnElement[bool]]) -> Select[Any]:
+    log = APIRequestLog.__table__
+    v = log.c.response_time_ms
+    fractions = postgresql.array([literal(p / 100) for p in PERCENTILES])
+    totals = (
+        select(
+            func.count().label("n"),
+            func.count().filter(log.c.status_code < 400).label("ok"),
+            func.avg(v).label("mean"),
+            cast(func.percentile_cont(fractions).within_group(v), FLOATS).label("p"),
+        )
+        .where(*window)
+        .subquery("totals")
+    )
+    per_endpoint = _per_endpoint(window).subquery("per_endpoint")
+    endpoints = (
+        select(
+            func.jsonb_object_agg(
+                per_endpoint.c.endpoint,
+                func.jsonb_build_object(*_endpoint_fields(per_endpoint)),
+            )
+        )
+        .select_from(per_endpoint)
+        .scalar_subquery()
+    )
+    n, ok = totals.c.n, totals.c.ok
+    return select(
+        *_head(),
+        n,
+        ok,
+        n - ok,
+        totals.c.mean,
+        *(totals.c.p[i + 1] for i in range(len(PERCENTILES))),
+        cast(n, Float) / bindparam("seconds", type_=Float()),
+        cast(n - ok, Float) / cast(n, Float),
+        endpoints,
+        *_stamps(),
+    ).where(n > 0)
+
+
+def _sqlite_figures(window: list[ColumnElement[bool]]) -> Select[Any]:
+    log = APIRequestLog.__table__
+    ordered = (
+        select(
+            log.c.response_time_ms.label("v"),
+            (log.c.status_code < 400).label("ok"),
+            log.c.endpoint.label("endpoint"),
+        )
+        .where(*window)
+        .order_by(log.c.response_time_ms)
+        .cte("ordered")
+        .prefix_with("MATERIALIZED")
+    )
+    totals = (
+        select(
+            func.count().label("n"),
+            func.coalesce(func.sum(ordered.c.ok), 0).label("ok"),
+            func.avg(ordered.c.v).label("mean"),
+        )
+        .select_from(ordered)
+        .cte("totals")
+        .prefix_with("MATERIALIZED")
+    )
+    counted = select(totals.c.n).scalar_subquery()
+    per_endpoint = (
+        select(
+            ordered.c.endpoint,
+            func.count().label("requests"),
+            func.sum(ordered.c.ok).label("successes"),
+            func.avg(ordered.c.v).label("mean"),
+            func.max(ordered.c.v).label("largest"),
+        )
+        .group_by(ordered.c.endpoint)
+        .subquery("per_endpoint")
+    )
+    endpoints = (
+        select(
+            func.json_group_object(
+                per_endpoint.c.endpoint,
+                func.json_object(*_endpoint_fields(per_endpoint)),
+            )
+        )
+        .select_from(per_endpoint)
+        .scalar_subquery()
+    )
+    n, ok = totals.c.n, totals.c.ok
+    return select(
+        *_head(),
+        n,
+        ok,
+        n - ok,
+        totals.c.mean,
+        *(_sqlite_percentile(ordered, counted, p) for p in PERCENTILES),
+        cast(n, Float) / bindparam("seconds", type_=Float()),
+        cast(n - ok, Float) / cast(n, Float),
+        endpoints,
+        *_stamps(),
+    ).where(n > 0)
+
+
+def _sqlite_percentile(ordered: Any, n: Any, percent: int) -> Any:
+    """The ``percent``-th percentile of ``ordered.v`` (sorted, ``n`` rows) as
+    :func:`statistics.quantiles` computes it: ``j, d = divmod(percent * (n - 1),
+    100)``, then ``(x[j] * (100 - d) + x[j + 1] * d) / 100`` (``x[j + 1]`` is
+    ``x[j]`` when ``j`` is the last rank, where ``d`` is 0)."""
+    scaled = (n - 1) * percent
+    rank = cast(scaled, Integer) // 100  # n >= 1: integer division floors
+    delta = scaled % 100
+    pair = select(ordered.c.v).limit(2).offset(rank).subquery("pair")
+    low, high = func.min(pair.c.v), func.max(pair.c.v)
+    return select((low * (100 - delta) + high * delta) / 100.0).scalar_subquery()
+
+
+def _per_endpoint(window: list[ColumnElement[bool]]) -> Select[Any]:
+    log = APIRequestLog.__table__
+    return (
+        select(
+            log.c.endpoint,
+            func.count().label("requests"),
+            func.count().filter(log.c.status_code < 400).label("successes"),
+            func.avg(log.c.response_time_ms).label("mean"),
+            func.max(log.c.response_time_ms).label("largest"),
+        )
+        .where(*window)
+        .group_by(log.c.endpoint)
+    )
+
+
+def _endpoint_fields(per_endpoint: Any) -> list[Any]:
+    """The key/value arguments of one endpoint's JSON object."""
+    c = per_endpoint.c
+    return [
+        literal("requests"),
+        c.requests,
+        literal("successes"),
+        c.successes,
+        literal("failures"),
+        c.requests - c.successes,
+        literal("avg_response_time_ms"),
+        c.mean,
+        literal("max_response_time_ms"),
+        c.largest,
+    ]
+
+
+# --- per-endpoint figures of a time range (traffic.endpoint_metrics) ------------------
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One endpoint's counts in a time range."""
+
+    endpoint: str
+    requests: int
+    successes: int
+    avg_ms: float
+    max_ms: float
+
+
+def count_by_endpoint(
+    session: Session, conditions: Sequence[ColumnElement[bool]], limit: int
+) -> list[Counted]:
+    """The ``limit`` busiest endpoints among the requests matching ``conditions``,
+    busiest first (ties by name)."""
+    per_endpoint = _per_endpoint(list(conditions)).subquery()
+    c = per_endpoint.c
+    found = session.execute(
+        select(c.endpoint, c.requests, c.successes, c.mean, c.largest)
+        .order_by(c.requests.desc(), c.endpoint)
+        .limit(limit)
+    )
+    return [Counted(e, int(n), int(ok), float(mean), float(mx)) for e, n, ok, mean, mx in found]
+
+
+def percentiles_by_endpoint(
+    session: Session, conditions: Sequence[ColumnElement[bool]], endpoints: list[str]
+) -> dict[str, tuple[float, ...]]:
+    """The p50/p95/p99 response times of each of ``endpoints`` among the requests
+    matching ``conditions``, computed by the database."""
+    if not endpoints:
+        return {}
+    log = APIRequestLog.__table__
+    v = log.c.response_time_ms
+    if session.get_bind().dialect.name == "postgresql":
+        fractions = postgresql.array([literal(p / 100) for p in PERCENTILES])
+        found = session.execute(
+            select(log.c.endpoint, cast(func.percentile_cont(fractions).within_group(v), FLOATS))
+            .where(*conditions, log.c.endpoint.in_(endpoints))
+            .group_by(log.c.endpoint)
+        )
+        return {endpoint: tuple(values) for endpoint, values in found}
+    percentiles: dict[str, tuple[float, ...]] = {}
+    for endpoint in endpoints:  # SQLite: one endpoint at a time, over its own index range
+        ordered = (
+            select(v.label("v"))
+            .where(*conditions, log.c.endpoint == endpoint)
+            .order_by(v)
+            .cte("ordered")
+            .prefix_with("MATERIALIZED")
+        )
+        n = select(func.count()).select_from(ordered).scalar_subquery()
+        row = session.execute(select(*(_sqlite_percentile(ordered, n, p) for p in PERCENTILES)))
+        percentiles[endpoint] = tuple(row.one())
+    return percentiles
