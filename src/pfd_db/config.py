@@ -111,6 +111,30 @@ class Settings(BaseSettings):
     digest_hour: int = Field(
         default=8, ge=0, le=23, description="Hour (UTC) of the daily and weekly (Monday) digests."
     )
+    retention_request_logs_days: int = Field(
+        default=90, ge=1, description="pfd-db clean: days of API request logs kept."
+    )
+    retention_api_usage_days: int = Field(
+        default=90, ge=1, description="pfd-db clean: days of API-key usage records kept."
+    )
+    retention_email_logs_days: int = Field(
+        default=180, ge=1, description="pfd-db clean: days of finished e-mail deliveries kept."
+    )
+    retention_webhook_logs_days: int = Field(
+        default=90, ge=1, description="pfd-db clean: days of finished webhook calls kept."
+    )
+    retention_login_history_days: int = Field(
+        default=365, ge=1, description="pfd-db clean: days of login attempts kept."
+    )
+    retention_sessions_days: int = Field(
+        default=30, ge=1, description="pfd-db clean: days ended or expired login sessions are kept."
+    )
+    retention_system_logs_days: int = Field(
+        default=365, ge=1, description="pfd-db clean: days of audit-log entries kept."
+    )
+    retention_batch_size: int = Field(
+        default=5000, ge=1, le=100_000, description="pfd-db clean: rows deleted per transaction."
+    )
 
     @field_validator("url")
     @classmethod

@@ -55,9 +55,9 @@ def main(
 app.add_typer(identity.api_keys, name="apikey")
 app.add_typer(keys.app, name="key")
 
-from pfd_db.cli import portability  # noqa: E402 - registered after the other commands
+from pfd_db.cli import clean, portability  # noqa: E402 - registered after the other commands
 
-for command in portability.app.registered_commands:
+for command in [*portability.app.registered_commands, *clean.app.registered_commands]:
     app.registered_commands.append(command)
 
 __all__ = ["app"]
