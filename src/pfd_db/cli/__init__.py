@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from pfd_db.cli import demo, identity, keys, schema, shells
+from pfd_db.cli import demo, experiments, identity, keys, schema, shells
 from pfd_db.cli.common import Commands
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ def main(
 
 app.add_typer(identity.api_keys, name="apikey")
 app.add_typer(keys.app, name="key")
+app.add_typer(experiments.app, name="experiment")
 
 from pfd_db.cli import clean, portability  # noqa: E402 - registered after the other commands
 
