@@ -285,6 +285,63 @@ def test_metric_comparisons(db, experiments, query, expected):
 
 
 @pytest.mark.parametrize(
+    "value",
+    ["needs-review", '"needs review"', "NEEDS_REVIEW", '"Needs  Review!"', "needs.review"],
+)
+def test_a_tag_is_found_by_its_slug_whatever_the_case_spacing_and_punctuation(
+    db, experiments, value
+):
+    assert set(found(db, f"tag:{value}")) == {"lstm-gearbox", "cnn-no-augmentation"}
+    assert set(found(db, f"-tag:{value}")) == ALL - {"lstm-gearbox", "cnn-no-augmentation"}
+
+
+def test_a_tag_whose_slug_is_not_its_names_is_found_by_its_exact_name(db, experiments):
+    odd = Tag(name="Team A/B", slug="team-x")  # written by hand, not by tags.get_or_create_tag
+    db.add(odd)
+    db.flush()
+    db.add(ExperimentTag(experiment_id=experiments["lstm-gearbox"].id, tag_id=odd.id))
+    db.commit()
+    assert found(db, 'tag:"Team A/B"') == ["lstm-gearbox"]
+    assert found(db, "tag:team-x") == ["lstm-gearbox"]
+    assert found(db, "tag:!!!") == []  # nothing to make a slug from, and no such name
+
+
+def captured_page_statement(db, engine, query: str) -> tuple[str, object]:
+    """The SQL and parameters that ``search`` sends for ``query``'s page."""
+    from probes import executions
+
+    with executions(engine) as sent:
+        store.search(db, query)
+    [page] = [(sql, params) for sql, params in sent if sql.lstrip().startswith("SELECT")]
+    return page
+
+
+def test_a_tag_filter_finds_the_tag_through_an_index(db, engine, dialect, experiments):
+    sql, params = captured_page_statement(db, engine, "tag:Needs-Review")
+    with engine.connect() as conn:
+        if dialect == "sqlite":
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+            text = "\n".join(row[-1] for row in plan)
+            assert "SCAN tags" not in text and "SCAN experiment_tags" not in text, text
+        else:  # with sequential scans priced out, only an index can keep them away
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            text = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params))
+            conn.rollback()
+            assert "Seq Scan on tags" not in text, text
+            assert "Seq Scan on experiment_tags" not in text, text
+    assert "uq_tags_slug" in text or "sqlite_autoindex_tags" in text, text
+
+
+@pytest.mark.parametrize("negated", [False, True])
+def test_a_metric_condition_reads_the_metric_once_per_row(
+    db, engine, dialect, experiments, negated
+):
+    sql, _ = captured_page_statement(db, engine, f"{'-' if negated else ''}metric.accuracy>0.9")
+    reads = sql.count("jsonb_typeof" if dialect == "postgresql" else "json_type")
+    assert reads == 1, sql
+
+
+@pytest.mark.parametrize(
     ("query", "expected"),
     [
         ("created:>2026-01-01", ALL - {"lstm-gearbox"}),
