@@ -337,7 +337,7 @@ def test_a_metric_condition_reads_the_metric_once_per_row(
     db, engine, dialect, experiments, negated
 ):
     sql, _ = captured_page_statement(db, engine, f"{'-' if negated else ''}metric.accuracy>0.9")
-    reads = sql.count("jsonb_typeof" if dialect == "postgresql" else "json_type")
+    reads = sql.count("jsonb_typeof(" if dialect == "postgresql" else "json_type(")
     assert reads == 1, sql
 
 
