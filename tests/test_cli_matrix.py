@@ -68,9 +68,12 @@ COMMANDS: dict[str, list[str]] = {
     "copy": ["copy", "--to", "sqlite:///{out}/copy.db"],
     "restore": ["restore", "{out}/no-backup.db"],
     "import-legacy": ["import-legacy", "--from", "sqlite:///{out}/no-legacy.db"],
+    "key rotate": ["key", "rotate"],
+    "clean": ["clean", "--yes"],
+    "clean --dry-run": ["clean", "--dry-run"],
+    "experiment list": ["experiment", "list"],
+    "experiment show": ["experiment", "show", "cnn-baseline"],
 }
-if "key" in get_command(app).commands:  # type: ignore[attr-defined]
-    COMMANDS["key rotate"] = ["key", "rotate"]
 CHANGES = {"init", "migrate", "downgrade"}
 """Commands whose job is to change the database, where they work."""
 NO_DATABASE_NEEDED = {"history", "migrate --sql"}
@@ -78,6 +81,8 @@ NO_DATABASE_NEEDED = {"history", "migrate --sql"}
 INSPECTING = {"status", "current", "check", "history", "migrate --sql", "dbshell"}
 """Commands that work on any pfd-db database whatever its revision."""
 MIGRATING = {"init", "migrate"}
+READERS = {"user list", "apikey list", "backup", "copy", "clean --dry-run", "experiment list"}
+"""Commands that read a database at head and write nothing to it."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ SETUPS = [
     Setup(
         "read-only file",
         "sqlite",
-        frozenset(INSPECTING | {"user list", "apikey list", "backup", "copy"}),
+        frozenset(INSPECTING | READERS),
     ),
     Setup("wrong password", "postgresql", frozenset(NO_DATABASE_NEEDED)),
     Setup("refused port", "postgresql", frozenset(NO_DATABASE_NEEDED)),
@@ -119,6 +124,20 @@ CASES = [
     for setup in SETUPS
     for command in COMMANDS
 ]
+
+
+def command_paths(group: object, prefix: str = "") -> set[str]:
+    """Every command of ``group`` by its path ("user create", ...)."""
+    paths = set()
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        path = f"{prefix}{name}"
+        paths |= command_paths(command, f"{path} ") if hasattr(command, "commands") else {path}
+    return paths
+
+
+def test_the_matrix_runs_every_command():
+    covered = {name.split(" --")[0] for name in COMMANDS}
+    assert covered == command_paths(get_command(app)), "add the new command to COMMANDS"
 
 
 # --- places: a database in a given state, its URL, and what "unchanged" means ---
