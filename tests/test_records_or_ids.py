@@ -160,6 +160,11 @@ CALLS = {
         ),
     ),
     "experiments.curve": ("experiment", "experiment", lambda db, r, e: experiments.curve(db, e)),
+    "experiments.curve_columns": (
+        "experiment",
+        "experiment",
+        lambda db, r, e: experiments.curve_columns(db, e),
+    ),
     "experiments.delete_experiment": (
         "experiment",
         "experiment",
@@ -220,6 +225,7 @@ CALLS = {
         lambda db, r, n: campaigns.add_trial(db, n, {"layers": 2}),
     ),
     "campaigns.trials": ("nas", "campaign", lambda db, r, n: campaigns.trials(db, n)),
+    "campaigns.hpo_trials": ("hpo", "campaign", lambda db, r, h: campaigns.hpo_trials(db, h)),
     "explanations.find_explanation": (
         "experiment",
         "experiment",
