@@ -72,6 +72,7 @@ from conftest import empty_tables
 from pfd_db.errors import InvalidInput, PfdDbError
 from pfd_db.models import (
     APIKey,
+    APIRequestLog,
     Base,
     Dataset,
     DatasetGeneration,
@@ -90,7 +91,7 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.models.column_values import check_row
-from pfd_db.models.enums import LoginMethod
+from pfd_db.models.enums import Aggregation, LoginMethod
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "another long passphrase 42"
@@ -316,7 +317,7 @@ class Entry:
 
 
 ATTEMPTS = frozenset({"login_history"})
-LOCKOUT = frozenset({"login_history", "users"})
+LOCKOUT = frozenset({"login_history", "users", "system_logs"})  # a lock is audited
 
 
 def _attempt(w: World) -> Any:
@@ -327,6 +328,10 @@ def _attempt(w: World) -> Any:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _hour() -> datetime:
+    return _now().replace(minute=0, second=0, microsecond=0)
 
 
 def _reread(w: World) -> dict[str, Any]:
@@ -661,6 +666,7 @@ CALLS: dict[str, Entry] = {
         lambda w: {"time": LoginHistory.timestamp, "ident": LoginHistory.id, "before_id": 1},
         ("time", "ident"),
     ),
+    "paging.moment": Entry(lambda w: {"value": _now(), "field": "since"}, ("field",)),
     "paging.newest_first": Entry(
         lambda w: {"time": LoginHistory.timestamp, "ident": LoginHistory.id}, internal=True
     ),
@@ -668,6 +674,42 @@ CALLS: dict[str, Entry] = {
     "query_language.parse": Entry(lambda w: {"text": 'resnet "outer race" metric.f1>0.5'}),
     "query_language.day_after": Entry(
         lambda w: {"start": datetime(2026, 1, 1, tzinfo=UTC)}, internal=True
+    ),
+    # retention: the maintenance job, on its own engine (dry runs: nothing is old here)
+    "retention.clean": Entry(
+        lambda w: {
+            "bind": w.extra["engine"],
+            "older_than": timedelta(days=30),
+            "tables": ["login_history"],
+            "dry_run": True,
+            "batch_size": 100,
+        },
+        ("bind", "progress"),
+    ),
+    "retention.check_arguments": Entry(
+        lambda w: {"tables": ["login_history"], "older_than": timedelta(days=30), "batch_size": 10}
+    ),
+    # rollups
+    "rollups.rollup": Entry(
+        lambda w: {
+            "period": "hourly",
+            "start": _hour() - timedelta(hours=2),
+            "end": _hour(),
+        }
+    ),
+    "rollups.summaries": Entry(
+        lambda w: {"period": "hourly", "since": _hour() - timedelta(days=1), "limit": 10}
+    ),
+    "rollups.period_start": Entry(
+        lambda w: {"kind": Aggregation.DAILY, "moment": _now(), "field": "moment"},
+        ("kind", "field"),
+    ),
+    "rollups.count_by_endpoint": Entry(  # conditions are built by the store
+        lambda w: {"conditions": [APIRequestLog.status_code >= 400], "limit": 5}, internal=True
+    ),
+    "rollups.percentiles_by_endpoint": Entry(
+        lambda w: {"conditions": [APIRequestLog.status_code >= 400], "endpoints": ["/a"]},
+        internal=True,
     ),
     # search
     "search.search": Entry(
@@ -725,6 +767,62 @@ CALLS: dict[str, Entry] = {
     ),
     "tags.bulk_untag": Entry(lambda w: {"experiments": [w.done], "tag": w.tag}),
     "tags.detach_all": Entry(lambda w: {"experiments": [w.done, w.running.id]}),
+    # traffic
+    "traffic.record_requests": Entry(
+        lambda w: {
+            "rows": [
+                {
+                    "endpoint": "/api/experiments",
+                    "method": "get",
+                    "status_code": 200,
+                    "response_time_ms": 12.5,
+                    "request_time": _now(),
+                    "request_size_bytes": 10,
+                    "response_size_bytes": 2048,
+                    "ip_address": "10.0.0.1",
+                    "user_agent": "curl/8.0",
+                    "api_key_id": w.api_key.id,
+                    "error_message": None,
+                    "request_payload_sample": {"q": "x"},
+                    "response_payload_sample": [1, 2],
+                }
+            ]
+        }
+    ),
+    "traffic.recent_requests": Entry(
+        lambda w: {
+            "since": _now() - timedelta(days=1),
+            "until": _now(),
+            "endpoint": "/api/experiments",
+            "api_key": w.api_key,
+            "status_code": 200,
+            "errors_only": False,
+            "limit": 10,
+            "before_id": 10**6,
+        }
+    ),
+    "traffic.error_logs": Entry(
+        lambda w: {
+            "since": _now() - timedelta(days=1),
+            "endpoint": "/api/experiments",
+            "limit": 10,
+            "before_id": 10**6,
+        }
+    ),
+    "traffic.endpoint_metrics": Entry(
+        lambda w: {"since": _now() - timedelta(days=1), "until": _now(), "limit": 10}
+    ),
+    "traffic.timeline": Entry(
+        lambda w: {
+            "since": _now() - timedelta(hours=3),
+            "until": _now(),
+            "bucket": timedelta(hours=1),
+        }
+    ),
+    "traffic.top_api_keys": Entry(lambda w: {"since": _now() - timedelta(days=1), "limit": 5}),
+    "traffic.key_usage": Entry(
+        lambda w: {"key": w.api_key, "since": _now() - timedelta(days=1), "endpoints": 5}
+    ),
     # twofactor
     "twofactor.begin_setup": Entry(lambda w: {"user": w.user}),
     "twofactor.confirm_setup": Entry(
@@ -1216,7 +1314,9 @@ def shared(engine) -> Iterator[tuple[Session, World]]:
     empty_tables(engine, Models.metadata)
     session = Session(bind=engine, expire_on_commit=False)
     try:
-        yield session, build_world(session)
+        world = build_world(session)
+        world.extra["engine"] = engine
+        yield session, world
     finally:
         session.close()
         empty_tables(engine, Models.metadata)

@@ -47,6 +47,7 @@ from pfd_db.models.enums import EmailStatus, WebhookStatus
 from pfd_db.portability import Progress, no_progress
 from pfd_db.store.validation import require_count, require_flag
 from pfd_db.types import utc_or_now
+from pfd_db.values import shown
 
 
 @dataclass(frozen=True)
@@ -249,11 +250,11 @@ def _chosen(tables: Iterable[str] | None) -> list[Rule]:
         return list(RULES.values())
     if isinstance(tables, str) or not isinstance(tables, Iterable):
         raise InvalidInput("tables must be a list of table names")
-    names = list(dict.fromkeys(tables))
-    unknown = [name for name in names if name not in RULES]
+    names = list(tables)
+    unknown = [name for name in names if not isinstance(name, str) or name not in RULES]
     if unknown or not names:
         raise InvalidInput(
-            f"tables: pfd-db cleans only {', '.join(TABLES)} (got {', '.join(map(str, unknown))})"
+            f"tables: pfd-db cleans only {', '.join(TABLES)} (got {shown(unknown)})"
             if unknown
             else "tables: name at least one table"
         )

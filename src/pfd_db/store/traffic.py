@@ -107,7 +107,8 @@ KEY_CHECK_BATCH = 1_000
 BUCKET_MIN = timedelta(seconds=1)
 BUCKETS_MAX = 10_000
 DAYS_MAX = 3_660
-DOCUMENT_ARRAY = postgresql.ARRAY(postgresql.JSONB(none_as_null=True))
+# dimensions=1: a sample that is a JSON list is one document, not a sub-array of the batch
+DOCUMENT_ARRAY = postgresql.ARRAY(postgresql.JSONB(none_as_null=True), dimensions=1)
 DOCUMENT_TEXT = JSON(none_as_null=True)  # SQLite: a payload sample as JSON text, None as NULL
 ERRORS = APIRequestLog.status_code >= literal_column("400")
 """Failed requests, in the words of the partial index ``ix_api_request_logs_errors``
