@@ -2,12 +2,16 @@
 
 For each public function of each module of :mod:`pfd_db.store` (no leading
 underscore, defined in that module), :data:`CALLS` says how to make a valid
-call from a :class:`World` of fixtures, built once per function through the
-store and committed. Hypothesis then makes calls in which one argument (or one
-part of it: a key of a document, an item of a list, a field of a row) is
-replaced by a hostile value: NUL characters, lone surrogates, over-long text,
-2**31, 2**63, -2**31-1, NaN, infinities (as numbers and inside documents),
-None, wrong types, other records, documents nested too deep.
+call from a :class:`World` of fixtures, built through the store once per
+dialect and committed; every call is rolled back after. A new public function
+without an entry fails its test. Hypothesis then makes calls in which one
+argument (or one part of it: a key of a document, an item of a list, a field
+of a row) is replaced by a hostile value: NUL characters, lone surrogates,
+over-long text, 2**31, 2**63, -2**31-1, NaN, infinities (as numbers and inside
+documents), None, wrong types, other records, documents nested too deep.
+Helpers that the store calls with values it checked itself (the status
+machine, the login history's counts) are marked ``internal``: only their valid
+call is made.
 
 The rule each call must keep, else it *escaped*:
 
@@ -1252,42 +1256,50 @@ COUNTS: dict[tuple[str, str], Tally] = {}
 
 @pytest.fixture(scope="session")
 def fuzz_counts(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, str], Tally]]:
-    """The tallies of the run; printed and written out at its end."""
+    """The tallies of the run. At its end, the counts per function go to
+    ``.pytest_cache/d/pfd-fuzz/counts.txt``, and per module to the terminal."""
     yield COUNTS
     if not COUNTS:
         return
-    lines = [
-        f"{'function':40} {'dialect':10} {'tried':>6} {'accepted':>9} {'refused':>8} {'escaped':>8}"
-    ]
-    totals: dict[str, Tally] = {}
-    for (name, dialect), tally in sorted(COUNTS.items()):
-        lines.append(
-            f"{name:40} {dialect:10} {tally.tried:6} {tally.accepted:9} {tally.refused:8} "
-            f"{len(tally.escapes):8}"
-        )
-        total = totals.setdefault(dialect, Tally())
-        total.tried += tally.tried
-        total.accepted += tally.accepted
-        total.refused += tally.refused
-        total.escapes += tally.escapes
-    for dialect, total in sorted(totals.items()):
-        lines.append(
-            f"{'TOTAL (' + str(len(FUNCTIONS)) + ' functions)':40} {dialect:10} {total.tried:6} "
-            f"{total.accepted:9} {total.refused:8} {len(total.escapes):8}"
-        )
-    report = "\n".join(lines)
+    by_module: dict[tuple[str, str], Tally] = {}
+    for (name, dialect), tally in COUNTS.items():
+        for key in (
+            (name.split(".")[0], dialect),
+            (f"TOTAL ({len(FUNCTIONS)} functions)", dialect),
+        ):
+            total = by_module.setdefault(key, Tally())
+            total.tried += tally.tried
+            total.accepted += tally.accepted
+            total.refused += tally.refused
+            total.escapes += tally.escapes
+    written = None
     cache = getattr(request.config, "cache", None)
-    cache_dir = cache.mkdir("pfd-fuzz") if cache is not None else None
-    if cache_dir is not None:
-        (cache_dir / "counts.txt").write_text(report + "\n")
+    if cache is not None:
+        written = cache.mkdir("pfd-fuzz") / "counts.txt"
+        totals = {key: tally for key, tally in by_module.items() if key[0].startswith("TOTAL")}
+        written.write_text("\n".join(_count_lines({**COUNTS, **totals}, "function")) + "\n")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None:
         with capture.global_and_fixture_disabled():
             reporter.write_line("")
             reporter.write_sep("-", "store fuzz counts")
-            for line in lines:
+            for line in _count_lines(by_module, "module"):
                 reporter.write_line(line)
+            if written is not None:
+                reporter.write_line(f"per function: {written}")
+
+
+def _count_lines(tallies: Mapping[tuple[str, str], Tally], what: str) -> list[str]:
+    lines = [f"{what:40} {'dialect':10} {'tried':>6} {'accepted':>9} {'refused':>8} {'escaped':>8}"]
+    for (name, dialect), tally in sorted(
+        tallies.items(), key=lambda item: ("TOTAL" in item[0][0], item[0])
+    ):
+        lines.append(
+            f"{name:40} {dialect:10} {tally.tried:6} {tally.accepted:9} {tally.refused:8} "
+            f"{len(tally.escapes):8}"
+        )
+    return lines
 
 
 def test_every_entry_names_a_public_function():
