@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         default=365, ge=1, description="pfd-db clean: days of audit-log entries kept."
     )
     retention_batch_size: int = Field(
-        default=5000, ge=1, le=100_000, description="pfd-db clean: rows deleted per transaction."
+        default=1000, ge=1, le=100_000, description="pfd-db clean: rows deleted per transaction."
     )
 
     @field_validator("url")
