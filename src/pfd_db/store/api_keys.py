@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, contains_eager
 from pfd_db.crypto import random_token, sha256_hex
 from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
+from pfd_db.store import audit
 from pfd_db.store.credentials import presented
 from pfd_db.store.validation import require_count, require_text
 from pfd_db.store.writes import ID_MAX
@@ -81,6 +82,9 @@ def issue(
     record.key_hash = sha256_hex(plaintext)
     session.add(record)
     session.flush()
+    audit.about(
+        session, user, "api_key.issued", key_id=record.id, prefix=record.prefix, name=record.name
+    )
     return plaintext, record
 
 
@@ -204,9 +208,12 @@ def _touch(session: Session, record: APIKey, now: datetime) -> None:
 
 def revoke(session: Session, key: APIKey) -> APIKey:
     """Turn ``key`` off for good. Revoking twice keeps the first ``revoked_at``."""
+    first_time = key.revoked_at is None
     key.is_active = False
     key.revoked_at = key.revoked_at or utcnow()
     session.flush()
+    if first_time:
+        audit.about(session, key.user, "api_key.revoked", key_id=key.id, prefix=key.prefix)
     return key
 
 

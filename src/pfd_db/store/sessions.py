@@ -13,16 +13,17 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, contains_eager
 
 from pfd_db.config import get_settings
 from pfd_db.crypto import random_token, sha256_hex
-from pfd_db.errors import AuthenticationFailed, InvalidInput
+from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import SessionLog, User
-from pfd_db.store import useragent
+from pfd_db.store import audit, useragent
 from pfd_db.store.credentials import optional_client_text, presented
 from pfd_db.store.logins import IP_LENGTH, USER_AGENT_LENGTH, storable
+from pfd_db.store.writes import load
 from pfd_db.types import utc_or_now, utcnow
 
 TOKEN_BYTES = 32
@@ -113,6 +114,51 @@ def active_sessions(session: Session, user: User, now: datetime | None = None) -
             .order_by(SessionLog.created_at.desc(), SessionLog.id.desc())
         )
     )
+
+
+# --- the security page ------------------------------------------------------------
+
+
+def list_active(
+    session: Session, user: User | int, now: datetime | None = None
+) -> list[SessionLog]:
+    """The devices ``user`` is logged in on: their live sessions, newest first, each
+    with its address, browser, device type and last activity (never a token)."""
+    return active_sessions(session, load(session, User, user, "user"), now)
+
+
+def revoke(session: Session, user: User | int, session_id: SessionLog | int) -> bool:
+    """Log out that device: end ``user``'s session ``session_id`` (the row or its
+    id). True if it was active; False if it had ended already. :class:`NotFound`
+    if ``user`` has no session with that id (another user's counts as none).
+    Written to the audit log when it ends a session."""
+    user = load(session, User, user, "user")
+    target = _session_of(session, user, session_id, "session_id")
+    ended = _end(session, SessionLog.id == target.id)
+    if ended:
+        audit.about(session, user, "session.revoked", sessions=ended, session_id=target.id)
+    return ended == 1
+
+
+def revoke_others(session: Session, user: User | int, keep: SessionLog | int) -> int:
+    """Log out everywhere else: end every active session of ``user`` but ``keep``
+    (the current one: the row or its id); how many were ended. :class:`NotFound`
+    if ``keep`` is not one of ``user``'s sessions. Written to the audit log when
+    it ends any."""
+    user = load(session, User, user, "user")
+    kept = _session_of(session, user, keep, "keep")
+    ended = _end(session, and_(SessionLog.user_id == user.id, SessionLog.id != kept.id))
+    if ended:
+        audit.about(session, user, "session.revoked", sessions=ended, kept_session_id=kept.id)
+    return ended
+
+
+def _session_of(session: Session, user: User, record: SessionLog | int, field: str) -> SessionLog:
+    """``record`` (a session or its id) if it is one of ``user``'s, else NotFound."""
+    found = load(session, SessionLog, record, field)
+    if found.user_id != user.id:
+        raise NotFound(f"user {user.username!r} has no session {found.id} ({field})")
+    return found
 
 
 def _end(session: Session, where: ColumnElement[bool]) -> int:

@@ -45,6 +45,7 @@ from pfd_db.crypto import decrypt, encrypt, keyed_hash, keyed_hashes, reencrypt
 from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
+from pfd_db.store import audit
 from pfd_db.store.credentials import optional_client_text, presented
 from pfd_db.store.logins import IP_LENGTH, Attempt, recent_failures, record_attempt, storable
 from pfd_db.store.own_transaction import in_own_transaction
@@ -118,16 +119,20 @@ def confirm_setup(session: Session, user: User, code: str, now: datetime | None 
     _settle(session, attempt, _totp_failure(session, user, code, attempt.now))
     user.totp_enabled = True
     session.flush()
+    audit.about(session, user, "twofactor.enabled")
 
 
 def disable(session: Session, user: User) -> None:
     """Turn 2FA off for ``user``: forget the secret and the replay guard, delete
     the backup codes."""
+    was_set_up = user.totp_enabled or user.totp_secret is not None
     user.totp_secret = None
     user.totp_enabled = False
     user.totp_last_step = None
     _delete_backup_codes(session, user)
     session.flush()
+    if was_set_up:
+        audit.about(session, user, "twofactor.disabled")
 
 
 class Reencrypted(NamedTuple):
@@ -148,7 +153,8 @@ def reencrypt_secrets(
     users with an id above ``after_id``, in id order: one batch of ``pfd-db key
     rotate``. Secrets already under the first key are left as they are, so
     running it again changes nothing. The rows are locked while the batch runs;
-    it flushes, the caller commits.
+    it flushes, the caller commits. A batch that re-encrypts any secret writes
+    one ``instance_key.rotated`` audit entry saying how many and which users.
     """
     after_id = require_count(after_id, "after_id")
     limit = require_count(limit, "limit", minimum=1)
@@ -167,6 +173,13 @@ def reencrypt_secrets(
             user.totp_secret = rotated
             reencrypted += 1
     session.flush()
+    if reencrypted:
+        audit.record(
+            session,
+            audit.actor(session),
+            "instance_key.rotated",
+            details={"reencrypted": reencrypted, "user_ids": [batch[0].id, batch[-1].id]},
+        )
     return Reencrypted(len(batch), reencrypted, batch[-1].id if batch else None)
 
 
@@ -258,6 +271,7 @@ def generate_backup_codes(session: Session, user: User, n: int = 10) -> list[str
         for code in codes
     )
     session.flush()
+    audit.about(session, user, "twofactor.backup_codes", count=len(codes))
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
 
