@@ -29,7 +29,9 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
-    """``value`` converted to UTC; a naive value raises :class:`InvalidInput`."""
+    """``value`` converted to UTC; a naive value, or not a datetime, is :class:`InvalidInput`."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"expected a timezone-aware datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(
             f"naive datetime {value.isoformat()} given: pfd-db stores timezone-aware UTC, "
