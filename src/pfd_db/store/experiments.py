@@ -75,7 +75,8 @@ FIXED_FIELDS = frozenset({"epoch", *CURVE_FIXED, "checkpoint_path"})  # no extra
 METRIC_NAME_MAX = 100
 METRIC_NAME = re.compile(rf"[A-Za-z0-9_.\-]{{1,{METRIC_NAME_MAX}}}")
 EXTRA_METRICS_TEXT = JSON(none_as_null=True)  # SQLite: extra metrics as JSON text, None as NULL
-EXTRA_METRICS_ARRAY = postgresql.ARRAY(postgresql.JSONB(none_as_null=True))
+EXTRA_METRICS_JSONB = postgresql.JSONB(none_as_null=True)  # PostgreSQL: None as NULL
+EXTRA_METRICS_ARRAY = postgresql.ARRAY(EXTRA_METRICS_JSONB)
 
 
 # --- experiments -------------------------------------------------------------------
@@ -468,11 +469,15 @@ def _write_sqlite(
 
 
 def _write_postgresql(connection: Connection, experiment_id: int, rows: list[Row]) -> None:
-    """:func:`_unnest_upsert` with one array per column; the shared values once."""
+    """One row: :func:`_values_upsert`. More: :func:`_unnest_upsert`, with one array
+    per column. The shared values once either way."""
     now = utcnow()
+    shared = {"experiment_id": experiment_id, "created_at": now, "updated_at": now}
+    if len(rows) == 1:
+        connection.execute(_values_upsert(), {**dict(zip(PER_ROW, rows[0], strict=True)), **shared})
+        return
     columns = zip(*rows, strict=True)
     arrays = {name: list(column) for name, column in zip(PER_ROW, columns, strict=True)}
-    shared = {"experiment_id": experiment_id, "created_at": now, "updated_at": now}
     connection.execute(_unnest_upsert(), {**arrays, **shared})
 
 
@@ -488,6 +493,15 @@ def _sqlite_upsert(dialect: Dialect) -> str:
     if compiled.positiontup != order:
         raise AssertionError(f"unexpected parameter order {compiled.positiontup}")
     return compiled.string
+
+
+@cache
+def _values_upsert() -> Executable:
+    """``INSERT ... VALUES (...) ON CONFLICT (experiment_id, epoch) DO UPDATE`` of one row."""
+    table = _training_runs()
+    types = {name: table.c[name].type for name in COLUMNS} | {"metrics": EXTRA_METRICS_JSONB}
+    values = {name: bindparam(name, type_=types[name]) for name in COLUMNS}
+    return _replacing(postgresql.insert(table).values(values).inline())  # inline: no RETURNING
 
 
 @cache
