@@ -49,6 +49,8 @@ from pfd_db.store.validation import require_count, require_flag
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
 
+AGE_MAX = timedelta(days=36_600)  # a century: a cutoff stays on the calendar
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -264,6 +266,9 @@ def _chosen(tables: Iterable[str] | None) -> list[Rule]:
 def _valid_age(older_than: object) -> timedelta | None:
     if older_than is None:
         return None
-    if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-        raise InvalidInput(f"older_than must be a positive timedelta (got {older_than!r})")
+    if not isinstance(older_than, timedelta) or not timedelta(0) < older_than <= AGE_MAX:
+        raise InvalidInput(
+            f"older_than must be a positive timedelta of at most {AGE_MAX.days} days "
+            f"(got {shown(older_than)})"
+        )
     return older_than
