@@ -5,7 +5,7 @@ was refused."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,6 +15,7 @@ from pfd_db.errors import InvalidInput
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, SessionLog, Tag, User
 from pfd_db.store import experiments, search
 from pfd_db.store.validation import require_count, require_object, require_str, require_text
+from pfd_db.types import utc_or_now
 from pfd_db.values import (
     INT32_MAX,
     INT64_MAX,
@@ -131,6 +132,21 @@ def test_plain_json_documents_pass_as_given():
     assert require_object(document, "config") == document
     assert check_document(nested(MAX_JSON_DEPTH), "config") is not None
     assert check_document({"big": 2**80}, "config") == {"big": 2**80}
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [
+        datetime.max.replace(tzinfo=UTC),
+        datetime.min.replace(tzinfo=UTC),
+        datetime(1899, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(9000, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_a_clock_off_the_calendar_is_refused_before_any_window_is_counted_from_it(clock):
+    with pytest.raises(InvalidInput, match="outside the years a clock may show"):
+        utc_or_now(clock)
+    assert utc_or_now(datetime(1900, 1, 1, tzinfo=UTC)).year == 1900
 
 
 # --- the check before every flush ------------------------------------------------
