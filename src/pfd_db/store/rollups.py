@@ -6,9 +6,11 @@ failed requests, the mean and the p50/p95/p99 response times, requests per
 second (over the whole period), the error rate and per-endpoint figures
 (``{"/api/x": {"requests", "successes", "failures", "avg_response_time_ms",
 "max_response_time_ms"}}``). The database computes every figure; Python only
-walks the periods. Each period is one ``INSERT ... SELECT ... ON CONFLICT
-(period_start, aggregation_type) DO UPDATE``, so running a rollup again
-replaces its rows with the figures of the rows stored now. A period without
+lists the periods. The rows are written by ``INSERT ... SELECT ... ON CONFLICT
+(period_start, aggregation_type) DO UPDATE`` (on PostgreSQL one statement for up
+to 1 000 periods, a LATERAL pair of aggregates per period; on SQLite one per
+period), so running a rollup again replaces its rows with the figures of the
+rows stored now. A period without
 requests gets no row (and keeps one it had: a rollup of a range whose requests
 retention removed keeps their figures).
 
@@ -22,8 +24,9 @@ Percentiles are those of :func:`statistics.quantiles` with ``method="inclusive"`
   interpolation ``(x[j] * (100 - d) + x[j + 1] * d) / 100``, Python's own
   formula, in SQL.
 
-Each period's rows are read from ``ix_api_request_logs_rollup`` alone (it holds
-the time, response time, status and endpoint), an index range per period.
+Each period's rows are an index range (on SQLite read from
+``ix_api_request_logs_rollup`` alone, which holds the time, response time, status
+and endpoint).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Float,
     Integer,
     Select,
@@ -44,6 +48,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -59,6 +64,7 @@ from pfd_db.types import UTCDateTime, utcnow
 
 PERCENTILES = (50, 95, 99)
 PERIODS_MAX = 100_000
+STATEMENT_PERIODS = 1_000  # PostgreSQL: periods per statement
 FLOATS = postgresql.ARRAY(Float())
 MONDAY = datetime(2001, 1, 1, tzinfo=UTC)  # weeks are counted from a Monday
 LENGTHS = {
@@ -103,19 +109,16 @@ def rollup(session: Session, period: Aggregation | str, start: datetime, end: da
         raise InvalidInput(f"{count} {kind.value} periods from start to end: at most {PERIODS_MAX}")
     session.flush()
     connection = session.connection()
-    statement = _rollup_statement(connection.dialect)
-    written = 0
-    for number in range(count):
-        low = first + number * length
-        parameters = {
-            "low": low,
-            "high": low + length,
-            "kind": kind.value,
-            "seconds": length.total_seconds(),
-            "now": utcnow(),
-        }
-        written += len(connection.execute(statement, parameters).all())
-    return written
+    starts = [first + number * length for number in range(count)]
+    shared = {"kind": kind.value, "seconds": length.total_seconds(), "now": utcnow()}
+    if connection.dialect.name == "postgresql":  # many periods per statement
+        every = _postgresql_rollup()
+        batches = [starts[i : i + STATEMENT_PERIODS] for i in range(0, count, STATEMENT_PERIODS)]
+        runs = [(every, {"starts": batch, "length": length}) for batch in batches]
+    else:  # SQLite: one period per statement
+        one = _sqlite_rollup(connection.dialect)
+        runs = [(one, {"low": low, "high": low + length}) for low in starts]
+    return sum(len(connection.execute(sql, {**shared, **more}).all()) for sql, more in runs)
 
 
 def summaries(
@@ -157,7 +160,7 @@ def period_start(kind: Aggregation, moment: datetime, field: str = "moment") -> 
 
 
 @lru_cache(maxsize=16)
-def _rollup_statement(dialect: Dialect) -> Executable:
+def _sqlite_rollup(dialect: Dialect) -> Executable:
     """``INSERT INTO api_metrics_summary ... SELECT <the figures of :low .. :high>
     ... ON CONFLICT (period_start, aggregation_type) DO UPDATE``, built once."""
     log = APIRequestLog.__table__
@@ -165,19 +168,62 @@ def _rollup_statement(dialect: Dialect) -> Executable:
         log.c.request_time >= bindparam("low", type_=UTCDateTime()),
         log.c.request_time < bindparam("high", type_=UTCDateTime()),
     ]
-    if dialect.name == "postgresql":
-        figures: Select[Any] = _postgresql_figures(window)
-        insert: Any = postgresql.insert(APIMetricsSummary)
-    else:
-        figures = _sqlite_figures(window)
-        insert = sqlite.insert(APIMetricsSummary)
+    insert = sqlite.insert(APIMetricsSummary)
     columns = ["period_start", "period_end", "aggregation_type", *FIGURES, *STAMPS]
-    statement = insert.from_select(columns, figures)
+    statement = insert.from_select(columns, _sqlite_figures(window))
     upsert: Executable = statement.on_conflict_do_update(
         index_elements=CONFLICT_KEY,
         set_={name: statement.excluded[name] for name in (*FIGURES, "updated_at")},
     ).returning(APIMetricsSummary.id)  # a rowcount SQLite does not give for WITH ... INSERT
     return upsert
+
+
+@cache
+def _postgresql_rollup() -> Executable:
+    """The rollup of every period starting at one of ``:starts`` (each ``:length``
+    long), in one statement: a LATERAL pair of aggregates per period, each an
+    index range of its own."""
+    replaced = ", ".join(f"{name} = excluded.{name}" for name in (*FIGURES, "updated_at"))
+    fractions = ", ".join(str(p / 100) for p in PERCENTILES)
+    percentiles = ", ".join(f"totals.p[{i + 1}]" for i in range(len(PERCENTILES)))
+    window = "request_time >= period.low AND request_time < period.low + CAST(:length AS interval)"
+    statement = text(  # made of the constants above only
+        f"""
+        INSERT INTO api_metrics_summary (period_start, period_end, aggregation_type,
+            {", ".join(FIGURES)}, {", ".join(STAMPS)})
+        SELECT period.low, period.low + CAST(:length AS interval), :kind,
+            totals.n, totals.ok, totals.n - totals.ok, totals.mean, {percentiles},
+            totals.n / CAST(:seconds AS float8), CAST(totals.n - totals.ok AS float8) / totals.n,
+            endpoints.figures, :now, :now
+        FROM unnest(CAST(:starts AS timestamptz[])) AS period(low)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, count(*) FILTER (WHERE status_code < 400) AS ok,
+                avg(response_time_ms) AS mean,
+                percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY response_time_ms) AS p
+            FROM api_request_logs WHERE {window}
+        ) AS totals
+        CROSS JOIN LATERAL (
+            SELECT jsonb_object_agg(endpoint, jsonb_build_object(
+                'requests', requests, 'successes', successes,
+                'failures', requests - successes,
+                'avg_response_time_ms', mean, 'max_response_time_ms', largest)) AS figures
+            FROM (
+                SELECT endpoint, count(*) AS requests,
+                    count(*) FILTER (WHERE status_code < 400) AS successes,
+                    avg(response_time_ms) AS mean, max(response_time_ms) AS largest
+                FROM api_request_logs WHERE {window}
+                GROUP BY endpoint
+            ) AS per_endpoint
+        ) AS endpoints
+        WHERE totals.n > 0
+        ON CONFLICT (period_start, aggregation_type) DO UPDATE SET {replaced}
+        RETURNING id
+        """  # noqa: S608
+    ).bindparams(
+        bindparam("starts", type_=postgresql.ARRAY(DateTime(timezone=True))),
+        bindparam("now", type_=DateTime(timezone=True)),
+    )
+    return statement
 
 
 def _head() -> list[Any]:
@@ -192,46 +238,6 @@ def _head() -> list[Any]:
 def _stamps() -> list[Any]:
     now = bindparam("now", type_=UTCDateTime())
     return [now, now]
-
-
-def _postgresql_figures(window: list[ColumnElement[bool]]) -> Select[Any]:
-    log = APIRequestLog.__table__
-    v = log.c.response_time_ms
-    fractions = postgresql.array([literal(p / 100) for p in PERCENTILES])
-    totals = (
-        select(
-            func.count().label("n"),
-            func.count().filter(log.c.status_code < 400).label("ok"),
-            func.avg(v).label("mean"),
-            cast(func.percentile_cont(fractions).within_group(v), FLOATS).label("p"),
-        )
-        .where(*window)
-        .subquery("totals")
-    )
-    per_endpoint = _per_endpoint(window).subquery("per_endpoint")
-    endpoints = (
-        select(
-            func.jsonb_object_agg(
-                per_endpoint.c.endpoint,
-                func.jsonb_build_object(*_endpoint_fields(per_endpoint)),
-            )
-        )
-        .select_from(per_endpoint)
-        .scalar_subquery()
-    )
-    n, ok = totals.c.n, totals.c.ok
-    return select(
-        *_head(),
-        n,
-        ok,
-        n - ok,
-        totals.c.mean,
-        *(totals.c.p[i + 1] for i in range(len(PERCENTILES))),
-        cast(n, Float) / bindparam("seconds", type_=Float()),
-        cast(n - ok, Float) / cast(n, Float),
-        endpoints,
-        *_stamps(),
-    ).where(n > 0)
 
 
 def _sqlite_figures(window: list[ColumnElement[bool]]) -> Select[Any]:
