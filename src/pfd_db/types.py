@@ -22,6 +22,10 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from pfd_db.errors import InvalidInput
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""The moments a ``now=`` clock may show (:func:`utc_or_now`)."""
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -42,8 +46,17 @@ def as_utc(value: datetime) -> datetime:
 
 def utc_or_now(value: datetime | None) -> datetime:
     """``value`` in UTC if given (a naive one raises :class:`InvalidInput`), else
-    the current time: the clock of every function that takes ``now=``."""
-    return utcnow() if value is None else as_utc(value)
+    the current time: the clock of every function that takes ``now=``. A clock
+    outside :data:`EARLIEST` .. :data:`LATEST` is :class:`InvalidInput`: windows
+    and lifetimes counted from it would leave the calendar."""
+    if value is None:
+        return utcnow()
+    if isinstance(value, datetime) and value.tzinfo is not None and not EARLIEST <= value < LATEST:
+        raise InvalidInput(
+            f"now={value.isoformat()} is outside the years a clock may show "
+            f"({EARLIEST.year} to {LATEST.year - 1})"
+        )
+    return as_utc(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
