@@ -31,8 +31,8 @@ from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store import audit
 from pfd_db.store.credentials import presented
-from pfd_db.store.validation import require_count, require_text
-from pfd_db.store.writes import ID_MAX
+from pfd_db.store.validation import require_count, require_items, require_str, require_text
+from pfd_db.store.writes import ID_MAX, load, one_of_kinds
 from pfd_db.types import as_utc, utc_or_now, utcnow
 
 KEY_TAG = "pfd"
@@ -57,7 +57,7 @@ RATE_WINDOW = timedelta(hours=1)
 
 def issue(
     session: Session,
-    user: User,
+    user: User | int,
     name: str,
     scopes: Iterable[str] = ("read",),
     expires_at: datetime | None = None,
@@ -70,6 +70,7 @@ def issue(
     The prefix has 64 random bits; the unique constraint on it turns the
     vanishingly rare collision into an ``IntegrityError`` at flush.
     """
+    user = load(session, User, user, "user")
     record = APIKey(
         user=user,
         name=require_text(name, "name", NAME_MAX),
@@ -91,11 +92,11 @@ def issue(
 def _valid_scopes(scopes: Iterable[str]) -> list[str]:
     if isinstance(scopes, str):
         raise InvalidInput("scopes: give a list of scopes, not one string")
-    wanted = list(dict.fromkeys(scopes))
-    unknown = [scope for scope in wanted if scope not in SCOPE_LEVELS]
-    if not wanted or unknown:
+    given = require_items(scopes, "scopes")
+    unknown = [scope for scope in given if not isinstance(scope, str) or scope not in SCOPE_LEVELS]
+    if not given or unknown:
         raise InvalidInput(f"scopes: give one or more of {', '.join(SCOPE_LEVELS)}")
-    return wanted
+    return list(dict.fromkeys(given))
 
 
 def _valid_expiry(expires_at: datetime | None) -> datetime | None:
@@ -206,8 +207,9 @@ def _touch(session: Session, record: APIKey, now: datetime) -> None:
 # --- managing ------------------------------------------------------------------
 
 
-def revoke(session: Session, key: APIKey) -> APIKey:
+def revoke(session: Session, key: APIKey | int) -> APIKey:
     """Turn ``key`` off for good. Revoking twice keeps the first ``revoked_at``."""
+    key = load(session, APIKey, key, "key")
     first_time = key.revoked_at is None
     key.is_active = False
     key.revoked_at = key.revoked_at or utcnow()
@@ -226,11 +228,9 @@ def get_key(session: Session, id_or_prefix: int | str) -> APIKey:
     start of a prefix matches several keys, :class:`InvalidInput` for a text that
     can name no key.
     """
-    found = (
-        session.get(APIKey, id_or_prefix)
-        if isinstance(id_or_prefix, int)
-        else _find_by_text(session, id_or_prefix)
-    )
+    if isinstance(id_or_prefix, int) and not isinstance(id_or_prefix, bool):
+        return load(session, APIKey, id_or_prefix, "id_or_prefix")
+    found = _find_by_text(session, id_or_prefix)
     if found is None:
         raise NotFound(f"no API key {id_or_prefix!r}")
     return found
@@ -240,7 +240,7 @@ PREFIX_START_MIN = 8
 _PREFIX_START = re.compile(rf"[0-9a-f]{{{PREFIX_START_MIN},{PREFIX_LENGTH}}}")
 
 
-def _find_by_text(session: Session, text: str) -> APIKey | None:
+def _find_by_text(session: Session, text: object) -> APIKey | None:
     if not isinstance(text, str):
         raise InvalidInput("give a key's id, its whole key or the start of its prefix")
     text = text.strip()
@@ -272,8 +272,9 @@ def _by_prefix_start(session: Session, start: str) -> APIKey | None:
     return found[0] if found else None
 
 
-def list_keys(session: Session, user: User) -> list[APIKey]:
+def list_keys(session: Session, user: User | int) -> list[APIKey]:
     """Every key of ``user``, revoked ones included, newest first."""
+    user = load(session, User, user, "user")
     return list(
         session.scalars(
             select(APIKey)
@@ -286,7 +287,8 @@ def list_keys(session: Session, user: User) -> list[APIKey]:
 def has_scope(key: APIKey, scope: str) -> bool:
     """Whether ``key`` grants ``scope``: admin implies write implies read.
     An unknown scope is never granted."""
-    needed = SCOPE_LEVELS.get(scope)
+    one_of_kinds(key, (APIKey,), "key")
+    needed = SCOPE_LEVELS.get(require_str(scope, "scope"))
     if needed is None:
         return False
     return any(SCOPE_LEVELS.get(held, 0) >= needed for held in key.scopes)
@@ -297,7 +299,7 @@ def has_scope(key: APIKey, scope: str) -> bool:
 
 def record_usage(
     session: Session,
-    key: APIKey,
+    key: APIKey | int,
     endpoint: str,
     method: str,
     status_code: int,
@@ -305,6 +307,7 @@ def record_usage(
     now: datetime | None = None,
 ) -> APIUsage:
     """Record one request made with ``key`` (``ms``: response time in milliseconds)."""
+    key = load(session, APIKey, key, "key")
     usage = APIUsage(
         api_key_id=key.id,
         endpoint=require_text(endpoint, "endpoint", 255),
@@ -330,7 +333,7 @@ def _valid_status(status_code: int) -> int:
     return status_code
 
 
-def check_rate_limit(session: Session, key: APIKey, now: datetime | None = None) -> int:
+def check_rate_limit(session: Session, key: APIKey | int, now: datetime | None = None) -> int:
     """Requests ``key`` may still make in the sliding hour before ``now``:
     its ``rate_limit`` less its ``api_usage`` rows of the last hour, never below 0.
 
@@ -340,6 +343,7 @@ def check_rate_limit(session: Session, key: APIKey, now: datetime | None = None)
     request, or an in-memory/Redis counter), or a composite index on
     ``(api_key_id, timestamp)`` — which the schema contract does not allow.
     """
+    key = load(session, APIKey, key, "key")
     since = utc_or_now(now) - RATE_WINDOW
     used = session.scalar(
         select(func.count())

@@ -23,17 +23,18 @@ from pfd_db.models import SessionLog, User
 from pfd_db.store import audit, useragent
 from pfd_db.store.credentials import optional_client_text, presented
 from pfd_db.store.logins import IP_LENGTH, USER_AGENT_LENGTH, storable
-from pfd_db.store.writes import load
+from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now, utcnow
 
 TOKEN_BYTES = 32
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43,128}")
 LAST_ACTIVE_GRANULARITY = timedelta(seconds=60)
+TTL_MAX = timedelta(days=3660)  # ten years: expiry stays a date any clock can reach
 
 
 def start_session(
     session: Session,
-    user: User,
+    user: User | int,
     ip: str | None = None,
     user_agent: str | None = None,
     ttl: timedelta | None = None,
@@ -43,6 +44,7 @@ def start_session(
 
     It expires after ``ttl`` (default: the ``session_ttl_seconds`` setting).
     """
+    user = load(session, User, user, "user")
     now = utc_or_now(now)
     ip, user_agent = optional_client_text(ip, "ip"), optional_client_text(user_agent, "user_agent")
     client = useragent.parse(user_agent)
@@ -99,13 +101,17 @@ def end_session(session: Session, token: str) -> bool:
     return _end(session, SessionLog.session_token == sha256_hex(token)) == 1
 
 
-def end_all_sessions(session: Session, user: User) -> int:
+def end_all_sessions(session: Session, user: User | int) -> int:
     """End every active session of ``user`` (expired ones included); how many were ended."""
+    user = load(session, User, user, "user")
     return _end(session, SessionLog.user_id == user.id)
 
 
-def active_sessions(session: Session, user: User, now: datetime | None = None) -> list[SessionLog]:
+def active_sessions(
+    session: Session, user: User | int, now: datetime | None = None
+) -> list[SessionLog]:
     """The live sessions of ``user``, newest first."""
+    user = load(session, User, user, "user")
     return list(
         session.scalars(
             select(SessionLog)
@@ -163,6 +169,7 @@ def _session_of(session: Session, user: User, record: SessionLog | int, field: s
 
 def _end(session: Session, where: ColumnElement[bool]) -> int:
     """Mark the active sessions matching ``where`` ended; how many there were."""
+    take_write_lock(session)  # SQLite: a concurrent end does not count them again
     records = session.scalars(select(SessionLog).where(SessionLog.is_active.is_(True), where)).all()
     now = utcnow()
     for record in records:
@@ -205,6 +212,6 @@ def _well_formed(token: object) -> bool:
 def _lifetime(ttl: timedelta | None) -> timedelta:
     if ttl is None:
         return timedelta(seconds=get_settings().session_ttl_seconds)
-    if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
-        raise InvalidInput("ttl must be a positive timedelta")
+    if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= TTL_MAX:
+        raise InvalidInput(f"ttl must be a timedelta above 0 and at most {TTL_MAX.days} days")
     return ttl

@@ -50,6 +50,7 @@ from pfd_db.store.credentials import optional_client_text, presented
 from pfd_db.store.logins import IP_LENGTH, Attempt, recent_failures, record_attempt, storable
 from pfd_db.store.own_transaction import in_own_transaction
 from pfd_db.store.validation import require_count
+from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now
 
 ISSUER = "PFD Dashboard"
@@ -86,12 +87,13 @@ def _attempt(
 # --- TOTP setup ----------------------------------------------------------------
 
 
-def begin_setup(session: Session, user: User, now: datetime | None = None) -> tuple[str, str]:
+def begin_setup(session: Session, user: User | int, now: datetime | None = None) -> tuple[str, str]:
     """Give ``user`` a new TOTP secret, stored encrypted; 2FA stays off until
     :func:`confirm_setup`. Returns ``(secret, otpauth URI)`` for the authenticator
     app, shown this once. :class:`InvalidInput` if 2FA is already on (disable it
     first). ``now`` is accepted for symmetry; setting up does not depend on time.
     """
+    user = load(session, User, user, "user")
     if user.totp_enabled:
         raise InvalidInput("two-factor authentication is already on; disable it first")
     secret = str(pyotp.random_base32())
@@ -102,13 +104,16 @@ def begin_setup(session: Session, user: User, now: datetime | None = None) -> tu
     return secret, str(uri)
 
 
-def confirm_setup(session: Session, user: User, code: str, now: datetime | None = None) -> None:
+def confirm_setup(
+    session: Session, user: User | int, code: str, now: datetime | None = None
+) -> None:
     """Turn 2FA on for ``user`` if ``code`` is valid for the secret from
     :func:`begin_setup`, under the rules of :func:`verify_totp` (rate limit,
     drift, replay; the attempt is recorded): a refused code raises as there,
     and 2FA stays off. :class:`InvalidInput` if 2FA is on already or no setup
     is pending.
     """
+    user = load(session, User, user, "user")
     code = presented(code, "code")
     if user.totp_enabled:
         raise InvalidInput("two-factor authentication is already on")
@@ -122,9 +127,10 @@ def confirm_setup(session: Session, user: User, code: str, now: datetime | None 
     audit.about(session, user, "twofactor.enabled")
 
 
-def disable(session: Session, user: User) -> None:
+def disable(session: Session, user: User | int) -> None:
     """Turn 2FA off for ``user``: forget the secret and the replay guard, delete
     the backup codes."""
+    user = load(session, User, user, "user")
     was_set_up = user.totp_enabled or user.totp_secret is not None
     user.totp_secret = None
     user.totp_enabled = False
@@ -188,7 +194,7 @@ def reencrypt_secrets(
 
 def verify_totp(
     session: Session,
-    user: User,
+    user: User | int,
     code: str,
     ip: str | None = None,
     user_agent: str | None = None,
@@ -201,6 +207,7 @@ def verify_totp(
     :class:`AuthenticationFailed` for a refused code (see the module doc). The
     attempt is recorded in ``login_history`` either way.
     """
+    user = load(session, User, user, "user")
     code = presented(code, "code")
     attempt = _attempt(user, LoginMethod.TWO_FACTOR, now, ip, user_agent)
     _refuse_if_rate_limited(session, attempt)
@@ -260,10 +267,11 @@ def _claim_step(session: Session, user: User, step: int) -> bool:
 # --- backup codes --------------------------------------------------------------
 
 
-def generate_backup_codes(session: Session, user: User, n: int = 10) -> list[str]:
+def generate_backup_codes(session: Session, user: User | int, n: int = 10) -> list[str]:
     """``n`` new backup codes for ``user``, replacing any earlier set. Returns the
     plaintext codes (``XXXXX-XXXXX``) this once; only their keyed hashes are stored.
     """
+    user = load(session, User, user, "user")
     codes = _new_codes(require_count(n, "n", 1, MAX_BACKUP_CODES))
     _delete_backup_codes(session, user)
     session.add_all(
@@ -277,7 +285,7 @@ def generate_backup_codes(session: Session, user: User, n: int = 10) -> list[str
 
 def use_backup_code(
     session: Session,
-    user: User,
+    user: User | int,
     code: str,
     ip: str | None = None,
     user_agent: str | None = None,
@@ -288,14 +296,16 @@ def use_backup_code(
 
     Same rate limit, refusals and recording as :func:`verify_totp`.
     """
+    user = load(session, User, user, "user")
     code = presented(code, "code")
     attempt = _attempt(user, LoginMethod.BACKUP_CODE, now, ip, user_agent)
     _refuse_if_rate_limited(session, attempt)
     _settle(session, attempt, _backup_code_failure(session, code, attempt))
 
 
-def remaining_backup_codes(session: Session, user: User) -> int:
+def remaining_backup_codes(session: Session, user: User | int) -> int:
     """How many of ``user``'s backup codes are still unused."""
+    user = load(session, User, user, "user")
     unused = (
         select(func.count())
         .select_from(BackupCode)
@@ -354,6 +364,7 @@ def _refuse_if_rate_limited(session: Session, attempt: Attempt) -> None:
     settings = get_settings()
     window = timedelta(seconds=settings.lockout_window_seconds)
     assert attempt.user_id is not None  # second factors are always a known user's
+    take_write_lock(session)  # SQLite: concurrent attempts are checked one after another
     failures = recent_failures(session, attempt.user_id, RATE_LIMITED_METHODS, window, attempt.now)
     if failures >= settings.lockout_threshold:
         _record(session, attempt, "rate limited")
