@@ -1,7 +1,7 @@
 """An LSTM_PFD dashboard database for the import tests, built from its own DDL.
 
-``make_legacy(dialect, where)`` applies the dashboard's DDL (../shared/legacy/,
-beside the repository) to a new database and fills every one of its 27 tables
+``make_legacy(dialect, where)`` applies the dashboard's DDL (tests/legacy/, copied
+verbatim from the format description in ../shared/legacy/) to a new database and fills every one of its 27 tables
 the way the dashboard did: enum NAMES, naive timestamps, bcrypt hashes made with
 the ``bcrypt`` package, TOTP secrets and session tokens in clear. On SQLite,
 whose legacy foreign keys were never enforced, it adds dangling references.
@@ -17,7 +17,7 @@ from typing import Any
 
 import bcrypt
 
-LEGACY_DIR = Path(__file__).resolve().parents[2] / "shared" / "legacy"
+LEGACY_DIR = Path(__file__).resolve().parent / "legacy"
 DDL = {"sqlite": "lstm_pfd_sqlite.sql", "postgresql": "lstm_pfd_postgresql.sql"}
 
 ALICE_PASSWORD = "alice-old-pw"  # shorter than pfd-db's policy: accepted once anyway

@@ -70,9 +70,10 @@ def test_compute_runs_with_no_transaction_open_and_no_lock_held(engine, experime
         # Another writer gets through at once (no busy wait on SQLite, no row lock on PostgreSQL).
         with engine.connect() as other:
             if dialect == "sqlite":
+                patience = other.exec_driver_sql("PRAGMA busy_timeout").scalar()
                 other.exec_driver_sql("PRAGMA busy_timeout = 0")
             else:
-                other.exec_driver_sql("SET lock_timeout = '100ms'")
+                other.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
                 idle = other.scalar(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
@@ -85,6 +86,8 @@ def test_compute_runs_with_no_transaction_open_and_no_lock_held(engine, experime
                 {"id": experiment_id},
             )
             other.commit()
+            if dialect == "sqlite":  # the connection goes back to the suite's pool
+                other.exec_driver_sql(f"PRAGMA busy_timeout = {int(patience)}")
         return SHAP
 
     with Session(engine, expire_on_commit=False) as session:
