@@ -118,4 +118,5 @@ def test_running_the_same_seed_twice_is_refused_and_changes_nothing(demo_engine)
 
 def test_demo_needs_a_migrated_database(fresh_url):
     result = run_demo(fresh_url)
-    assert result.exit_code == 2 and "pfd-db migrate" in result.stderr
+    assert result.exit_code == 2 and "run pfd-db init" in result.stderr
+    assert result.stderr.count("\n") == 1
