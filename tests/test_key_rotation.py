@@ -16,8 +16,8 @@ from cli_support import pfd_db, settings_env
 from pfd_db import crypto, migrations
 from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed, ConfigurationError
-from pfd_db.models import User
-from pfd_db.store import api_keys, twofactor
+from pfd_db.models import User, WebhookConfiguration
+from pfd_db.store import api_keys, twofactor, webhooks
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()
@@ -122,7 +122,30 @@ def test_rotate_works_in_batches_and_again_changes_nothing(engine_on):
         assert len(secrets) == 5 and all(crypto.decrypt(s) for s in secrets)
     again = pfd_db("key", "rotate", "--url", url, "--json", env=keys(NEW, OLD))
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output) == {"totp_secrets": 5, "reencrypted": 0}
+    assert json.loads(again.output) == {
+        "totp_secrets": 5,
+        "reencrypted": 0,
+        "webhook_secrets": 0,
+        "webhook_reencrypted": 0,
+    }
+
+
+def test_rotate_moves_webhook_signing_secrets_to_the_new_key(engine_on):
+    url, engine = engine_on
+    enrol(engine)
+    with settings_env(keys(OLD)), Session(engine, expire_on_commit=False) as session:
+        user = session.scalars(select(User)).one()
+        hook, _ = webhooks.create_webhook(
+            session, user, "https://hooks.example.com/pfd", ["training.complete"]
+        )
+        signed_before = webhooks.signature(hook, b"{}", now=T0)
+        session.commit()
+    result = pfd_db("key", "rotate", "--url", url, "--json", env=keys(NEW, OLD))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["webhook_reencrypted"] == 1
+    with settings_env(keys(NEW)), Session(engine) as session:
+        hook = session.get(WebhookConfiguration, hook.id)
+        assert hook is not None and webhooks.signature(hook, b"{}", now=T0) == signed_before
 
 
 def test_rotate_without_the_key_that_opens_a_secret_fails_and_changes_nothing(engine_on):

@@ -2,7 +2,7 @@
 
 Rotating the instance key: list the new key first and keep the old one after it
 (``PFD_DB_SECRET_KEY=new,old``, or both lines in the key file), run
-``pfd-db key rotate`` to re-encrypt the TOTP secrets under the new key, then
+``pfd-db key rotate`` to re-encrypt the TOTP and webhook signing secrets under the new key, then
 drop the old key once no backup code made under it is still needed (a keyed
 hash cannot be moved to a new key; see :mod:`pfd_db.crypto`).
 """
@@ -37,7 +37,8 @@ def rotate(
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-encrypt every TOTP secret under the first instance key, in batches.
+    """Re-encrypt every TOTP secret and webhook signing secret under the first
+    instance key, in batches.
 
     Secrets already under it are left alone, so running it again is harmless.
     Backup codes cannot be re-hashed: they keep working while the old key
@@ -45,22 +46,32 @@ def rotate(
     """
     from sqlalchemy.orm import Session
 
-    from pfd_db.store import twofactor
+    from pfd_db.store import twofactor, webhooks
 
-    checked = reencrypted = 0
+    kinds = {"totp_secrets": twofactor, "webhook_secrets": webhooks}
+    counts = {kind: [0, 0] for kind in kinds}  # checked, re-encrypted
     with database(url, WRITE) as engine, Session(engine) as session:
-        after: int | None = 0
-        while after is not None:
-            with session.begin():
-                batch = twofactor.reencrypt_secrets(session, after_id=after, limit=batch_size)
-            checked += batch.checked
-            reencrypted += batch.reencrypted
-            after = batch.last_id
+        for kind, module in kinds.items():
+            after: int | None = 0
+            while after is not None:
+                with session.begin():
+                    batch = module.reencrypt_secrets(session, after_id=after, limit=batch_size)
+                counts[kind][0] += batch.checked
+                counts[kind][1] += batch.reencrypted
+                after = batch.last_id
+    (totp, totp_moved), (hooks, hooks_moved) = counts["totp_secrets"], counts["webhook_secrets"]
     if as_json:
-        print_json({"totp_secrets": checked, "reencrypted": reencrypted})
+        print_json(
+            {
+                "totp_secrets": totp,
+                "reencrypted": totp_moved,
+                "webhook_secrets": hooks,
+                "webhook_reencrypted": hooks_moved,
+            }
+        )
         return
     say(
-        f"re-encrypted {reencrypted} of {checked} TOTP secrets under the first instance key "
-        f"({checked - reencrypted} already were); backup codes cannot be re-hashed and keep "
-        "working only while the old key stays listed"
+        f"re-encrypted {totp_moved} of {totp} TOTP secrets and {hooks_moved} of {hooks} webhook "
+        "signing secrets under the first instance key; backup codes cannot be re-hashed and "
+        "keep working only while the old key stays listed"
     )
