@@ -694,6 +694,9 @@ CALLS: dict[str, Entry] = {
         lambda w: {"tables": ["login_history"], "older_than": timedelta(days=30), "batch_size": 10}
     ),
     # rollups
+    "rotation.reencrypt_batch": Entry(  # the column is the programmer's
+        lambda w: {"column": User.totp_secret, "after_id": 0, "limit": 10}, internal=True
+    ),
     "rollups.rollup": Entry(
         lambda w: {
             "period": "hourly",

@@ -278,8 +278,8 @@ def test_rotating_the_instance_key_keeps_the_signing_secrets(db, make_hook, monk
     monkeypatch.setenv("PFD_DB_SECRET_KEY", f"{new},{old}")
     get_settings.cache_clear()
     try:
-        assert webhooks.reencrypt_secrets(db) == (1, 1, config.id)
-        assert webhooks.reencrypt_secrets(db) == (1, 0, config.id)  # done already
+        assert webhooks.reencrypt_secrets(db) == (1, 1, config.id, [config.id])
+        assert webhooks.reencrypt_secrets(db) == (1, 0, config.id, [])  # done already
         db.commit()
         monkeypatch.setenv("PFD_DB_SECRET_KEY", new)
         get_settings.cache_clear()

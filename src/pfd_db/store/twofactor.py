@@ -34,14 +34,14 @@ import re
 import secrets
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import pyotp
 from sqlalchemy import CursorResult, Executable, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
-from pfd_db.crypto import decrypt, encrypt, keyed_hash, keyed_hashes, reencrypt
+from pfd_db.crypto import decrypt, encrypt, keyed_hash, keyed_hashes
 from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
@@ -49,6 +49,7 @@ from pfd_db.store import audit
 from pfd_db.store.credentials import optional_client_text, presented
 from pfd_db.store.logins import IP_LENGTH, Attempt, recent_failures, record_attempt, storable
 from pfd_db.store.own_transaction import in_own_transaction
+from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import require_count
 from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now
@@ -63,7 +64,6 @@ BACKUP_HASH_PURPOSE = "backup-code"
 MAX_BACKUP_CODES = 100
 MAX_CODE_INPUT = 64
 RATE_LIMITED_METHODS = (LoginMethod.TWO_FACTOR, LoginMethod.BACKUP_CODE)
-REENCRYPT_BATCH = 500
 
 
 def _attempt(
@@ -141,52 +141,24 @@ def disable(session: Session, user: User | int) -> None:
         audit.about(session, user, "twofactor.disabled")
 
 
-class Reencrypted(NamedTuple):
-    """One batch of :func:`reencrypt_secrets`."""
-
-    checked: int
-    """TOTP secrets looked at."""
-    reencrypted: int
-    """Of those, how many were under another key than the first, and now are not."""
-    last_id: int | None
-    """The last user id looked at (None if none): ``after_id`` of the next batch."""
-
-
 def reencrypt_secrets(
     session: Session, after_id: int = 0, limit: int = REENCRYPT_BATCH
 ) -> Reencrypted:
     """Re-encrypt under the first instance key the TOTP secrets of up to ``limit``
     users with an id above ``after_id``, in id order: one batch of ``pfd-db key
-    rotate``. Secrets already under the first key are left as they are, so
-    running it again changes nothing. The rows are locked while the batch runs;
-    it flushes, the caller commits. A batch that re-encrypts any secret writes
-    one ``instance_key.rotated`` audit entry saying how many and which users.
+    rotate`` (see :func:`pfd_db.store.rotation.reencrypt_batch`). A batch that
+    re-encrypts any secret writes one ``instance_key.rotated`` audit entry saying
+    how many and which users.
     """
-    after_id = require_count(after_id, "after_id")
-    limit = require_count(limit, "limit", minimum=1)
-    batch = session.scalars(
-        select(User)
-        .where(User.id > after_id, User.totp_secret.is_not(None))
-        .order_by(User.id)
-        .limit(limit)
-        .with_for_update()
-    ).all()
-    reencrypted = 0
-    for user in batch:
-        assert user.totp_secret is not None  # selected so
-        rotated = reencrypt(user.totp_secret)
-        if rotated is not None:
-            user.totp_secret = rotated
-            reencrypted += 1
-    session.flush()
-    if reencrypted:
+    batch = reencrypt_batch(session, User.totp_secret, after_id, limit)
+    if batch.reencrypted:
         audit.record(
             session,
             audit.actor(session),
             "instance_key.rotated",
-            details={"reencrypted": reencrypted, "user_ids": [batch[0].id, batch[-1].id]},
+            details={"reencrypted": batch.reencrypted, "user_ids": [batch.ids[0], batch.ids[-1]]},
         )
-    return Reencrypted(len(batch), reencrypted, batch[-1].id if batch else None)
+    return batch
 
 
 # --- TOTP verification ------------------------------------------------------------

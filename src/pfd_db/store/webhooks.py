@@ -33,14 +33,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
-from pfd_db.crypto import decrypt, encrypt, random_token, reencrypt
+from pfd_db.crypto import decrypt, encrypt, random_token
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType, WebhookProvider, WebhookStatus
-from pfd_db.store.twofactor import REENCRYPT_BATCH, Reencrypted
+from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import (
     optional_text,
-    require_count,
     require_member,
     require_object,
     require_str,
@@ -238,26 +237,8 @@ def reencrypt_secrets(
 ) -> Reencrypted:
     """Re-encrypt under the first instance key the signing secrets of up to ``limit``
     webhooks with an id above ``after_id``, in id order: the webhooks' share of
-    ``pfd-db key rotate``, run in batches like
-    :func:`pfd_db.store.twofactor.reencrypt_secrets`. Secrets already under the
-    first key are left as they are; the rows are locked while the batch runs."""
-    after_id = require_count(after_id, "after_id")
-    limit = require_count(limit, "limit", minimum=1)
-    batch = session.scalars(
-        select(WebhookConfiguration)
-        .where(WebhookConfiguration.id > after_id, WebhookConfiguration.signing_secret.is_not(None))
-        .order_by(WebhookConfiguration.id)
-        .limit(limit)
-        .with_for_update()
-    ).all()
-    reencrypted = 0
-    for config in batch:
-        rotated = reencrypt(config.signing_secret) if config.signing_secret else None
-        if rotated is not None:
-            config.signing_secret = rotated
-            reencrypted += 1
-    session.flush()
-    return Reencrypted(len(batch), reencrypted, batch[-1].id if batch else None)
+    ``pfd-db key rotate`` (see :func:`pfd_db.store.rotation.reencrypt_batch`)."""
+    return reencrypt_batch(session, WebhookConfiguration.signing_secret, after_id, limit)
 
 
 # --- deliveries ------------------------------------------------------------------
