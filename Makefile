@@ -29,7 +29,7 @@ lint: venv
 	$(VENV)/bin/mypy src
 
 bench: venv
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[bench]'
 	@if [ -f benchmarks/run_all.py ]; then \
 		$(PY) benchmarks/run_all.py; \
 	else \
