@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIMetricsSummary, APIRequestLog, APIUsage, User
@@ -322,6 +322,18 @@ def test_a_rollup_is_the_callers_to_commit(db):
     traffic.rollup(db, "daily", T0, T0 + HOUR)
     db.rollback()
     assert db.scalar(select(func.count()).select_from(APIMetricsSummary)) == 0
+
+
+def test_a_rollup_leaves_the_callers_settings_as_they_were(db):
+    """On PostgreSQL a rollup turns JIT off for its own statements only."""
+    traffic.record_requests(db, [request(T0, 1.0), request(T0 + HOUR, 3.0)])
+    on_postgresql = db.get_bind().dialect.name == "postgresql"
+    if on_postgresql:
+        db.execute(text("SET LOCAL jit = on"))
+    assert traffic.rollup(db, "hourly", T0, T0 + 2 * HOUR) == 2
+    if on_postgresql:
+        assert db.scalar(text("SELECT current_setting('jit')")) == "on"
+    assert [s.avg_response_time_ms for s in rollups.summaries(db, "hourly", T0)] == [1.0, 3.0]
 
 
 @pytest.mark.parametrize(

@@ -24,14 +24,16 @@ Percentiles are those of :func:`statistics.quantiles` with ``method="inclusive"`
   interpolation ``(x[j] * (100 - d) + x[j + 1] * d) / 100``, Python's own
   formula, in SQL.
 
-Each period's rows are an index range (on SQLite read from
-``ix_api_request_logs_rollup`` alone, which holds the time, response time, status
-and endpoint).
+Each period's rows are an index range of ``ix_api_request_logs_rollup``, read
+from that index alone (it holds the time, response time, status and endpoint).
+On PostgreSQL the rollup runs with JIT off (compiling costs more than it saves
+here) and gives the caller's setting back after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
@@ -51,7 +53,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -115,9 +117,10 @@ def rollup(session: Session, period: Aggregation | str, start: datetime, end: da
         every = _postgresql_rollup()
         batches = [starts[i : i + STATEMENT_PERIODS] for i in range(0, count, STATEMENT_PERIODS)]
         runs = [(every, {"starts": batch, "length": length}) for batch in batches]
-    else:  # SQLite: one period per statement
-        one = _sqlite_rollup(connection.dialect)
-        runs = [(one, {"low": low, "high": low + length}) for low in starts]
+        with _without_jit(connection):
+            return sum(len(connection.execute(sql, {**shared, **more}).all()) for sql, more in runs)
+    one = _sqlite_rollup(connection.dialect)  # SQLite: one period per statement
+    runs = [(one, {"low": low, "high": low + length}) for low in starts]
     return sum(len(connection.execute(sql, {**shared, **more}).all()) for sql, more in runs)
 
 
@@ -156,6 +159,18 @@ def period_start(kind: Aggregation, moment: datetime, field: str = "moment") -> 
     return day - timedelta(days=(day - MONDAY).days % 7)
 
 
+@contextmanager
+def _without_jit(connection: Connection) -> Iterator[None]:
+    """PostgreSQL's JIT off meanwhile, then as the caller had it: the rollup's
+    estimated cost passes the JIT thresholds, and compiling costs more than it
+    saves (20 ms to a quarter of a second per statement). Not restored when the body
+    fails: the caller's transaction is then aborted, and its rollback undoes it."""
+    previous = connection.execute(text("SELECT current_setting('jit')")).scalar_one()
+    connection.execute(text("SELECT set_config('jit', 'off', true)"))
+    yield
+    connection.execute(text("SELECT set_config('jit', :previous, true)"), {"previous": previous})
+
+
 # --- the statement of one period, per dialect ---------------------------------------------
 
 
@@ -182,11 +197,20 @@ def _sqlite_rollup(dialect: Dialect) -> Executable:
 def _postgresql_rollup() -> Executable:
     """The rollup of every period starting at one of ``:starts`` (each ``:length``
     long), in one statement: a LATERAL pair of aggregates per period, each an
-    index range of its own."""
+    index-only range of ``ix_api_request_logs_rollup``."""
     replaced = ", ".join(f"{name} = excluded.{name}" for name in (*FIGURES, "updated_at"))
     fractions = ", ".join(str(p / 100) for p in PERCENTILES)
     percentiles = ", ".join(f"totals.p[{i + 1}]" for i in range(len(PERCENTILES)))
     window = "request_time >= period.low AND request_time < period.low + CAST(:length AS interval)"
+    mean = "sum(response_time_ms) / count(*)"  # avg's own sum and division, a cheaper step
+
+    def rows(columns: str) -> str:
+        # Ordered like ix_api_request_logs_rollup, so the planner reads that index
+        # alone (an index-only scan) rather than ix_api_request_logs_request_time
+        # and the table: a fifth faster.
+        order = "ORDER BY request_time, response_time_ms"
+        return f"SELECT {columns} FROM api_request_logs WHERE {window} {order}"  # noqa: S608
+
     statement = text(  # made of the constants above only
         f"""
         INSERT INTO api_metrics_summary (period_start, period_end, aggregation_type,
@@ -198,9 +222,9 @@ def _postgresql_rollup() -> Executable:
         FROM unnest(CAST(:starts AS timestamptz[])) AS period(low)
         CROSS JOIN LATERAL (
             SELECT count(*) AS n, count(*) FILTER (WHERE status_code < 400) AS ok,
-                avg(response_time_ms) AS mean,
+                {mean} AS mean,
                 percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY response_time_ms) AS p
-            FROM api_request_logs WHERE {window}
+            FROM ({rows("response_time_ms, status_code")}) AS logged
         ) AS totals
         CROSS JOIN LATERAL (
             SELECT jsonb_object_agg(endpoint, jsonb_build_object(
@@ -210,8 +234,8 @@ def _postgresql_rollup() -> Executable:
             FROM (
                 SELECT endpoint, count(*) AS requests,
                     count(*) FILTER (WHERE status_code < 400) AS successes,
-                    avg(response_time_ms) AS mean, max(response_time_ms) AS largest
-                FROM api_request_logs WHERE {window}
+                    {mean} AS mean, max(response_time_ms) AS largest
+                FROM ({rows("endpoint, response_time_ms, status_code")}) AS logged
                 GROUP BY endpoint
             ) AS per_endpoint
         ) AS endpoints
