@@ -1,9 +1,10 @@
 """An LSTM_PFD dashboard database for the import tests, built from its own DDL.
 
-``make_legacy(dialect, where)`` applies the dashboard's DDL (tests/legacy/, copied
-verbatim from the format description in ../shared/legacy/) to a new database and fills every one of its 27 tables
-the way the dashboard did: enum NAMES, naive timestamps, bcrypt hashes made with
-the ``bcrypt`` package, TOTP secrets and session tokens in clear. On SQLite,
+``make_legacy(dialect, where)`` applies the dashboard's DDL (tests/legacy/,
+copied verbatim from the format description in ../shared/legacy/) to a new
+database and fills every one of its 27 tables the way the dashboard did: enum
+NAMES, naive timestamps, bcrypt hashes made with the ``bcrypt`` package, TOTP
+secrets and session tokens in clear. On SQLite,
 whose legacy foreign keys were never enforced, it adds dangling references.
 """
 
