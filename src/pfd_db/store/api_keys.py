@@ -337,11 +337,10 @@ def check_rate_limit(session: Session, key: APIKey | int, now: datetime | None =
     """Requests ``key`` may still make in the sliding hour before ``now``:
     its ``rate_limit`` less its ``api_usage`` rows of the last hour, never below 0.
 
-    Cost: one COUNT over the ``api_usage.api_key_id`` index (rows of the hour
-    filtered by timestamp), so it grows with the key's traffic. A cheaper
-    structure would be a per-key counter per fixed window (one row updated per
-    request, or an in-memory/Redis counter), or a composite index on
-    ``(api_key_id, timestamp)`` — which the schema contract does not allow.
+    Cost: one COUNT over the ``ix_api_usage_key_time`` index (migration 0006),
+    reading only the key's rows of the last hour. On SQLite, a caller that must
+    not let two concurrent requests both take the last slot takes the write lock
+    first (:func:`pfd_db.store.writes.take_write_lock`).
     """
     key = load(session, APIKey, key, "key")
     since = utc_or_now(now) - RATE_WINDOW
