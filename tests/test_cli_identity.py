@@ -207,7 +207,10 @@ def test_apikey_revoke_refuses_what_names_no_single_key(url, session_on):
     create(url)
     key = issue_key(url)
     prefix = key.split("_")[1]
-    assert_refused(cli(url, "apikey", "revoke", prefix[:7]), "at least 8 characters")
+    # seven digits name an id (the store reads short digit strings as ids), so keep a letter in
+    short = prefix[:7] if not prefix[:7].isdigit() else prefix[:6] + "f"
+    assert_refused(cli(url, "apikey", "revoke", short), "at least 8 characters")
+    assert_refused(cli(url, "apikey", "revoke", "9999999"), "no API key")
     assert_refused(cli(url, "apikey", "revoke", "0123456789abcdef"), "no API key")
     forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
     assert_refused(cli(url, "apikey", "revoke", forged), "no API key")
