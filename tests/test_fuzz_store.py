@@ -539,12 +539,22 @@ CALLS: dict[str, Entry] = {
             "learning_rate": 0.01,
             "duration_seconds": 1.5,
             "checkpoint_path": "ckpt/4.pt",
+            "metrics": {"f1": 0.7, "val.top-5": 0.9},
         }
     ),
     "experiments.log_epochs": Entry(
         lambda w: {
             "experiment": w.running,
-            "rows": [_epoch(0), {**_epoch(1), "learning_rate": 0.1}],
+            "rows": [
+                _epoch(0),
+                {
+                    **_epoch(1),
+                    "learning_rate": 0.1,
+                    "duration_seconds": 2.0,
+                    "checkpoint_path": "ckpt/1.pt",
+                    "metrics": {"f1": 0.6},
+                },
+            ],
         }
     ),
     "experiments.curve": Entry(lambda w: {"experiment": w.done}),
