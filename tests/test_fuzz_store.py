@@ -650,6 +650,9 @@ CALLS: dict[str, Entry] = {
             "user": w.user,
             "event_type": "training.failed",
             "email_enabled": False,
+            "in_app_enabled": True,
+            "slack_enabled": True,
+            "webhook_enabled": False,
             "email_frequency": "digest_weekly",
         }
     ),
@@ -947,8 +950,11 @@ CALLS: dict[str, Entry] = {
     "webhooks.update_webhook": Entry(
         lambda w: {
             "webhook": w.extra["webhook"],
-            "name": "renamed",
+            "url": "https://example.org/renamed",
             "events": ["training.started"],
+            "provider": "teams",
+            "name": "renamed",
+            "description": "moved to the new endpoint",
             "settings": {"retries": 3},
         }
     ),
