@@ -5,16 +5,19 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
 
 from pfd_db.crypto import sha256_hex
 from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
-from pfd_db.store import api_keys
+from pfd_db.store import api_keys, audit
 from pfd_db.types import utcnow
 from probes import executions, statements
+from racing import race
 
 KEY_FORMAT = re.compile(r"pfd_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
@@ -430,6 +433,28 @@ def test_revoke_turns_the_key_off_and_is_idempotent(engine, db, issue):
     assert api_keys.revoke(db, record) is record
     db.commit()
     assert stored_row(engine, record).revoked_at == first.revoked_at
+
+
+def revoke_at_once(key_id: int, engine: Engine, index: int, ready) -> str:
+    """Revoke the key in a session of this worker's own; the ``revoked_at`` it sees."""
+    with Session(engine, expire_on_commit=False) as own:
+        key = own.get(APIKey, key_id)
+        own.commit()
+        ready()
+        revoked = api_keys.revoke(own, key)
+        own.commit()
+        return revoked.revoked_at.isoformat()
+
+
+def test_a_key_revoked_by_several_workers_at_once_is_revoked_once(
+    dialect, engine, db_url, db, issue
+):
+    _, record = issue()
+    seen = race(dialect, engine, db_url, 4, partial(revoke_at_once, record.id))
+    stored = stored_row(engine, record)
+    assert not stored.is_active
+    assert seen == [stored.revoked_at.isoformat()] * 4  # the first revocation's time, kept
+    assert len(audit.entries(db, action="api_key.revoked")) == 1
 
 
 def test_get_key_by_id_or_prefix(db, issue):

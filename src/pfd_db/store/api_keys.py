@@ -210,6 +210,8 @@ def _touch(session: Session, record: APIKey, now: datetime) -> None:
 def revoke(session: Session, key: APIKey | int) -> APIKey:
     """Turn ``key`` off for good. Revoking twice keeps the first ``revoked_at``."""
     key = load(session, APIKey, key, "key")
+    # Locked and read again: of concurrent revocations only the first is one.
+    session.refresh(key, ["is_active", "revoked_at"], with_for_update=True)
     first_time = key.revoked_at is None
     key.is_active = False
     key.revoked_at = key.revoked_at or utcnow()
