@@ -41,6 +41,7 @@ from pfd_db.store.validation import (
     require_count,
     require_finite,
     require_member,
+    require_non_negative,
     require_object,
     require_str,
     require_text,
@@ -218,7 +219,7 @@ def finish(
         "metrics": {**(experiment.metrics or {}), **(optional_object(metrics, "metrics") or {})}
     }
     if duration_seconds is not None:
-        results["duration_seconds"] = _non_negative(duration_seconds, "duration_seconds")
+        results["duration_seconds"] = require_non_negative(duration_seconds, "duration_seconds")
     results.update(_curve_summary())
     return move_status(session, experiment, final, ALLOWED, **results)
 
@@ -621,13 +622,6 @@ def _require_metric_name(name: object, field: str) -> str:
     if name in FIXED_FIELDS:
         raise InvalidInput(f"{field} has the name {name!r}, a column of its own: pass it as {name}")
     return name
-
-
-def _non_negative(value: object, field: str) -> float:
-    number = require_finite(value, field)
-    if number < 0:
-        raise InvalidInput(f"{field} must be at least 0 (got {number})")
-    return number
 
 
 def _optional_notes(value: object) -> str | None:

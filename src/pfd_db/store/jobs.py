@@ -18,7 +18,7 @@ from pfd_db.models import DatasetGeneration, DatasetImport, JobStatus
 from pfd_db.store.status import describe, move_status, reread, update_if
 from pfd_db.store.validation import (
     require_count,
-    require_finite,
+    require_non_negative,
     require_object,
     require_text,
 )
@@ -119,9 +119,7 @@ def complete(
     if unknown:
         raise InvalidInput(f"unknown counts for {type(job).__name__}: {sorted(unknown)}")
     results: dict[str, Any] = {name: require_count(v, name) for name, v in counts.items()}
-    results["duration_seconds"] = require_finite(duration_seconds, "duration_seconds")
-    if results["duration_seconds"] < 0:
-        raise InvalidInput(f"duration_seconds must be at least 0 (got {duration_seconds})")
+    results["duration_seconds"] = require_non_negative(duration_seconds, "duration_seconds")
     if output_path is not None:
         results["output_path"] = require_text(output_path, "output_path", 500)
     return _move(session, job, JobStatus.COMPLETED, progress=100, **results)

@@ -125,6 +125,14 @@ def optional_finite(value: object, field: str) -> float | None:
     return None if value is None else require_finite(value, field)
 
 
+def require_non_negative(value: object, field: str) -> float:
+    """``value`` checked as :func:`require_finite`, and at least 0."""
+    number = require_finite(value, field)
+    if number < 0:
+        raise InvalidInput(f"{field} must be at least 0 (got {number})")
+    return number
+
+
 def require_count(value: object, field: str, minimum: int = 0, maximum: int = INT32_MAX) -> int:
     """``value`` if it is a whole number (not a bool) from ``minimum`` to ``maximum``
     (by default the range of an integer column; pass
