@@ -22,7 +22,7 @@ from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import SessionLog, User
 from pfd_db.store import audit, useragent
 from pfd_db.store.credentials import optional_client_text, presented
-from pfd_db.store.logins import IP_LENGTH, USER_AGENT_LENGTH, storable
+from pfd_db.store.logins import USER_AGENT_LENGTH, address, storable
 from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now, utcnow
 
@@ -52,7 +52,7 @@ def start_session(
     record = SessionLog(
         user=user,
         session_token=sha256_hex(token),
-        ip_address=storable(ip, IP_LENGTH),
+        ip_address=address(ip),
         user_agent=storable(user_agent, USER_AGENT_LENGTH),
         device_type=client.device_type,
         browser=client.browser,

@@ -47,7 +47,7 @@ from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
 from pfd_db.store import audit
 from pfd_db.store.credentials import optional_client_text, presented
-from pfd_db.store.logins import IP_LENGTH, Attempt, recent_failures, record_attempt, storable
+from pfd_db.store.logins import Attempt, address, recent_failures, record_attempt
 from pfd_db.store.own_transaction import in_own_transaction
 from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import require_count
@@ -312,7 +312,7 @@ def _consume(session: Session, code_hashes: list[str], attempt: Attempt) -> bool
         update(BackupCode)
         .where(BackupCode.user_id == attempt.user_id, BackupCode.code_hash.in_(code_hashes))
         .where(BackupCode.is_used.is_(False))
-        .values(is_used=True, used_at=attempt.now, ip_address=storable(attempt.ip, IP_LENGTH))
+        .values(is_used=True, used_at=attempt.now, ip_address=address(attempt.ip))
     )
     return _rows_changed(session, consume) == 1
 
