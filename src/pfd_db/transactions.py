@@ -22,6 +22,7 @@ PostgreSQL's ``READ ONLY`` transactions.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
@@ -49,12 +50,14 @@ _SQLITE_READONLY = 8  # SQLITE_READONLY, and its extended codes in the low byte
 _QUERY_ONLY = "pfd_query_only"  # connection-record info: the query_only pragma's state
 
 
+@lru_cache(maxsize=512)  # statements repeat (SQLAlchemy caches their text): classify once
 def first_word(statement: str) -> str:
     """The statement's first keyword, upper-cased ("" if it has none)."""
     found = _FIRST_WORD.match(statement)
     return found.group(1).upper() if found else ""
 
 
+@lru_cache(maxsize=512)
 def writes(statement: str) -> bool:
     """Whether ``statement`` may change data or the schema (anything but a read or
     a session-control statement; a ``WITH`` counts when it holds a data change, a
