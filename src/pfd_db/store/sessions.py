@@ -130,7 +130,7 @@ def list_active(
 ) -> list[SessionLog]:
     """The devices ``user`` is logged in on: their live sessions, newest first, each
     with its address, browser, device type and last activity (never a token)."""
-    return active_sessions(session, load(session, User, user, "user"), now)
+    return active_sessions(session, user, now)
 
 
 def revoke(session: Session, user: User | int, session_id: SessionLog | int) -> bool:
