@@ -144,7 +144,7 @@ def test_batches_are_committed_one_by_one(db, engine):
     [
         ({"tables": ["users"]}, "pfd-db cleans only"),
         ({"tables": ["experiments", "api_usage"]}, r"got \['experiments'\]"),
-        ({"tables": "system_logs"}, "list of table names"),
+        ({"tables": "system_logs"}, "tables must be a list"),
         ({"tables": []}, "at least one table"),
         ({"older_than": timedelta(0)}, "positive timedelta"),
         ({"older_than": 90}, "positive timedelta"),

@@ -24,7 +24,7 @@ from pfd_db.config import get_settings
 from pfd_db.errors import Conflict, InvalidInput
 from pfd_db.models import EmailDigestQueue, User
 from pfd_db.models.enums import EmailFrequency
-from pfd_db.store.validation import require_member
+from pfd_db.store.validation import require_items, require_member
 from pfd_db.store.writes import require_id
 from pfd_db.types import utc_or_now
 
@@ -80,9 +80,12 @@ def mark_sent(
     returns their ids. :class:`Conflict`, with nothing marked, when any of them is
     already included (another worker sent it) or is not ``user``'s."""
     user_id = require_id(session, User, user, "user")
-    if isinstance(entries, str | bytes) or not isinstance(entries, Iterable):
-        raise InvalidInput("entries must be a list of digest entries or their ids")
-    ids = sorted({require_id(session, EmailDigestQueue, entry, "entries") for entry in entries})
+    ids = sorted(
+        {
+            require_id(session, EmailDigestQueue, entry, "entries")
+            for entry in require_items(entries, "entries")
+        }
+    )
     if not ids:
         raise InvalidInput("entries must name at least one digest entry")
     with session.begin_nested():  # undone alone when another worker got there first

@@ -44,7 +44,13 @@ from pfd_db.models.enums import (
     default_preferences,
 )
 from pfd_db.store import digests, webhooks
-from pfd_db.store.validation import require_flag, require_member, require_object, require_text
+from pfd_db.store.validation import (
+    require_flag,
+    require_items,
+    require_member,
+    require_object,
+    require_text,
+)
 from pfd_db.store.writes import insert_ignoring_conflicts, load, require_id
 from pfd_db.types import utc_or_now
 
@@ -225,9 +231,7 @@ def _email(
 
 
 def _active_users(session: Session, users: Iterable[User | int]) -> list[User]:
-    if isinstance(users, str | bytes | User) or not isinstance(users, Iterable):
-        raise InvalidInput("users must be a list of users or user ids")
-    rows = [load(session, User, user, "users") for user in users]
+    rows = [load(session, User, user, "users") for user in require_items(users, "users")]
     if any(row.id is None for row in rows):
         session.flush()
     return [row for row in {row.id: row for row in rows}.values() if row.is_active]

@@ -45,7 +45,7 @@ from pfd_db.models import (
 )
 from pfd_db.models.enums import EmailStatus, WebhookStatus
 from pfd_db.portability import Progress, no_progress
-from pfd_db.store.validation import require_count, require_flag
+from pfd_db.store.validation import require_count, require_flag, require_items
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
 
@@ -250,9 +250,7 @@ def _arguments(
 def _chosen(tables: Iterable[str] | None) -> list[Rule]:
     if tables is None:
         return list(RULES.values())
-    if isinstance(tables, str) or not isinstance(tables, Iterable):
-        raise InvalidInput("tables must be a list of table names")
-    names = list(tables)
+    names = require_items(tables, "tables")
     unknown = [name for name in names if not isinstance(name, str) or name not in RULES]
     if unknown or not names:
         raise InvalidInput(

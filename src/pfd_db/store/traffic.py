@@ -55,6 +55,7 @@ from pfd_db.store.validation import (
     optional_str,
     require_count,
     require_finite,
+    require_items,
     require_json,
     require_text,
 )
@@ -154,10 +155,8 @@ def record_requests(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
 
 
 def _checked_rows(rows: Iterable[Mapping[str, Any]], stamp: Callable[[datetime], Any]) -> list[Row]:
-    if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
-        raise InvalidInput("rows must be a list of mappings (one per request)")
     checked: list[Row] = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(require_items(rows, "rows")):
         try:
             checked.append(_checked_row(row, stamp))
         except InvalidInput as exc:

@@ -40,6 +40,7 @@ from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType, WebhookProvider, W
 from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import (
     optional_text,
+    require_items,
     require_member,
     require_object,
     require_str,
@@ -399,11 +400,9 @@ def _url(value: object) -> str:
 
 
 def _events(values: object) -> list[str]:
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise InvalidInput("events must be a list of event types")
     notifiable = ", ".join(e.value for e in NOTIFIABLE_EVENTS)
     events: list[str] = []
-    for value in values:
+    for value in require_items(values, "events"):
         event = next((e for e in NOTIFIABLE_EVENTS if e == value), None)
         if event is None:
             raise InvalidInput(f"events: {shown(value)} is not one of {notifiable}")
