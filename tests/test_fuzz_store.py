@@ -357,7 +357,7 @@ CALLS: dict[str, Entry] = {
     ),
     "audit.about": Entry(  # the store's own call, with a user it loaded
         lambda w: {"user": w.other_user, "action": "user.role_changed", "role": "admin"},
-        internal=True,
+        ("user",),
     ),
     "audit.entries": Entry(
         lambda w: {
@@ -708,7 +708,7 @@ CALLS: dict[str, Entry] = {
     ),
     # rollups
     "rotation.reencrypt_batch": Entry(  # the column is the programmer's
-        lambda w: {"column": User.totp_secret, "after_id": 0, "limit": 10}, internal=True
+        lambda w: {"column": User.totp_secret, "after_id": 0, "limit": 10}, ("column",)
     ),
     "rollups.rollup": Entry(
         lambda w: {
