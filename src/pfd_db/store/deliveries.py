@@ -44,10 +44,10 @@ from pfd_db.models import EmailLog, User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import EmailStatus, EventType, WebhookStatus
 from pfd_db.store import webhooks
 from pfd_db.store.validation import (
-    optional_finite,
     require_count,
     require_flag,
     require_member,
+    require_non_negative,
     require_text,
 )
 from pfd_db.store.writes import one_of_kinds, require_id, take_write_lock
@@ -340,9 +340,7 @@ def _result(
     if response_body is not None:
         values["response_body"] = _storable_excerpt(response_body, "response_body", RESPONSE_MAX)
     if response_time_ms is not None:
-        values["response_time_ms"] = optional_finite(response_time_ms, "response_time_ms")
-        if values["response_time_ms"] < 0:
-            raise InvalidInput("response_time_ms must be >= 0")
+        values["response_time_ms"] = require_non_negative(response_time_ms, "response_time_ms")
     return values
 
 
