@@ -23,7 +23,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
-    inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,7 +45,7 @@ from pfd_db.store.validation import (
     require_str,
     require_text,
 )
-from pfd_db.store.writes import ID_MAX, add_unique, id_of, load
+from pfd_db.store.writes import ID_MAX, add_unique, id_of, load, require_id
 from pfd_db.types import utcnow
 from pfd_db.values import shown
 
@@ -274,7 +273,7 @@ def log_epoch(
     :func:`curve_columns`). :class:`InvalidInput` naming the field, before
     anything is written.
     """
-    experiment_id = _experiment_id(session, experiment)
+    experiment_id = require_id(session, Experiment, experiment, "experiment")
     writer = _writer_for(session.get_bind().dialect)
     row = _checked(
         writer.document,
@@ -309,7 +308,7 @@ def log_epochs(
     executemany of one prepared statement, on PostgreSQL one statement that
     unnests an array per column.
     """
-    experiment_id = _experiment_id(session, experiment)
+    experiment_id = require_id(session, Experiment, experiment, "experiment")
     writer = _writer_for(session.get_bind().dialect)
     checked = _valid_rows(rows, writer.document)
     if not checked:
@@ -352,7 +351,9 @@ def curve_columns(
     objects. Reads only.
     """
     given_id = type(experiment) is int and 0 < experiment <= ID_MAX
-    experiment_id = experiment if given_id else _experiment_id(session, experiment)
+    experiment_id = (
+        experiment if given_id else require_id(session, Experiment, experiment, "experiment")
+    )
     wanted = None if metrics is None else _wanted_metrics(metrics)
     fixed = CURVE_FIXED if wanted is None else tuple(n for n in wanted if n in CURVE_FIXED)
     extra = wanted is None or len(fixed) < len(wanted)
@@ -376,17 +377,6 @@ def curve_columns(
     if wanted is None:
         return columns
     return {"epoch": columns["epoch"], **{name: columns[name] for name in wanted}}
-
-
-def _experiment_id(session: Session, experiment: Experiment | int) -> int:
-    """The id of ``experiment`` (loaded and checked as :func:`load` does), read
-    from the session's identity map: no query, even for an expired object."""
-    experiment = load(session, Experiment, experiment, "experiment")
-    identity = inspect(experiment).identity
-    if identity is None:  # not flushed yet
-        session.flush()
-        return int(experiment.id)
-    return int(identity[0])
 
 
 def _forget_curve(session: Session, experiment_id: int) -> None:

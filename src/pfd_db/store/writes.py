@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, and_, exists, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -118,17 +118,16 @@ def one_of_kinds(record: object, kinds: tuple[type[M], ...], field: str) -> M:
 def id_of(session: Session, model: type[M], record: M | int | None, field: str) -> int | None:
     """The id of ``record`` (checked as :func:`load` does; an object without one
     yet is flushed first), or None for None."""
-    if record is None:
-        return None
-    found = load(session, model, record, field)
-    if found.id is None:
-        session.flush()
-    return int(found.id)
+    return None if record is None else require_id(session, model, record, field)
 
 
 def require_id(session: Session, model: type[M], record: M | int, field: str) -> int:
     """:func:`id_of` for a record that must be given: None is refused as :func:`load`
-    refuses anything but a ``model`` or its id."""
-    found = id_of(session, model, load(session, model, record, field), field)
-    assert found is not None  # load returned a row
-    return found
+    refuses anything but a ``model`` or its id. The id is read from the record's
+    identity: no query, even for an expired object."""
+    found = load(session, model, record, field)
+    identity = inspect(found).identity
+    if identity is None:  # not flushed yet
+        session.flush()
+        return int(found.id)
+    return int(identity[0])
