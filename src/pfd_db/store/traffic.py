@@ -54,9 +54,9 @@ from pfd_db.store.rollups import rollup, summaries
 from pfd_db.store.validation import (
     optional_str,
     require_count,
-    require_finite,
     require_items,
     require_json,
+    require_non_negative,
     require_text,
 )
 from pfd_db.store.writes import load
@@ -180,7 +180,7 @@ def _checked_row(row: object, stamp: Callable[[datetime], Any]) -> Row:
         require_text(get("method"), "method", METHOD_MAX).upper(),
         _status_code(get("status_code")),
         None if request_time is None else stamp(paging.moment(request_time, "request_time")),
-        _milliseconds(get("response_time_ms")),
+        require_non_negative(get("response_time_ms"), "response_time_ms"),
         _size(get("request_size_bytes", 0), "request_size_bytes"),
         _size(get("response_size_bytes", 0), "response_size_bytes"),
         _client_text(get("ip_address"), "ip_address", IP_MAX),
@@ -193,17 +193,7 @@ def _checked_row(row: object, stamp: Callable[[datetime], Any]) -> Row:
 
 
 def _status_code(value: object) -> int:
-    code = require_count(value, "status_code", 100)
-    if code > 599:
-        raise InvalidInput(f"status_code must be an HTTP status code from 100 to 599 (got {code})")
-    return code
-
-
-def _milliseconds(value: object) -> float:
-    ms = require_finite(value, "response_time_ms")
-    if ms < 0:
-        raise InvalidInput(f"response_time_ms must be at least 0 (got {ms})")
-    return ms
+    return require_count(value, "status_code", 100, 599)
 
 
 def _size(value: object, field: str) -> int | None:
