@@ -40,7 +40,6 @@ has pending. Every function taking ``now`` uses it as the clock.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 
@@ -151,13 +150,13 @@ def authenticate(
     attempt = Attempt(
         user.id if user else None, username, LoginMethod.PASSWORD, now, ip, user_agent
     )
-    verdict = in_own_transaction(session, partial(_judge, attempt=attempt, password_ok=password_ok))
+    reason = in_own_transaction(session, partial(_judge, attempt=attempt, password_ok=password_ok))
     if user is not None:
-        _show_counts(session, user, verdict)
-    if verdict.reason in (LOCKED, ACCOUNT_LOCKED):
-        raise RateLimited(verdict.reason)
-    if user is None or verdict.reason is not None:
-        raise AuthenticationFailed(verdict.reason or UNKNOWN_USER)
+        _show_counts(session, user, reason)
+    if reason in (LOCKED, ACCOUNT_LOCKED):
+        raise RateLimited(reason)
+    if user is None or reason is not None:
+        raise AuthenticationFailed(reason or UNKNOWN_USER)
     _log_in(session, user, password)
     return user
 
@@ -243,15 +242,6 @@ def _valid_role(role: object) -> Role:
 # --- authentication --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    """Why a login was refused (None: it was not), and the account's counts after it."""
-
-    reason: str | None
-    failed_login_count: int = 0
-    locked_until: datetime | None = None
-
-
 def _find(session: Session, username: str) -> User | None:
     """The user named exactly ``username``; None, without a query, for a name no
     user can have."""
@@ -285,9 +275,10 @@ def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
     return hasher().hash(generate_password())
 
 
-def _judge(session: Session, attempt: Attempt, password_ok: bool) -> _Verdict:
-    """Decide the attempt, record it and count a wrong password, under the user's
-    row lock (run by :func:`in_own_transaction`, in whichever session it gives)."""
+def _judge(session: Session, attempt: Attempt, password_ok: bool) -> str | None:
+    """Why the attempt is refused (None: it is not), once it is recorded and a
+    wrong password counted, under the user's row lock (run by
+    :func:`in_own_transaction`, in whichever session it gives)."""
     account = None if attempt.user_id is None else session.get(User, attempt.user_id)
     if account is not None:
         # FOR NO KEY UPDATE: serialises attempts on this account (and, on SQLite,
@@ -296,12 +287,12 @@ def _judge(session: Session, attempt: Attempt, password_ok: bool) -> _Verdict:
     reason = _refusal(session, account, attempt, password_ok)
     record_attempt(session, attempt if account else _as_unknown(attempt), reason)
     if account is None:
-        return _Verdict(reason or UNKNOWN_USER)
+        return reason or UNKNOWN_USER
     if reason == WRONG_PASSWORD:
         account_was_locked = _account_locked(account, attempt.now)
         _count_failure(session, account, attempt.now)
         _audit_new_locks(session, account, attempt, account_was_locked)
-    return _Verdict(reason, account.failed_login_count, account.locked_until)
+    return reason
 
 
 def _as_unknown(attempt: Attempt) -> Attempt:
@@ -378,9 +369,9 @@ def _audit_new_locks(
         audit.about(session, user, "user.locked", "warning", scope="account", until=until)
 
 
-def _show_counts(session: Session, user: User, verdict: _Verdict) -> None:
+def _show_counts(session: Session, user: User, reason: str | None) -> None:
     """Give the caller's copy of ``user`` the counts just committed, read again."""
-    if verdict.reason is None or verdict.reason == UNKNOWN_USER:
+    if reason is None or reason == UNKNOWN_USER:
         return
     session.refresh(user, ["failed_login_count", "locked_until"])
 
