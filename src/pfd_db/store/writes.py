@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, inspect, select
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Base
+from pfd_db.store.status import row_id
 from pfd_db.transactions import begin_write
 
 M = TypeVar("M", bound=Base)
@@ -125,9 +126,4 @@ def require_id(session: Session, model: type[M], record: M | int, field: str) ->
     """:func:`id_of` for a record that must be given: None is refused as :func:`load`
     refuses anything but a ``model`` or its id. The id is read from the record's
     identity: no query, even for an expired object."""
-    found = load(session, model, record, field)
-    identity = inspect(found).identity
-    if identity is None:  # not flushed yet
-        session.flush()
-        return int(found.id)
-    return int(identity[0])
+    return row_id(session, load(session, model, record, field))
