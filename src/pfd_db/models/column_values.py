@@ -66,9 +66,12 @@ def check_pending_values(session: Session) -> None:
         _refuse_none_where_required(state, values.keys(), new=True)
     for obj in session.dirty:
         state = instance_state(obj)
+        changed = state.committed_state  # the attributes set since the object was loaded
         set_to_none = set()
         for key, field, check in _checks_of(state.mapper):
-            for value in state.attrs[key].history.added:  # set since it was loaded
+            if key not in changed:
+                continue
+            for value in state.attrs[key].history.added:
                 _check(value, field, check)
                 if value is None:
                     set_to_none.add(key)
