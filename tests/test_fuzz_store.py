@@ -684,8 +684,15 @@ CALLS: dict[str, Entry] = {
         ("time", "ident"),
     ),
     "paging.moment": Entry(lambda w: {"value": _now(), "field": "since"}, ("field",)),
-    "paging.newest_first": Entry(
-        lambda w: {"time": LoginHistory.timestamp, "ident": LoginHistory.id}, internal=True
+    "paging.newest_page": Entry(
+        lambda w: {
+            "time": LoginHistory.timestamp,
+            "ident": LoginHistory.id,
+            "conditions": [],
+            "limit": 10,
+            "before_id": 1,
+        },
+        ("time", "ident", "conditions"),
     ),
     # query_language
     "query_language.parse": Entry(lambda w: {"text": 'resnet "outer race" metric.f1>0.5'}),

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput
@@ -130,7 +130,6 @@ def entries(
     (an action) or ``idx_system_log_time_status`` (a time range).
     """
     conditions = paging.in_range(SystemLog.created_at, since, until)
-    limit = paging.page_size(limit)
     if actor is not None:
         conditions.append(SystemLog.user_id == id_of(session, User, actor, "actor"))
     if action is not None:
@@ -138,15 +137,9 @@ def entries(
     if status is not None:
         wanted = require_member(status, LogStatus, "status").value
         conditions.append(SystemLog.status == wanted)
-    if before_id is not None:
-        conditions.append(paging.before(session, SystemLog.created_at, SystemLog.id, before_id))
-    query = (
-        select(SystemLog)
-        .where(*conditions)
-        .order_by(*paging.newest_first(SystemLog.created_at, SystemLog.id))
-        .limit(limit)
+    return paging.newest_page(
+        session, SystemLog.created_at, SystemLog.id, conditions, limit, before_id
     )
-    return list(session.scalars(query))
 
 
 def _valid_action(action: object) -> str:

@@ -187,20 +187,10 @@ def history(
     user = load(session, User, user, "user")
     conditions = [LoginHistory.user_id == user.id]
     conditions += paging.in_range(LoginHistory.timestamp, since, until)
-    limit = paging.page_size(limit)
     if success is not None:
         conditions.append(LoginHistory.success.is_(require_flag(success, "success")))
-    if before_id is not None:
-        conditions.append(
-            paging.before(session, LoginHistory.timestamp, LoginHistory.id, before_id)
-        )
-    return list(
-        session.scalars(
-            select(LoginHistory)
-            .where(*conditions)
-            .order_by(*paging.newest_first(LoginHistory.timestamp, LoginHistory.id))
-            .limit(limit)
-        )
+    return paging.newest_page(
+        session, LoginHistory.timestamp, LoginHistory.id, conditions, limit, before_id
     )
 
 

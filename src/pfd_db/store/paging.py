@@ -9,6 +9,7 @@ was written meanwhile (no ``OFFSET`` that rereads and shifts).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -63,11 +64,22 @@ def before(
     return and_(time <= last_time, or_(time < last_time, ident < last_id))
 
 
-def newest_first(
-    time: InstrumentedAttribute[Any], ident: InstrumentedAttribute[int]
-) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """The ORDER BY of a page."""
-    return time.desc(), ident.desc()
+def newest_page(
+    session: Session,
+    time: InstrumentedAttribute[datetime],
+    ident: InstrumentedAttribute[int],
+    conditions: Sequence[ColumnElement[bool]],
+    limit: object,
+    before_id: object = None,
+) -> list[Any]:
+    """One page: at most ``limit`` rows of ``time``'s model matching ``conditions``,
+    newest first by (time, id), older than the row ``before_id`` when given."""
+    size = page_size(limit)
+    where = list(conditions)
+    if before_id is not None:
+        where.append(before(session, time, ident, before_id))
+    query = select(time.class_).where(*where).order_by(time.desc(), ident.desc()).limit(size)
+    return list(session.scalars(query))
 
 
 def moment(value: object, field: str) -> datetime:

@@ -342,7 +342,6 @@ def recent_requests(
     partial ``ix_api_request_logs_errors``.
     """
     conditions = _window(since, until)
-    limit = paging.page_size(limit)
     if endpoint is not None:
         conditions.append(APIRequestLog.endpoint == require_text(endpoint, "endpoint", 255))
     if api_key is not None:
@@ -351,17 +350,9 @@ def recent_requests(
         conditions.append(APIRequestLog.status_code == _status_code(status_code))
     if errors_only:
         conditions.append(ERRORS)
-    if before_id is not None:
-        conditions.append(
-            paging.before(session, APIRequestLog.request_time, APIRequestLog.id, before_id)
-        )
-    query = (
-        select(APIRequestLog)
-        .where(*conditions)
-        .order_by(*paging.newest_first(APIRequestLog.request_time, APIRequestLog.id))
-        .limit(limit)
+    return paging.newest_page(
+        session, APIRequestLog.request_time, APIRequestLog.id, conditions, limit, before_id
     )
-    return list(session.scalars(query))
 
 
 def error_logs(
