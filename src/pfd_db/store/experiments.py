@@ -45,7 +45,7 @@ from pfd_db.store.validation import (
     require_str,
     require_text,
 )
-from pfd_db.store.writes import ID_MAX, add_unique, id_of, load, require_id
+from pfd_db.store.writes import add_unique, id_of, load, require_id, unread_id
 from pfd_db.types import utcnow
 from pfd_db.values import shown
 
@@ -350,10 +350,7 @@ def curve_columns(
     no epochs, to tell an empty curve from a missing experiment); builds no
     objects. Reads only.
     """
-    given_id = type(experiment) is int and 0 < experiment <= ID_MAX
-    experiment_id = (
-        experiment if given_id else require_id(session, Experiment, experiment, "experiment")
-    )
+    experiment_id = unread_id(session, Experiment, experiment, "experiment")
     wanted = None if metrics is None else _wanted_metrics(metrics)
     fixed = CURVE_FIXED if wanted is None else tuple(n for n in wanted if n in CURVE_FIXED)
     extra = wanted is None or len(fixed) < len(wanted)
@@ -362,8 +359,8 @@ def curve_columns(
     )
     stored = list(zip(*rows.all(), strict=True))
     if not stored:
-        if given_id:  # no epochs, or no such experiment: NotFound then
-            load(session, Experiment, experiment, "experiment")
+        if not isinstance(experiment, Experiment):  # no epochs, or no such experiment?
+            load(session, Experiment, experiment_id, "experiment")
         stored = [()] * (1 + len(fixed) + extra)
     columns = {name: list(values) for name, values in zip(("epoch", *fixed), stored, strict=False)}
     if extra:

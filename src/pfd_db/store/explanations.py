@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Experiment, Explanation
-from pfd_db.store.status import row_id
 from pfd_db.store.validation import optional_text, require_object, require_text
-from pfd_db.store.writes import insert_ignoring_conflicts
-from pfd_db.values import INT32_MAX
+from pfd_db.store.writes import insert_ignoring_conflicts, unread_id
 
 
 @dataclass(frozen=True)
@@ -84,26 +82,12 @@ def get_or_compute(
     return winner, False
 
 
-def _key(session: Session, experiment: object, signal_id: object, method: object) -> _Key:
+def _key(session: Session, experiment: Experiment | int, signal_id: object, method: object) -> _Key:
     return _Key(
-        experiment_id=_experiment_id(session, experiment),
+        experiment_id=unread_id(session, Experiment, experiment, "experiment"),
         signal_id=require_text(signal_id, "signal_id", 100),
         method=require_text(method, "method", 50),
     )
-
-
-def _experiment_id(session: Session, experiment: object) -> int:
-    """The id of ``experiment`` (the object or its id), without a query: whether
-    it exists is for the statement that uses it to find out."""
-    if isinstance(experiment, Experiment):
-        return row_id(session, experiment)
-    if isinstance(experiment, bool) or not isinstance(experiment, int):
-        raise InvalidInput(
-            f"experiment must be an Experiment or its integer id (got {type(experiment).__name__})"
-        )
-    if not 0 < experiment <= INT32_MAX:
-        raise NotFound(f"no Experiment with id {experiment} (experiment)")
-    return experiment
 
 
 def _look_up(session: Session, key: _Key) -> Explanation | None:

@@ -105,6 +105,18 @@ def load(session: Session, model: type[M], record: M | int, field: str) -> M:
     return found
 
 
+def unread_id(session: Session, model: type[M], record: M | int, field: str) -> int:
+    """The id of ``record`` (a ``model`` or its id) without reading its row: an
+    object's identity (flushed first if it has none), or the id given. Checked
+    as :func:`load` checks, but an id in range is not looked up: whether its row
+    exists is for the statement that uses it to find out."""
+    if isinstance(record, model):
+        return row_id(session, record)
+    if isinstance(record, int) and not isinstance(record, bool) and 0 < record <= ID_MAX:
+        return record
+    return row_id(session, load(session, model, record, field))  # raises, as load does
+
+
 def one_of_kinds(record: object, kinds: tuple[type[M], ...], field: str) -> M:
     """``record`` if it is one of ``kinds``: for functions that take records of
     several models, where an id alone could not say which it is (and for the
