@@ -102,6 +102,13 @@ def check_real(value: object, field: str) -> float:
     return number
 
 
+def check_flag(value: object, field: str) -> bool:
+    """``value`` if it is a bool (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be True or False (got {shown(value)})")
+    return value
+
+
 def check_document(value: object, field: str) -> Any:
     """``value`` if it is a JSON document both databases store and read back
     as given (see the module doc); the first bad part is named by its path,

@@ -43,6 +43,7 @@ from pfd_db.values import (
     INT64_MAX,
     INT64_MIN,
     check_document,
+    check_flag,
     check_real,
     check_text,
     check_whole,
@@ -179,7 +180,7 @@ def _check_for(column_type: TypeEngine[Any]) -> Check | None:
     if isinstance(sql_type, sqltypes.Float):
         return check_real
     if isinstance(sql_type, sqltypes.Boolean):
-        return _check_flag
+        return check_flag
     if isinstance(sql_type, sqltypes.JSON):
         return check_document
     if isinstance(sql_type, sqltypes.ARRAY):
@@ -215,12 +216,6 @@ def _array_check(item_check: Check | None) -> Check:
         return value
 
     return check
-
-
-def _check_flag(value: object, field: str) -> object:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{field} must be True or False (got {shown(value)})")
-    return value
 
 
 def _check_moment(value: object, field: str) -> object:

@@ -11,6 +11,7 @@ from pfd_db.errors import InvalidInput, InvalidTransition
 from pfd_db.values import (
     INT32_MAX,
     check_document,
+    check_flag,
     check_real,
     check_text,
     check_whole,
@@ -59,9 +60,7 @@ def require_json(value: object, field: str) -> Any:
 
 def require_flag(value: object, field: str) -> bool:
     """``value`` if it is a bool (not 0/1, not a string)."""
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{field} must be True or False (got {shown(value)})")
-    return value
+    return check_flag(value, field)
 
 
 def require_items(values: object, field: str) -> list[Any]:
