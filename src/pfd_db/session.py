@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, UOWTransaction, scoped_session, sessionmaker
 from pfd_db.engine import make_engine
 from pfd_db.engine import read_only as read_only_engine
 from pfd_db.errors import ReadOnlySession
-from pfd_db.transactions import READ_ONLY
+from pfd_db.transactions import is_read_only
 
 _lock = threading.RLock()
 _engine: Engine | None = None
@@ -103,7 +103,7 @@ def get_db_session(*, read_only: bool = False) -> Iterator[Session]:
 def _refuse_flush_when_read_only(session: Session, _context: UOWTransaction, _objs: Any) -> None:
     """A read-only session's flush is refused before it sends anything."""
     bind = session.bind
-    if bind is None or not bind.get_execution_options().get(READ_ONLY, False):
+    if bind is None or not is_read_only(bind):
         return
     changed = [obj for obj in session.dirty if session.is_modified(obj)]
     if session.new or changed or session.deleted:

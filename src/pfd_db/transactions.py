@@ -85,9 +85,10 @@ def _for_update(context: Any) -> bool:
     return getattr(statement, "_for_update_arg", None) is not None
 
 
-def is_read_only(connection: Connection) -> bool:
-    """Whether ``connection`` runs read-only work."""
-    return bool(connection.get_execution_options().get(READ_ONLY, False))
+def is_read_only(bind: Connection | Engine) -> bool:
+    """Whether ``bind`` (a connection, or an engine view of :func:`pfd_db.engine.read_only`)
+    runs read-only work."""
+    return bool(bind.get_execution_options().get(READ_ONLY, False))
 
 
 def begin_write(connection: Connection) -> None:
