@@ -365,3 +365,19 @@ def test_init_never_shows_the_url_password(pg_server):
 
 def test_a_bad_url_is_one_line_and_exit_2():
     assert_refused(pfd_db("status", "--url", "not a url"), "not a database URL")
+
+
+def test_json_copy_and_backup_print_one_document_and_nothing_on_stderr(fresh_url, tmp_path):
+    pfd_db(
+        "init", "--url", fresh_url, "-q", env={"PFD_DB_ADMIN_PASSWORD": "a long admin passphrase"}
+    )
+    runs = [
+        pfd_db(
+            "copy", "--to", f"sqlite:///{tmp_path}/copy.db", "--yes", "--json", "--url", fresh_url
+        ),
+        pfd_db("backup", str(tmp_path / "backup.out"), "--json", "--url", fresh_url),
+    ]
+    for result in runs:
+        assert result.exit_code == 0, result.output
+        assert isinstance(json.loads(result.stdout), dict)
+        assert result.stderr == ""

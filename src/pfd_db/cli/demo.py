@@ -40,12 +40,14 @@ def demo(
     with transaction(url) as session:
         report_seed(seed(session))
         owner = session.scalars(select(User).where(User.username == ADMIN_USERNAME)).one()
+        bar_console = make_console()
         with Progress(
             TextColumn("{task.description:<44}"),
             BarColumn(),
             TimeElapsedColumn(),
-            console=make_console(),
+            console=bar_console,
             transient=True,
+            disable=not bar_console.is_terminal,  # off a terminal it would leave a blank line
         ) as bar:
             task = bar.add_task("demo", total=steps(experiments))
 

@@ -196,13 +196,15 @@ def progress_bar(what: str) -> Iterator[Progress]:
     """A progress bar on stderr, and the :data:`~pfd_db.portability.Progress` that moves it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    bar_console = make_console(stderr=True)
     with Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=make_console(stderr=True),
+        console=bar_console,
         transient=True,
+        disable=not bar_console.is_terminal,  # off a terminal it would leave a blank line
     ) as bar:
         task = bar.add_task(what, total=None)
 
