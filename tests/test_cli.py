@@ -381,3 +381,14 @@ def test_json_copy_and_backup_print_one_document_and_nothing_on_stderr(fresh_url
         assert result.exit_code == 0, result.output
         assert isinstance(json.loads(result.stdout), dict)
         assert result.stderr == ""
+
+
+def test_a_missing_legacy_database_is_named_as_the_from_database(fresh_url, tmp_path):
+    missing = tmp_path / "legacy.db"
+    line = assert_refused(
+        pfd_db("import-legacy", "--from", f"sqlite:///{missing}", "--yes", "--url", fresh_url),
+        f"no legacy database at {missing}",
+        "--from",
+    )
+    assert "pfd-db init" not in line
+    assert not missing.exists()

@@ -151,10 +151,13 @@ def import_legacy_command(
     """
     from pfd_db.cli.common import INSPECT, check_file, locate, opened
     from pfd_db.cli.schema import ensure_instance_key
+    from pfd_db.errors import DatabaseUnavailable
     from pfd_db.portability.legacy import import_legacy
 
     legacy = locate(from_url)
     if legacy.path is not None:
+        if not legacy.path.exists():
+            raise DatabaseUnavailable(f"no legacy database at {legacy.path}: check --from")
         check_file(legacy.path, INSPECT)
     with opened(legacy, writable=False) as source, database(url, CREATE) as destination:
         confirm_replace(destination, replace, yes)
