@@ -104,7 +104,7 @@ def assert_refused(result: Result | subprocess.CompletedProcess[str], *fragments
     if isinstance(result, Result):
         assert result.exception is None or isinstance(result.exception, SystemExit), stderr
     lines = error_lines(stderr)
-    assert len(lines) == 1, stderr
+    assert len(lines) == 1 and len(stderr.splitlines()) == 1, repr(stderr)
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
