@@ -200,6 +200,14 @@ def test_an_import_into_a_database_holding_data_is_refused(legacy, fresh_url):
     assert "--replace" in result.output
 
 
+def test_a_pfd_db_database_is_not_taken_for_a_legacy_one(tmp_path, fresh_url):
+    source = tmp_path / "pfd.db"
+    assert runner.invoke(app, ["init", "--url", f"sqlite:///{source}", "--quiet"]).exit_code == 0
+    result = import_legacy(f"sqlite:///{source}", fresh_url)
+    assert result.exit_code == 2
+    assert f"{source} is a pfd-db database" in result.output and "mode=ro" not in result.output
+
+
 def test_a_bad_time_zone_or_role_is_refused_before_anything_is_written(legacy, fresh_url):
     bad_zone = import_legacy(legacy[0], fresh_url, "--source-timezone", "Mars/Olympus")
     assert bad_zone.exit_code == 2 and "time zone" in bad_zone.output

@@ -112,8 +112,13 @@ def import_legacy(
     layouts = [layout_of(t) for t in Base.metadata.sorted_tables]
     with snapshot(source) as reader:
         present = set(inspect(reader).get_table_names())
+        if "alembic_version" in present:
+            raise InvalidInput(
+                f"{_described(source)} is a pfd-db database, not an LSTM_PFD one: "
+                "use pfd-db copy or pfd-db restore"
+            )
         if "users" not in present or "experiments" not in present:
-            raise InvalidInput(f"{mask_password(source.url)} is not an LSTM_PFD database")
+            raise InvalidInput(f"{_described(source)} is not an LSTM_PFD database")
         _require_instance_key_if_needed(reader)
         target.prepare(
             destination,
@@ -128,6 +133,14 @@ def import_legacy(
     _check_counts(destination, report)
     target.finish(destination)
     return report
+
+
+def _described(source: Engine) -> str:
+    """The source as its user named it: a SQLite file's path (not the read-only URI
+    it is opened with), else the URL with its password hidden."""
+    if source.dialect.name == "sqlite" and source.url.database:
+        return source.url.database.removeprefix("file:")
+    return mask_password(source.url)
 
 
 class _Import:
