@@ -936,6 +936,9 @@ CALLS: dict[str, Entry] = {
     "validation.optional_object": Entry(lambda w: {"value": {"a": 1}, "field": "f"}, ("field",)),
     "validation.require_finite": Entry(lambda w: {"value": 0.5, "field": "f"}, ("field",)),
     "validation.optional_finite": Entry(lambda w: {"value": 0.5, "field": "f"}, ("field",)),
+    "validation.require_non_negative": Entry(
+        lambda w: {"value": 0.5, "field": "f"}, ("field",)
+    ),
     "validation.require_count": Entry(
         lambda w: {"value": 3, "field": "f", "minimum": 0, "maximum": 10},
         ("field", "minimum", "maximum"),
@@ -1019,6 +1022,10 @@ CALLS: dict[str, Entry] = {
     ),
     "writes.id_of": Entry(
         lambda w: {"model": User, "record": w.user, "field": "user"}, ("model", "field")
+    ),
+    "writes.unread_id": Entry(
+        lambda w: {"model": Experiment, "record": w.done.id, "field": "experiment"},
+        ("model", "field"),
     ),
 }
 
