@@ -128,6 +128,37 @@ def test_rows_pfd_db_still_reads_are_kept_whatever_the_age(db, engine):
     assert logins.cutoff == NOW - timedelta(days=30)  # the known-address window
 
 
+def at_and_before(conn, table: str, cutoff: datetime) -> None:
+    """Two rows of ``table``: one exactly at ``cutoff``, one a microsecond older."""
+    for moment in (cutoff, cutoff - timedelta(microseconds=1)):
+        if table == "session_logs":  # ended then, and expired then
+            insert_row(conn, table, is_active=False, logged_out_at=moment,
+                       expires_at=NOW + DAY)  # fmt: skip
+            insert_row(conn, table, expires_at=moment)
+        elif table in ("email_logs", "webhook_logs"):
+            insert_row(conn, table, created_at=moment, status="failed")
+        else:
+            column = {"api_request_logs": "request_time", "system_logs": "created_at"}
+            insert_row(conn, table, **{column.get(table, "timestamp"): moment})
+
+
+@pytest.mark.parametrize("age", [None, 50 * DAY], ids=["settings", "older_than"])
+def test_a_row_exactly_at_the_cutoff_is_kept_and_one_older_is_removed(db, engine, age):
+    cutoffs = {r.table: r.cutoff for r in retention.clean(engine, older_than=age,
+                                                          dry_run=True, now=NOW)}  # fmt: skip
+    with engine.begin() as conn:
+        for table, cutoff in cutoffs.items():
+            at_and_before(conn, table, cutoff)
+    before = counts(engine)
+    report = retention.clean(engine, older_than=age, now=NOW)
+    older = {table: 2 if table == "session_logs" else 1 for table in retention.TABLES}
+    assert {r.table: r.rows for r in report} == older
+    assert {r.table: r.cutoff for r in report} == cutoffs
+    after = counts(engine)
+    assert {t: before[t] - after[t] for t in retention.TABLES} == older
+    assert all(after[table] == (2 if table == "session_logs" else 1) for table in older)
+
+
 def test_batches_are_committed_one_by_one(db, engine):
     with engine.begin() as conn:
         for n in range(50):

@@ -17,6 +17,9 @@ table                   a row is removed when
 ``system_logs``         it was created before (the audit log)
 ======================  ==============================================================
 
+"Older" is strict: a row exactly at the cutoff (``now`` minus the age) is kept,
+one a microsecond older is removed.
+
 Nothing else is ever touched: experiments, curves, users, keys, summaries and
 configuration have no retention. Nothing references these rows, so removing
 any of them leaves every other row valid.
