@@ -16,7 +16,7 @@ from pfd_db.engine import make_engine
 from pfd_db.errors import InvalidInput, LeaseLost
 from pfd_db.models import EmailLog, User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType
-from pfd_db.store import deliveries, notifications, users, webhooks
+from pfd_db.store import deliveries, delivery_history, notifications, users, webhooks
 from pfd_db.store.deliveries import Channel
 from racing import race
 
@@ -389,23 +389,22 @@ def test_history_is_newest_first_filtered_and_paged(db, user, hook):
     for minute, email in enumerate(emails):
         email.created_at = T0 + timedelta(minutes=minute)
     db.commit()
-    page = deliveries.history(db, "email", user, limit=4)
+    page = delivery_history.history(db, "email", user, limit=4)
     assert page.total == 6 and [e.event_data["i"] for e in page.items] == [5, 4, 3, 2]
-    assert [
-        e.event_data["i"] for e in deliveries.history(db, "email", user, limit=4, offset=4).items
-    ] == [1, 0]
-    failed = deliveries.history(db, "email", user.id, event_type="training.failed")
+    second = delivery_history.history(db, "email", user, limit=4, offset=4)
+    assert [e.event_data["i"] for e in second.items] == [1, 0]
+    failed = delivery_history.history(db, "email", user.id, event_type="training.failed")
     assert [e.event_data["i"] for e in failed.items] == [5]
-    window = deliveries.history(
+    window = delivery_history.history(
         db, "email", user, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3)
     )
     assert [e.event_data["i"] for e in window.items] == [2, 1]
-    assert deliveries.history(db, "email", user, status="sent").total == 0
-    assert deliveries.history(db, "webhook", user).total == 6
+    assert delivery_history.history(db, "email", user, status="sent").total == 0
+    assert delivery_history.history(db, "webhook", user).total == 6
     with pytest.raises(InvalidInput, match="status"):
-        deliveries.history(db, "email", user, status="rate_limited")
+        delivery_history.history(db, "email", user, status="rate_limited")
     with pytest.raises(InvalidInput, match="limit"):
-        deliveries.history(db, "email", user, limit=0)
+        delivery_history.history(db, "email", user, limit=0)
 
 
 def test_counts_by_status_lists_every_status(db, user, hook):
@@ -416,12 +415,12 @@ def test_counts_by_status_lists_every_status(db, user, hook):
         db, second, "w1", "timed out", status="timeout", retry=False, now=T0 + timedelta(minutes=1)
     )
     db.commit()
-    counts = deliveries.counts_by_status(db, "webhook", user)
+    counts = delivery_history.counts_by_status(db, "webhook", user)
     assert counts == {
         "pending": 1, "sent": 1, "failed": 0, "rate_limited": 0, "timeout": 1,
         "invalid_url": 0, "provider_error": 0,
     }  # fmt: skip
-    assert sum(deliveries.counts_by_status(db, "email", user).values()) == 0
+    assert sum(delivery_history.counts_by_status(db, "email", user).values()) == 0
 
 
 # --- revision 0003 -------------------------------------------------------------------

@@ -491,10 +491,13 @@ CALLS: dict[str, Entry] = {
         }
     ),
     "deliveries.backoff": Entry(lambda w: {"attempts": 3}),
-    "deliveries.history": Entry(
-        lambda w: {"channel": "email", "user": w.user, "limit": 10, "offset": 0}
+    "delivery_history.history": Entry(
+        lambda w: {"channel": "webhook", "user": w.user, "webhook": w.extra["webhook"]}
+        | {"limit": 10, "offset": 0}
     ),
-    "deliveries.counts_by_status": Entry(lambda w: {"channel": "webhook", "user": w.user}),
+    "delivery_history.counts_by_status": Entry(
+        lambda w: {"channel": "webhook", "user": w.user, "webhook": w.extra["webhook"]}
+    ),
     # digests
     "digests.next_digest_at": Entry(lambda w: {"frequency": "digest_daily", "now": _now()}),
     "digests.due": Entry(lambda w: {"now": _now() + timedelta(days=8)}),

@@ -10,9 +10,14 @@ holds a lease on it (``lease_owner`` set, ``lease_expires_at`` ahead). A worker
    waiting; on SQLite under the write lock);
 2. sends each, then reports it with :func:`succeed` or :func:`fail` and commits.
 
+A user's or a webhook's past deliveries: :mod:`pfd_db.store.delivery_history`.
+
 A claimed delivery is handed to no one else while its lease runs. A worker that
 dies loses nothing: when its lease runs out the delivery is due again and the
-next claim takes it. Reporting checks that the worker still holds the lease it
+next claim takes it. A lease covers ``[claimed, lease_expires_at)``: at
+``lease_expires_at`` itself the delivery is free. A claim reads the clock once
+it holds the write lock (SQLite) and the rows (PostgreSQL), so a lease is never
+shortened by the wait for them. Reporting checks that the worker still holds the lease it
 was given (same owner, same attempt): a worker whose lease ran out and whose
 delivery was claimed again gets :class:`~pfd_db.errors.LeaseLost` and changes
 nothing. A worker that is done late but was not overtaken still reports fine.
@@ -29,18 +34,17 @@ Webhook results also count towards the webhook's health
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, func, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pfd_db.config import get_settings
 from pfd_db.errors import InvalidInput, LeaseLost
-from pfd_db.models import EmailLog, User, WebhookConfiguration, WebhookLog
+from pfd_db.models import EmailLog, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import EmailStatus, EventType, WebhookStatus
 from pfd_db.store import webhooks
 from pfd_db.store.validation import (
@@ -50,7 +54,7 @@ from pfd_db.store.validation import (
     require_non_negative,
     require_text,
 )
-from pfd_db.store.writes import one_of_kinds, require_id, take_write_lock
+from pfd_db.store.writes import one_of_kinds, take_write_lock
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
 
@@ -60,7 +64,6 @@ CLAIM_MAX = 1000
 LEASE_MAX_SECONDS = 86_400
 ERROR_MAX = 10_000
 RESPONSE_MAX = 10_000
-PAGE_MAX = 1000
 LEASE_RAN_OUT = "its last attempt's lease ran out before the worker reported"
 
 
@@ -94,16 +97,6 @@ PENDING_LITERAL: ColumnElement[Any] = literal_column("'pending'")
 SENT = "sent"
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a history, newest first, and how many rows the filter matches."""
-
-    items: list[Any]
-    total: int
-    limit: int
-    offset: int
-
-
 # --- the queue ---------------------------------------------------------------------
 
 
@@ -127,16 +120,17 @@ def claim(
     worker = require_text(worker, "worker", WORKER_MAX)
     limit = require_count(limit, "limit", 1, CLAIM_MAX)
     lease = timedelta(seconds=require_count(lease_seconds, "lease_seconds", 1, LEASE_MAX_SECONDS))
-    now = utc_or_now(now)
+    given = None if now is None else utc_or_now(now)
     model = MODELS[channel]
     take_write_lock(session)  # SQLite: claims queue on the write lock; PostgreSQL: no-op
     picked = session.execute(
         select(model.id, model.attempts)
-        .where(_due(channel, now))
+        .where(_due(channel, utc_or_now(given)))
         .order_by(model.next_attempt_at)  # the due index's order: no sort, LIMIT stops early
         .limit(limit)
         .with_for_update(skip_locked=True, of=model)
     ).all()
+    now = utc_or_now(given)  # read once the lock and rows are held: a wait never shortens a lease
     max_attempts = get_settings().delivery_max_attempts
     spent = [row.id for row in picked if row.attempts >= max_attempts]
     if spent:
@@ -371,80 +365,3 @@ def _failure_status(channel: Channel, status: object) -> str:
             f"status must be one of {allowed} for {channel.value} (got {shown(status)})"
         )
     return str(status)
-
-
-# --- history -----------------------------------------------------------------------
-
-
-def history(
-    session: Session,
-    channel: Channel | str,
-    user: User | int,
-    *,
-    status: str | None = None,
-    event_type: EventType | str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> Page:
-    """``user``'s e-mails or webhook deliveries, newest first, one page of ``limit``
-    from ``offset``, optionally only those with ``status``, of ``event_type``, or
-    created in ``[since, until)``."""
-    channel = require_member(channel, Channel, "channel")
-    model = MODELS[channel]
-    where = _filters(session, channel, user, status, event_type, since, until)
-    limit = require_count(limit, "limit", 1, PAGE_MAX)
-    offset = require_count(offset, "offset")
-    total = session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-    items = session.scalars(
-        select(model)
-        .where(*where)
-        .order_by(model.created_at.desc(), model.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return Page(list(items), total, limit, offset)
-
-
-def counts_by_status(
-    session: Session,
-    channel: Channel | str,
-    user: User | int,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> dict[str, int]:
-    """How many of ``user``'s e-mails or webhook deliveries have each status (every
-    status listed, 0 included), optionally only those created in ``[since, until)``."""
-    channel = require_member(channel, Channel, "channel")
-    model = MODELS[channel]
-    where = _filters(session, channel, user, None, None, since, until)
-    counts = {status.value: 0 for status in STATUSES[channel]}
-    for status, count in session.execute(
-        select(model.status, func.count()).where(*where).group_by(model.status)
-    ):
-        counts[str(status)] = int(count)
-    return counts
-
-
-def _filters(
-    session: Session,
-    channel: Channel,
-    user: User | int,
-    status: object,
-    event_type: object,
-    since: datetime | None,
-    until: datetime | None,
-) -> list[ColumnElement[bool]]:
-    model = MODELS[channel]
-    where = [model.user_id == require_id(session, User, user, "user")]
-    if status is not None:
-        where.append(model.status == require_member(status, STATUSES[channel], "status").value)
-    if event_type is not None:
-        where.append(model.event_type == require_member(event_type, EventType, "event_type").value)
-    if since is not None:
-        where.append(model.created_at >= utc_or_now(since))
-    if until is not None:
-        where.append(model.created_at < utc_or_now(until))
-    return where
