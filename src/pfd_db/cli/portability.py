@@ -59,19 +59,23 @@ def copy_command(
     working on the source: the copy is one snapshot of it. A copy cut short
     leaves the target marked unfinished: run it again with --replace.
     """
-    from pfd_db.portability.copy import copy_database
+    from pfd_db.portability import target
+    from pfd_db.portability.copy import copy_database, require_head, shown
 
-    with database(url, READ) as source, database(to, CREATE) as destination:
-        confirm_replace(destination, replace, yes)
-        with progress_bar("copy") as progress:
-            report = copy_database(
-                source, destination, replace=replace, batch_size=batch_size, progress=progress
-            )
-        shown = (_shown(source), _shown(destination))
+    with database(url, READ) as source:
+        require_head(source)
+        target.require_finished(source, shown(source))  # before the target is created
+        with database(to, CREATE) as destination:
+            confirm_replace(destination, replace, yes)
+            with progress_bar("copy") as progress:
+                report = copy_database(
+                    source, destination, replace=replace, batch_size=batch_size, progress=progress
+                )
+            names = (_shown(source), _shown(destination))
     if as_json:
-        print_json(copy_json(report, *shown))
+        print_json(copy_json(report, *names))
         return
-    show_copy(report, *shown)
+    show_copy(report, *names)
 
 
 @app.command("backup")
@@ -106,9 +110,9 @@ def restore_command(
     as_json: JsonOption = False,
 ) -> None:
     """Restore a backup made by `pfd-db backup` into an empty database (at head after)."""
-    from pfd_db.portability.backup import backup_kind, restore
+    from pfd_db.portability.backup import restore, verify_backup
 
-    backup_kind(path)  # not a backup: refused before the target is created
+    verify_backup(path)  # not a whole backup: refused before the target is created
     with database(url, CREATE) as destination:
         confirm_replace(destination, replace, yes)
         with progress_bar("restore") as progress:

@@ -30,17 +30,18 @@ from typing import Any
 from urllib.parse import quote
 
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, func, inspect, select
 
 from pfd_db import migrations
 from pfd_db.engine import make_engine, read_only
 from pfd_db.errors import Conflict, InvalidInput, PfdDbError
 from pfd_db.models import Base
-from pfd_db.portability import Progress, no_progress, target
+from pfd_db.portability import Progress, manifest, no_progress, target
 from pfd_db.portability.copy import (
     CopyReport,
     copy_database,
     copy_key_file,
+    shown,
     sqlite_file,
 )
 
@@ -61,7 +62,8 @@ class BackupReport:
     key_file: Path | None = None
     copy: CopyReport | None = None
     dumped: list[str] = field(default_factory=list)
-    """The tables ``pg_dump`` wrote (it counts no rows)."""
+    """The tables ``pg_dump`` wrote."""
+    revision: str | None = None
 
     @property
     def rows(self) -> int:
@@ -82,23 +84,33 @@ def backup(
     progress: Progress = no_progress,
     tools_path: str | None = None,
 ) -> BackupReport:
-    """Write a consistent snapshot of ``source`` to the new file ``path``.
+    """Write a consistent snapshot of ``source`` to the new file ``path``, and its
+    manifest beside it (see :mod:`pfd_db.portability.manifest`).
 
     ``tools_path`` is where ``pg_dump`` is looked for (default: the PATH; ``""``:
     nowhere, which forces the copy into a SQLite file). Refuses an existing
-    ``path`` (:class:`Conflict`).
+    ``path`` and a source holding an unfinished copy (:class:`Conflict`). The file
+    is written aside and renamed once complete: cut short, nothing is at ``path``.
     """
     path = path.expanduser().resolve()
     if path.exists():
         raise Conflict(f"{path} already exists: choose a new file for the backup")
     if not path.parent.is_dir():
         raise InvalidInput(f"no directory {path.parent} for the backup")
-    if source.dialect.name == "sqlite":
-        return _online_backup(source, path, progress)
-    pg_dump = shutil.which("pg_dump", path=tools_path)
-    if pg_dump is not None:
-        return _pg_dump(source, path, pg_dump, progress)
-    return _copy_to_sqlite(source, path, progress)
+    target.require_finished(source, shown(source))
+    with manifest.written_aside(path) as partial:
+        if source.dialect.name == "sqlite":
+            report = _online_backup(source, partial, progress)
+        elif (pg_dump := shutil.which("pg_dump", path=tools_path)) is not None:
+            report = _pg_dump(source, partial, pg_dump, progress)
+        else:
+            report = _copy_to_sqlite(source, partial, progress)
+        described = manifest.describe(partial, report.method, report.revision, report.tables)
+        manifest.publish(partial, path, described)
+    report.path = path
+    held = sqlite_file(source) if source.dialect.name == "sqlite" else None
+    report.key_file = copy_key_file(Path(f"{held}.key"), Path(f"{path}.key")) if held else None
+    return report
 
 
 def _online_backup(source: Engine, path: Path, progress: Progress) -> BackupReport:
@@ -112,11 +124,10 @@ def _online_backup(source: Engine, path: Path, progress: Progress) -> BackupRepo
             copy.execute("PRAGMA journal_mode=DELETE")
         finally:
             copy.close()
-    held = sqlite_file(source)
-    key = copy_key_file(Path(f"{held}.key"), Path(f"{path}.key")) if held else None
     copy_engine = sqlite_engine(path)
     try:
-        return BackupReport(ONLINE_BACKUP, path, count_rows(copy_engine), key)
+        revision = migrations.state(copy_engine).current
+        return BackupReport(ONLINE_BACKUP, path, count_rows(copy_engine), revision=revision)
     finally:
         copy_engine.dispose()
 
@@ -133,23 +144,31 @@ def _pg_dump(source: Engine, path: Path, pg_dump: str, progress: Progress) -> Ba
             dumped.append(line.rsplit(".", 1)[-1].strip().strip('"'))
             progress(dumped[-1], done, tables)
 
-    run_tool(
-        [pg_dump, "--format=custom", "--verbose", "--no-password", f"--file={path}"],
-        source,
-        on_line,
-    )
-    return BackupReport(PG_DUMP, path, dumped=dumped)
+    viewer = source.execution_options(isolation_level="REPEATABLE READ")
+    with viewer.connect() as conn, conn.begin():
+        # pg_dump reads the snapshot the rows were counted in.
+        snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+        counts = _counted(conn)
+        revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        run_tool(
+            [pg_dump, "--format=custom", "--verbose", "--no-password", f"--file={path}",
+             f"--snapshot={snapshot_id}"],
+            source,
+            on_line,
+        )  # fmt: skip
+    return BackupReport(PG_DUMP, path, counts, dumped=dumped, revision=revision)
 
 
 def _copy_to_sqlite(source: Engine, path: Path, progress: Progress) -> BackupReport:
     copy = sqlite_engine(path, writable=True)
     try:
         report = copy_database(source, copy, progress=progress, operation="backup")
+        revision = migrations.state(copy).current
     finally:
         copy.dispose()
     _leave_rollback_journal(path)
     tables = {t.name: t.source.rows for t in report.tables}
-    return BackupReport(COPY_TO_SQLITE, path, tables, copy=report)
+    return BackupReport(COPY_TO_SQLITE, path, tables, copy=report, revision=revision)
 
 
 def _leave_rollback_journal(path: Path) -> None:
@@ -170,10 +189,10 @@ def restore(
     tools_path: str | None = None,
 ) -> BackupReport:
     """Load the backup at ``path`` into ``destination``, which must hold no data
-    unless ``replace``; it ends at head. :class:`InvalidInput` for a file that is
-    not a backup."""
+    unless ``replace``; it ends at head. Refused before anything is written: a file
+    that is not a whole pfd-db backup (see :func:`verify_backup`)."""
     path = path.expanduser().resolve()
-    kind = backup_kind(path)
+    kind, _ = verify_backup(path)
     if kind == PG_DUMP:
         return _pg_restore(path, destination, replace, progress, tools_path)
     with _at_head(path) as source:
@@ -185,6 +204,29 @@ def restore(
     key = copy_key_file(held, Path(f"{wanted}.key")) if wanted else None
     tables = {t.name: t.source.rows for t in report.tables}
     return BackupReport(f"copy from {ONLINE_BACKUP} file", path, tables, key, report)
+
+
+def verify_backup(path: Path) -> tuple[str, manifest.Manifest]:
+    """The kind of the backup ``path`` and its manifest, once the file is found
+    whole: it matches its manifest (size, checksum, and rows per table for a SQLite
+    file), its revision is known and it holds no unfinished copy. Raises
+    :class:`InvalidInput`, :class:`MigrationError` or :class:`Conflict`; nothing is
+    written."""
+    path = path.expanduser().resolve()
+    kind = backup_kind(path)
+    described = manifest.verify(path)
+    if kind == ONLINE_BACKUP:
+        engine = sqlite_engine(path)
+        try:
+            target.require_finished(engine, str(path))
+            found = count_rows(engine)
+        finally:
+            engine.dispose()
+        if found != described.tables:
+            raise InvalidInput(
+                f"{path} does not hold the rows its manifest lists: the backup is damaged"
+            )
+    return kind, described
 
 
 def backup_kind(path: Path) -> str:
@@ -313,12 +355,14 @@ def sqlite_engine(path: Path, *, writable: bool = False) -> Engine:
 
 def count_rows(engine: Engine) -> dict[str, int]:
     """Rows per pfd-db table of ``engine``'s database (tables it lacks left out)."""
-    from sqlalchemy import func, select
-
     with engine.connect() as conn:
-        present = set(inspect(conn).get_table_names())
-        return {
-            t.name: conn.scalar(select(func.count()).select_from(t)) or 0
-            for t in Base.metadata.sorted_tables
-            if t.name in present
-        }
+        return _counted(conn)
+
+
+def _counted(conn: Connection) -> dict[str, int]:
+    present = set(inspect(conn).get_table_names())
+    return {
+        t.name: conn.scalar(select(func.count()).select_from(t)) or 0
+        for t in Base.metadata.sorted_tables
+        if t.name in present
+    }

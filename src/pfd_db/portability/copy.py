@@ -141,16 +141,16 @@ def copy_database(
     """Copy every row of ``source`` (at head) into ``destination``, which is migrated
     to head first and must hold no data unless ``replace``.
 
-    Raises :class:`Conflict` (a non-empty target, or the same database twice),
+    Raises :class:`Conflict` (a non-empty target, the same database twice, or a
+    source that is itself an unfinished copy),
     :class:`MigrationError` (the source is not at head) or :class:`CopyMismatch`
     (a table read back differs; the target then keeps its unfinished-copy marker).
     """
     began = time.perf_counter()
     require_distinct(source, destination)
     require_head(source)
-    target.prepare(
-        destination, operation=operation, source=mask_password(source.url), replace=replace
-    )
+    target.require_finished(source, shown(source))
+    target.prepare(destination, operation=operation, source=shown(source), replace=replace)
     layouts = [layout_of(table) for table in Base.metadata.sorted_tables]
     later = later_references(layouts)
     report = CopyReport()
@@ -231,6 +231,13 @@ def _identity(engine: Engine) -> str:
         if file is not None:
             return str(file)
     return engine.url.render_as_string(hide_password=True)
+
+
+def shown(engine: Engine) -> str:
+    """How to name ``engine``'s database to the operator: a SQLite file by its path,
+    a server by its URL without the password."""
+    file = sqlite_file(engine) if engine.dialect.name == "sqlite" else None
+    return str(file) if file is not None else mask_password(engine.url)
 
 
 def sqlite_file(engine: Engine) -> Path | None:

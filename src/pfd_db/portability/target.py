@@ -16,15 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from pfd_db import migrations
 from pfd_db.errors import Conflict, UnversionedDatabase
-from pfd_db.models import Base
-from pfd_db.models.fulltext import FTS_TABLE
+from pfd_db.models import Base, Experiment
+from pfd_db.models.fulltext import FTS_TABLE, search_document
 from pfd_db.types import utcnow
 
 MARKER_TABLE = "pfd_unfinished_copy"
+SEARCHED_TABLE = "experiments"
 
 
 def unfinished_copy(engine: Engine) -> str | None:
@@ -39,6 +41,31 @@ def unfinished_copy(engine: Engine) -> str | None:
     if row is None:
         return "an unfinished copy"
     return f"an unfinished {row.operation} from {row.source} (started {row.started_at})"
+
+
+REDO = {
+    "copy": "pfd-db copy --url SOURCE --to {this} --replace",
+    "restore": "pfd-db restore BACKUP --url {this} --replace",
+    "backup": "pfd-db backup NEW_FILE (this file is not a whole backup)",
+    "import-legacy": "pfd-db import-legacy --from LEGACY --url {this} --replace",
+}
+
+
+def require_finished(engine: Engine, shown: str) -> None:
+    """:class:`Conflict` when ``engine``'s database (``shown`` to the operator)
+    carries the unfinished-copy marker: it is not a whole database to read from."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(MARKER_TABLE):
+            return
+        row = conn.execute(
+            text(f"SELECT operation, source FROM {MARKER_TABLE}")  # noqa: S608
+        ).first()
+    operation, source = (row.operation, row.source) if row else ("copy", "another database")
+    redo = REDO.get(operation, REDO["copy"]).format(this=shown)
+    raise Conflict(
+        f"{shown} holds an unfinished {operation} from {source}, not a whole database: "
+        f"run `{redo}` again to complete it (or start again), then use it"
+    )
 
 
 def tables_with_rows(engine: Engine) -> list[str]:
@@ -82,13 +109,12 @@ def prepare(engine: Engine, *, operation: str, source: str, replace: bool) -> No
 
 
 def finish(engine: Engine) -> None:
-    """Set the id sequences past the largest ids (PostgreSQL), rebuild the search
-    index (SQLite) and drop the marker: the last step of filling a database."""
+    """Set the id sequences past the largest ids (PostgreSQL), check the search
+    index and drop the marker: the last step of filling a database."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             set_sequences(conn)
-        else:
-            rebuild_search_index(conn)
+        require_search_index(conn)
         conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
 
 
@@ -97,8 +123,9 @@ def triggers_off(conn: Connection, table: str) -> Iterator[None]:
     """Within ``conn``'s transaction, rows written to ``table`` fire none of its
     triggers: what they derive (tag counts, the SQLite search index) is copied or
     rebuilt instead. PostgreSQL: ``DISABLE TRIGGER USER`` (foreign keys are still
-    checked); SQLite: the triggers are dropped and created again. Both are undone
-    with the transaction if it fails."""
+    checked); SQLite: the triggers are dropped and created again, and the search
+    index is rebuilt when ``table`` is the searched one. Both are undone with the
+    transaction if it fails."""
     name = conn.dialect.identifier_preparer.quote(table)
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"ALTER TABLE {name} DISABLE TRIGGER USER")
@@ -111,6 +138,9 @@ def triggers_off(conn: Connection, table: str) -> Iterator[None]:
     for trigger, _ in triggers:
         conn.exec_driver_sql(f"DROP TRIGGER {conn.dialect.identifier_preparer.quote(trigger)}")
     yield
+    if table == SEARCHED_TABLE:
+        # In the same transaction: a commit never leaves the index out of step.
+        rebuild_search_index(conn)
     for _, ddl in triggers:
         conn.exec_driver_sql(ddl)
 
@@ -118,6 +148,42 @@ def triggers_off(conn: Connection, table: str) -> Iterator[None]:
 def rebuild_search_index(conn: Connection) -> None:
     """Index every experiment again in SQLite's FTS5 table (after triggers were off)."""
     conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")  # noqa: S608
+
+
+def search_index_problem(conn: Connection) -> str | None:
+    """Why the search index is out of step with the experiments, or None. SQLite:
+    FTS5's own ``integrity-check`` against the content table; PostgreSQL: the
+    generated column compared with the document it is generated from."""
+    if conn.dialect.name == "sqlite":
+        try:
+            conn.exec_driver_sql(
+                f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('integrity-check', 1)"  # noqa: S608
+            )
+        except DBAPIError as exc:
+            return f"{FTS_TABLE} does not match the experiments ({str(exc.orig).splitlines()[0]})"
+        return None
+    stale = conn.scalar(
+        select(func.count())
+        .select_from(Experiment)
+        .where(
+            Experiment.search_vector.is_distinct_from(
+                search_document(Experiment.name, Experiment.model_type, Experiment.notes)
+            )
+        )
+    )
+    return f"{stale} experiments have a stale search_vector" if stale else None
+
+
+def require_search_index(conn: Connection) -> None:
+    """:class:`CopyMismatch` when :func:`search_index_problem` finds one."""
+    problem = search_index_problem(conn)
+    if problem is not None:
+        from pfd_db.portability import CopyMismatch
+
+        raise CopyMismatch(
+            f"the search index of the copy is inconsistent: {problem}; the target is marked "
+            "unfinished: run the copy again with --replace"
+        )
 
 
 def set_sequences(conn: Connection) -> None:
@@ -157,6 +223,8 @@ def _empty(engine: Engine) -> None:
         else:
             conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
             for name in names:
-                conn.exec_driver_sql(f"DELETE FROM {quote(name)}")  # noqa: S608
+                # Triggers off: an index left out of step must not be fed deletes.
+                with triggers_off(conn, name):
+                    conn.exec_driver_sql(f"DELETE FROM {quote(name)}")  # noqa: S608
         if MARKER_TABLE in present:
             conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
