@@ -17,8 +17,8 @@ from pfd_db import migrations
 from pfd_db.config import get_settings
 from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
-from pfd_db.models import SystemLog, User
-from pfd_db.store import api_keys, audit, sessions, twofactor, users
+from pfd_db.models import SystemLog, User, WebhookConfiguration
+from pfd_db.store import api_keys, audit, sessions, twofactor, users, webhooks
 
 PASSWORD = "correct-horse-battery-staple"
 WRONG = "not-the-right-password"
@@ -179,13 +179,65 @@ def test_rotating_the_instance_key_is_audited_per_batch_that_changed_secrets(fre
         assert pfd_db(*rotate, env={"PFD_DB_SECRET_KEY": f"{new},{old}"}).exit_code == 0
         with Session(engine) as session:
             rotated = audit.entries(session, action="instance_key.rotated")
+            column = "users.totp_secret"
             assert [e.details for e in reversed(rotated)] == [
-                {"reencrypted": 2, "user_ids": [1, 2]},
-                {"reencrypted": 1, "user_ids": [3, 3]},
+                {"column": column, "checked": 2, "reencrypted": 2, "ids": [1, 2]},
+                {"column": column, "checked": 1, "reencrypted": 1, "ids": [3, 3]},
             ]  # the second run changed nothing, so it wrote nothing
             assert old not in str(rotated[0].details) and new not in str(rotated[0].details)
     finally:
         engine.dispose()
+
+
+def test_rotating_only_webhook_secrets_is_audited_with_the_counts(fresh_url, plaintexts):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    engine = make_engine(fresh_url)
+    migrations.upgrade(engine)
+    try:
+        with settings_env({"PFD_DB_SECRET_KEY": old}), Session(engine) as session:
+            owner = User(username="ada", email="ada@example.com")
+            session.add(owner)
+            for n in range(3):
+                _hook, secret = webhooks.create_webhook(
+                    session, owner, f"https://hooks.example.com/{n}", ["training.complete"]
+                )
+                plaintexts.append(secret)
+            session.commit()
+            session.execute(SystemLog.__table__.delete())  # creation entries aside
+            session.commit()
+        with settings_env({"PFD_DB_SECRET_KEY": f"{new},{old}"}), Session(engine) as session:
+            webhooks.reencrypt_secrets(session, limit=2)  # the caller's transaction...
+            assert len(audit.entries(session, action="instance_key.rotated")) == 1
+            session.rollback()  # ...goes with it
+            assert audit.entries(session) == []
+        rotate = ["key", "rotate", "--url", fresh_url]
+        assert pfd_db(*rotate, env={"PFD_DB_SECRET_KEY": f"{new},{old}"}).exit_code == 0
+        with Session(engine) as session:
+            [entry] = audit.entries(session, action="instance_key.")
+            assert entry.details == {
+                "column": "webhook_configurations.signing_secret",
+                "checked": 3,
+                "reencrypted": 3,
+                "ids": [1, 3],
+            }
+            stored = " ".join(session.scalars(select(WebhookConfiguration.signing_secret)))
+            assert not any(part in str(entry.details) for part in (old, new, stored))
+    finally:
+        engine.dispose()
+
+
+def test_changing_a_password_is_audited_in_the_callers_transaction(db, ada, plaintexts):
+    plaintexts.append("another-long-passphrase")
+    users.change_password(db, ada, "another-long-passphrase")
+    assert logged(db) == [("user.password_changed", "success", None, about(ada))]
+    db.rollback()
+    assert entries_count(db) == 0
+    users.change_password(db, ada.id, "another-long-passphrase")
+    db.commit()
+    assert [e.action for e in audit.entries(db)] == ["user.password_changed"]
+    with pytest.raises(NotFound):
+        users.change_password(db, ada.id + 100, "another-long-passphrase")
+    assert entries_count(db) == 1
 
 
 # --- record and entries --------------------------------------------------------------------
@@ -264,3 +316,38 @@ def test_entries_are_filtered_bounded_and_paged_newest_first(db, ada):
                 {"since": datetime(2030, 1, 1)}):  # fmt: skip
         with pytest.raises(InvalidInput):
             audit.entries(db, **bad)
+
+
+def test_a_prefix_matches_only_whole_dotted_words(db):
+    for action in ("user.created", "users_x", "user", "userx.y", "user.a.b", "apixkey.made"):
+        audit.record(db, None, action)
+    db.commit()
+    assert [e.action for e in audit.entries(db, action="user.")] == ["user.a.b", "user.created"]
+    assert audit.entries(db, action="api_key.") == []  # "_" is no wildcard
+    assert [e.action for e in audit.entries(db, action="users_x")] == ["users_x"]
+
+
+def test_entries_filtered_by_text_in_the_action_or_details(db, ada):
+    audit.record(db, None, "report.exported", details={"by": "ADA Lovelace", "n": 1})
+    audit.record(db, None, "report.exported", details={"note": "100% done_ok", "n": 2})
+    audit.record(db, None, "report.exported", details={"note": "100x done ok", "n": 3})
+    audit.record(db, None, "thing.adapted", details={"n": 4})
+    audit.record(db, None, "report.exported", details={"who": 'Zoë "z" \\', "n": 5})
+    audit.record(db, None, "report.exported", details=None)
+    db.commit()
+
+    def found(text: str) -> list[int]:
+        return [e.details["n"] for e in audit.entries(db, text=text)]
+
+    assert found("ada") == [4, 1]  # "adapted", "ADA Lovelace": any case
+    assert found("lovelace") == [1]
+    assert found("% done_") == [2]  # wildcards are plain characters
+    assert found("done") == [3, 2]
+    assert found('"z" \\') == [5]  # as written, though JSON escapes it
+    assert found("Zoë") == [5]
+    assert found("nobody") == []
+    assert [e.details["n"] for e in audit.entries(db, text="ada", action="report.")] == [1]
+    assert len(audit.entries(db, text="EXPORTED")) == 5  # one without details too
+    for bad in ("", "   ", "x" * 201, "a\x00b", 42):
+        with pytest.raises(InvalidInput, match="text"):
+            audit.entries(db, text=bad)

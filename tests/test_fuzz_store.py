@@ -366,6 +366,7 @@ CALLS: dict[str, Entry] = {
             "actor": w.user,
             "action": "user.created",
             "status": "success",
+            "text": "ada",
             "limit": 10,
             "before_id": 10**6,
         }

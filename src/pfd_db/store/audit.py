@@ -10,6 +10,7 @@ action                         written by
 ``user.role_changed``          ``users.set_role`` (when the role changes)
 ``user.deactivated``           ``users.deactivate``
 ``user.password_reset``        ``users.reset_password``
+``user.password_changed``      ``users.change_password``
 ``user.locked``                a login that locks an account or an address
                                (in the failed login's own transaction)
 ``twofactor.enabled``          ``twofactor.confirm_setup``
@@ -18,7 +19,10 @@ action                         written by
 ``api_key.issued``             ``api_keys.issue``
 ``api_key.revoked``            ``api_keys.revoke`` (the first time)
 ``session.revoked``            ``sessions.revoke``, ``sessions.revoke_others``
-``instance_key.rotated``       ``pfd-db key rotate``
+``instance_key.rotated``       each batch of ``pfd-db key rotate`` (``twofactor``'s
+                               and ``webhooks.reencrypt_secrets``) that moved
+                               secrets: which column, how many, the first and
+                               last id
 =============================  ===========================================
 
 ``user_id`` is the actor: the user the session acts for (:func:`acting_as`), or
@@ -31,19 +35,25 @@ key prefixes only.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Text, cast, or_
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput
 from pfd_db.models import SystemLog, User
 from pfd_db.models.enums import LogStatus
 from pfd_db.store import paging
-from pfd_db.store.validation import optional_object, optional_str, require_member
+from pfd_db.store.validation import (
+    optional_object,
+    optional_str,
+    require_member,
+    require_text,
+)
 from pfd_db.store.writes import id_of
 
 ACTION_MAX = 100
@@ -51,6 +61,7 @@ ERROR_MAX = 1000
 SECRET_KEY = re.compile(r"password|passwd|secret|token|plaintext|hash|otp|code(?!s?_?count)", re.I)
 """Detail keys that name a secret (``backup_codes_count`` is a count, not a code)."""
 _ACTOR = "pfd_db.audit.actor"  # session.info key: the id of the user the session acts for
+TEXT_MAX = 200
 ACTION_SHAPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 
 
@@ -117,17 +128,21 @@ def entries(
     actor: User | int | None = None,
     action: str | None = None,
     status: LogStatus | str | None = None,
+    text: str | None = None,
     limit: int = 100,
     before_id: int | None = None,
 ) -> list[SystemLog]:
     """Audit entries, newest first, at most ``limit`` (up to 1000): those from
     ``since`` (inclusive) to ``until`` (exclusive) when given, of ``actor``, of
     ``action`` (exact, or every action under a prefix ending in ``.``, like
-    ``"user."``), with ``status``. The next page: ``before_id`` = the id of the
+    ``"user."``), with ``status``, whose action or details contain ``text``
+    (at most 200 characters; ``%`` and ``_`` are plain characters; case-insensitive,
+    on SQLite for ASCII letters only). The next page: ``before_id`` = the id of the
     last entry of this one (see :mod:`pfd_db.store.paging`).
 
     Served by ``idx_system_log_user_time`` (an actor), ``idx_system_log_action_time``
-    (an action) or ``idx_system_log_time_status`` (a time range).
+    (an action) or ``idx_system_log_time_status`` (a time range); ``text`` is
+    checked on the entries those give, newest first, until the page is full.
     """
     conditions = paging.in_range(SystemLog.created_at, since, until)
     if actor is not None:
@@ -137,6 +152,8 @@ def entries(
     if status is not None:
         wanted = require_member(status, LogStatus, "status").value
         conditions.append(SystemLog.status == wanted)
+    if text is not None:
+        conditions.append(_contains(session, require_text(text, "text", TEXT_MAX)))
     return paging.newest_page(
         session, SystemLog.created_at, SystemLog.id, conditions, limit, before_id
     )
@@ -161,6 +178,20 @@ def _action_is(action: object) -> ColumnElement[bool]:
         prefix = _valid_action(action[:-1]) + "."
         return SystemLog.action.startswith(prefix, autoescape=True)
     return SystemLog.action == _valid_action(action)
+
+
+def _contains(session: Session, text: str) -> ColumnElement[bool]:
+    """The action, or the details as the database stores them, hold ``text``.
+
+    The details are searched as JSON text, so ``text`` is spelled as JSON spells a
+    string (quotes and backslashes escaped; on SQLite, whose JSON is written by
+    Python, other than ASCII as ``\\uXXXX`` too)."""
+    ascii_only = session.get_bind().dialect.name != "postgresql"
+    spelled = json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+    return or_(
+        SystemLog.action.icontains(text, autoescape=True),
+        cast(SystemLog.details, Text).icontains(spelled, autoescape=True),
+    )
 
 
 def _valid_details(details: Mapping[str, Any] | None) -> dict[str, Any] | None:

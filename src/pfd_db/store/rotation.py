@@ -1,5 +1,10 @@
 """Moving stored ciphertexts to the first instance key, one batch at a time:
-the shared step of ``pfd-db key rotate`` for every encrypted column."""
+the shared step of ``pfd-db key rotate`` for every encrypted column.
+
+A batch that moves any secret writes one ``instance_key.rotated`` audit entry in
+the caller's transaction, whichever column it was (TOTP or webhook signing
+secrets): ``{"column": "users.totp_secret", "checked": 500, "reencrypted": 12,
+"ids": [first, last]}``, never a secret or a key."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pfd_db.crypto import reencrypt
+from pfd_db.store import audit
 from pfd_db.store.validation import require_count
 
 REENCRYPT_BATCH = 500
@@ -37,7 +43,8 @@ def reencrypt_batch(
     encrypted text column of a model with an integer ``id``) in up to ``limit``
     rows with an id above ``after_id``, in id order. Values already under the
     first key are left as they are, so running it again changes nothing. The
-    rows are locked while the batch runs; it flushes, the caller commits."""
+    rows are locked while the batch runs; it flushes, the caller commits. A batch
+    that moved any secret is audited (see the module doc)."""
     after = require_count(after_id, "after_id")
     size = require_count(limit, "limit", minimum=1)
     model = column.class_
@@ -55,4 +62,12 @@ def reencrypt_batch(
             setattr(row, column.key, rotated)
             moved.append(row.id)
     session.flush()
+    if moved:
+        details = {
+            "column": f"{model.__tablename__}.{column.key}",
+            "checked": len(batch),
+            "reencrypted": len(moved),
+            "ids": [moved[0], moved[-1]],
+        }
+        audit.record(session, audit.actor(session), "instance_key.rotated", details=details)
     return Reencrypted(len(batch), len(moved), batch[-1].id if batch else None, moved)

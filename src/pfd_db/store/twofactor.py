@@ -146,19 +146,9 @@ def reencrypt_secrets(
 ) -> Reencrypted:
     """Re-encrypt under the first instance key the TOTP secrets of up to ``limit``
     users with an id above ``after_id``, in id order: one batch of ``pfd-db key
-    rotate`` (see :func:`pfd_db.store.rotation.reencrypt_batch`). A batch that
-    re-encrypts any secret writes one ``instance_key.rotated`` audit entry saying
-    how many and which users.
+    rotate`` (see :func:`pfd_db.store.rotation.reencrypt_batch`, which audits it).
     """
-    batch = reencrypt_batch(session, User.totp_secret, after_id, limit)
-    if batch.reencrypted:
-        audit.record(
-            session,
-            audit.actor(session),
-            "instance_key.rotated",
-            details={"reencrypted": batch.reencrypted, "user_ids": [batch.ids[0], batch.ids[-1]]},
-        )
-    return batch
+    return reencrypt_batch(session, User.totp_secret, after_id, limit)
 
 
 # --- TOTP verification ------------------------------------------------------------

@@ -162,10 +162,17 @@ def authenticate(
 
 
 def change_password(session: Session, user: User | int, new_password: str) -> None:
-    """Replace the user's password (policy checked first). Sessions are left open."""
+    """Replace the user's password (policy checked first). Sessions are left open.
+    Audited (``user.password_changed``) in the caller's transaction."""
+    found = _set_password(session, user, new_password)
+    audit.about(session, found, "user.password_changed")
+
+
+def _set_password(session: Session, user: User | int, new_password: str) -> User:
     found = load(session, User, user, "user")
     found.password_hash = hash_password(new_password)
     session.flush()
+    return found
 
 
 def reset_password(session: Session, user: User | int, new_password: str | None = None) -> str:
@@ -175,7 +182,7 @@ def reset_password(session: Session, user: User | int, new_password: str | None 
     compromise."""
     found = load(session, User, user, "user")
     password = generate_password() if new_password is None else new_password
-    change_password(session, found, password)
+    _set_password(session, found, password)
     found.failed_login_count = 0
     found.locked_until = None
     ended = end_all_sessions(session, found)
