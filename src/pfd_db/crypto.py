@@ -4,6 +4,8 @@ The instance key is a Fernet key. It encrypts TOTP secrets at rest and keys
 the HMAC that hashes backup codes. It comes from ``PFD_DB_SECRET_KEY``, else from
 the file ``PFD_DB_SECRET_KEY_FILE``, else, for a SQLite database, from the file
 ``<database>.key`` beside it, which ``pfd-db init`` creates with mode 0600.
+"The database" is the one :func:`pfd_db.session.configure` last pointed sessions
+at, else the settings' URL: the key follows the database.
 
 Rotation. Several keys, comma-separated (``new,old``), are all in force: the
 first encrypts and hashes what is stored from now on, and everything made under
@@ -19,6 +21,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +51,37 @@ def default_key_path(url: str) -> Path | None:
     return Path(f"{parsed.database}.key")
 
 
+_database_url: str | None = None  # set by session.configure; None: the settings' URL
+
+
+def follow_database(url: str | None) -> None:
+    """Look for the default key file beside ``url``'s database from now on (None:
+    beside the settings' database again). Called by :func:`pfd_db.session.configure`."""
+    global _database_url
+    _database_url = url
+
+
+@contextmanager
+def following_settings() -> Iterator[None]:
+    """Within the block, the key file is looked for beside the settings' database
+    whatever sessions were pointed at (the CLI's ``--url`` sets the settings)."""
+    saved = _database_url
+    follow_database(None)
+    try:
+        yield
+    finally:
+        follow_database(saved)
+
+
+def key_file_path() -> Path | None:
+    """The key file in force when ``PFD_DB_SECRET_KEY`` is unset: ``PFD_DB_SECRET_KEY_FILE``,
+    else ``<database>.key`` beside a SQLite database; None when there is none."""
+    settings = get_settings()
+    if settings.secret_key_file is not None:
+        return settings.secret_key_file
+    return default_key_path(_database_url or settings.url)
+
+
 def create_key_file(path: Path) -> bool:
     """Write a new key to ``path`` with mode 0600; False (and nothing written) if it exists."""
     try:
@@ -64,11 +99,16 @@ def _configured_keys() -> tuple[bytes, ...]:
     settings = get_settings()
     if settings.secret_key is not None:
         return _parse_keys(settings.secret_key.get_secret_value())
-    path = settings.secret_key_file or default_key_path(settings.url)
-    if path is None or not path.exists():
+    path = key_file_path()
+    if path is None:
         raise ConfigurationError(
             "no instance key: set PFD_DB_SECRET_KEY or PFD_DB_SECRET_KEY_FILE "
             "(`pfd-db init` creates one beside a SQLite database)"
+        )
+    if not path.exists():
+        raise ConfigurationError(
+            f"no instance key: the key file {path} does not exist "
+            "(`pfd-db init` creates it; or set PFD_DB_SECRET_KEY)"
         )
     return _read_key_file(path, path.stat().st_mtime_ns)
 

@@ -8,7 +8,8 @@ values are what this session last saw; call ``session.refresh(obj)`` when
 another writer may have changed the row since.
 
 The engine is made from the settings on first use; ``configure()`` points
-everything at another database.
+everything at another database, and the instance key look-up with it (the
+``<database>.key`` file beside a SQLite database, see :mod:`pfd_db.crypto`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, UOWTransaction, scoped_session, sessionmaker
 
+from pfd_db import crypto
 from pfd_db.engine import make_engine
 from pfd_db.engine import read_only as read_only_engine
 from pfd_db.errors import ReadOnlySession
@@ -46,12 +48,17 @@ SessionScoped = scoped_session(SessionLocal)
 
 def configure(url: str | None = None, engine: Engine | None = None) -> Engine:
     """Point ``SessionLocal`` and ``SessionScoped`` at ``engine``, or at a new
-    engine for ``url`` (default: the settings' URL). Returns the engine."""
+    engine for ``url`` (default: the settings' URL). Returns the engine.
+
+    The instance key is then looked for beside that database (when no
+    ``PFD_DB_SECRET_KEY`` or ``PFD_DB_SECRET_KEY_FILE`` is set)."""
     global _engine, _owned
     with _lock:
         reset()
         _engine, _owned = (engine, False) if engine is not None else (make_engine(url), True)
         SessionLocal.configure(bind=_engine)
+        if url is not None or engine is not None:
+            crypto.follow_database(_engine.url.render_as_string(hide_password=False))
         return _engine
 
 
@@ -65,6 +72,7 @@ def reset() -> None:
             _engine.dispose()
         _engine, _owned = None, False
         SessionLocal.configure(bind=None)
+        crypto.follow_database(None)
 
 
 def get_engine() -> Engine:

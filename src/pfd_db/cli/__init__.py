@@ -3,8 +3,8 @@
 Exit codes (see README, "Operating"): 0 success; 1 ``check``: the database is
 not at head; 2 an expected failure, printed as one line on stderr (bad URL,
 unreachable or missing database, wrong revision, bad input, refused
-confirmation); 3 ``check``: schema drift; 4 ``check``: two-factor data stored
-but no usable instance key opens it.
+confirmation); 3 ``check``: schema drift; 4 ``check``: no usable instance key,
+or two-factor data stored that it does not open.
 
 Start-up stays fast: the modules below import only Typer; each command loads
 the database, the settings and Rich when it runs.

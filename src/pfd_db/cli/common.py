@@ -43,7 +43,7 @@ FAILED = 2
 SCHEMA_DRIFT = 3
 """``check``: the schema differs from the models."""
 KEY_MISSING = 4
-"""``check``: two-factor data is stored but no configured instance key opens it."""
+"""``check``: no usable instance key, or two-factor data stored that it does not open."""
 
 # --- options -------------------------------------------------------------------
 
@@ -318,15 +318,18 @@ def url_in_settings(url: str | None) -> Iterator[None]:
     what follows the settings (the instance key beside a SQLite file, sessions)
     follows ``--url`` too."""
     from pfd_db.config import get_settings
+    from pfd_db.crypto import following_settings
 
     if url is None:
-        yield
+        with following_settings():
+            yield
         return
     saved = os.environ.get("PFD_DB_URL")
     os.environ["PFD_DB_URL"] = url
     get_settings.cache_clear()
     try:
-        yield
+        with following_settings():
+            yield
     finally:
         if saved is None:
             os.environ.pop("PFD_DB_URL", None)

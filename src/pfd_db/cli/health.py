@@ -1,8 +1,10 @@
 """The instance key's part in a database's health: is a key configured and usable,
-and does it open the two-factor data stored (``status`` and ``check``)."""
+and does it open the two-factor data stored (``status`` and ``check``); where ``init``
+creates it."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,14 +50,14 @@ class TwoFactorHealth:
 def key_source() -> str | None:
     """Where the instance key comes from under the current settings, or None."""
     from pfd_db.config import get_settings
-    from pfd_db.crypto import default_key_path
+    from pfd_db.crypto import key_file_path
 
     settings = get_settings()
     if settings.secret_key is not None:
         return "PFD_DB_SECRET_KEY"
     if settings.secret_key_file is not None:
         return f"PFD_DB_SECRET_KEY_FILE {settings.secret_key_file}"
-    path = default_key_path(settings.url)
+    path = key_file_path()
     return f"key file {path}" if path is not None and path.exists() else None
 
 
@@ -103,3 +105,48 @@ def two_factor_health(engine: Engine) -> TwoFactorHealth:
             "set PFD_DB_SECRET_KEY or PFD_DB_SECRET_KEY_FILE"
         )
     return TwoFactorHealth(len(secrets), codes, unreadable, problem)
+
+
+def check_key_file() -> None:
+    """Refuse, before anything is written, a PFD_DB_SECRET_KEY_FILE that ``init``
+    could neither read nor create."""
+    from pfd_db.config import get_settings
+    from pfd_db.errors import ConfigurationError
+
+    settings = get_settings()
+    path = settings.secret_key_file
+    if settings.secret_key is not None or path is None:
+        return
+    if path.is_dir():
+        raise ConfigurationError(f"PFD_DB_SECRET_KEY_FILE {path} is a directory, not a key file")
+    if path.exists():
+        return
+    if not path.parent.is_dir():
+        raise ConfigurationError(
+            f"PFD_DB_SECRET_KEY_FILE {path}: its folder {path.parent} does not exist; "
+            "create it, or point the variable at another file"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"PFD_DB_SECRET_KEY_FILE {path}: its folder {path.parent} is not writable, "
+            "so the key cannot be created there"
+        )
+
+
+def ensure_instance_key(*, quiet: bool = False) -> None:
+    """Create the key file where it is configured (PFD_DB_SECRET_KEY_FILE, else beside
+    a SQLite database) when it is missing and PFD_DB_SECRET_KEY is unset."""
+    from pfd_db.cli.common import say, warn
+    from pfd_db.config import get_settings
+    from pfd_db.crypto import create_key_file, key_file_path
+
+    if get_settings().secret_key is not None:
+        return
+    path = key_file_path()
+    if path is None:
+        warn(
+            "no instance key configured; set PFD_DB_SECRET_KEY "
+            "(2FA secrets and backup codes need it)"
+        )
+    elif create_key_file(path):
+        say(f"instance key: created {path} (mode 0600); back it up with the database", quiet=quiet)

@@ -30,13 +30,14 @@ from pfd_db.cli.common import (
     show_secret,
     transaction,
     url_in_settings,
-    warn,
 )
+from pfd_db.cli.health import check_key_file
+from pfd_db.cli.health import ensure_instance_key as ensure_instance_key  # for import-legacy
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from pfd_db.cli.health import TwoFactorHealth
+    from pfd_db.cli.health import KeyHealth, TwoFactorHealth
     from pfd_db.migrations import DatabaseState, Revision
     from pfd_db.seed import SeedReport
 
@@ -54,6 +55,7 @@ def init(url: UrlOption = None, quiet: QuietOption = False) -> None:
     prints only the generated admin password (nothing when it was not generated).
     """
     check_admin_password()
+    check_key_file()
     from pfd_db import migrations
 
     with database(url, CREATE) as engine:
@@ -343,10 +345,11 @@ def applied_revision(url: str | None) -> str | None:
 
 @app.command()
 def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Exit 0 only if the database is reachable, at head, without drift, its 2FA data readable.
+    """Exit 0 only if the database is reachable, at head, without drift, with a usable
+    instance key that opens its 2FA data.
 
-    Otherwise exit 1 (not at head), 3 (schema drift), 4 (two-factor data stored
-    but no usable instance key opens it), or 2 when it cannot be checked.
+    Otherwise exit 1 (not at head), 3 (schema drift), 4 (no usable instance key,
+    or two-factor data it does not open), or 2 when it cannot be checked.
     """
     from pfd_db import migrations
     from pfd_db.cli.health import key_health, two_factor_health
@@ -356,7 +359,7 @@ def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
         differences = migrations.schema_drift(engine) if state.at_head else []
         two_factor = two_factor_health(engine) if state.at_head and not differences else None
         key = key_health()
-    problem, code = verdict(state, differences, two_factor)
+    problem, code = verdict(state, differences, two_factor, key)
     if as_json:
         print_json(
             {
@@ -381,7 +384,10 @@ def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 
 def verdict(
-    state: DatabaseState, differences: list[str], two_factor: TwoFactorHealth | None
+    state: DatabaseState,
+    differences: list[str],
+    two_factor: TwoFactorHealth | None,
+    key: KeyHealth,
 ) -> tuple[str | None, int]:
     """The first problem ``check`` found and its exit code; (None, 0) when healthy."""
     if not state.at_head:
@@ -398,6 +404,12 @@ def verdict(
         )
     if two_factor is not None and not two_factor.ok:
         return two_factor.problem, KEY_MISSING
+    if not key.usable:
+        return (
+            f"no usable instance key ({key.problem}): 2FA setup would fail; "
+            "run pfd-db init to create the key file, or set PFD_DB_SECRET_KEY",
+            KEY_MISSING,
+        )
     return None, 0
 
 
@@ -432,24 +444,6 @@ def report_seed(report: SeedReport, *, quiet: bool = False) -> None:
         say(f"seed: created {item}", quiet=quiet)
     if report.admin_password is not None:
         show_secret("admin password", report.admin_password, quiet=quiet)
-
-
-def ensure_instance_key(*, quiet: bool = False) -> None:
-    """Create the key file beside a SQLite database when no instance key is configured."""
-    from pfd_db.config import get_settings
-    from pfd_db.crypto import create_key_file, default_key_path
-
-    settings = get_settings()
-    if settings.secret_key is not None or settings.secret_key_file is not None:
-        return
-    path = default_key_path(settings.url)
-    if path is None:
-        warn(
-            "no instance key configured; set PFD_DB_SECRET_KEY "
-            "(2FA secrets and backup codes need it)"
-        )
-    elif create_key_file(path):
-        say(f"instance key: created {path} (mode 0600); back it up with the database", quiet=quiet)
 
 
 @app.command()
