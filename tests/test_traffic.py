@@ -518,3 +518,53 @@ def test_key_usage_per_day_and_endpoint(db, key):
 def test_usage_records_need_a_key_of_their_own(db, key):
     api_keys.record_usage(db, key, "/a", "GET", 200, 5, now=T0)
     assert db.scalar(select(func.count()).select_from(APIUsage)) == 1
+
+
+# --- boundaries ------------------------------------------------------------------------
+
+
+def test_a_400_is_a_failure_and_a_399_a_success_in_every_figure(db, key):
+    """One request each of 399 and 400 (and a 599 and a 100): each figure counts
+    the 400 and the 599 as failures, the 399 and the 100 as successes."""
+    statuses = (100, 399, 400, 599)
+    traffic.record_requests(
+        db,
+        [request(T0 + timedelta(minutes=i), 10.0 * (i + 1), s, api_key_id=key.id)
+         for i, s in enumerate(statuses)],
+    )  # fmt: skip
+    for i, status in enumerate(statuses):
+        api_keys.record_usage(db, key, "/api/a", "GET", status, 5, now=T0 + timedelta(minutes=i))
+    db.commit()
+    traffic.rollup(db, "hourly", T0, T0 + HOUR)
+    db.commit()
+    [summary] = traffic.summaries(db, "hourly", T0)
+    assert (summary.total_requests, summary.successful_requests, summary.failed_requests) == (
+        4, 2, 2,
+    )  # fmt: skip
+    assert close(summary.error_rate, 0.5)
+    per_endpoint = summary.endpoint_metrics["/api/a"]
+    assert (per_endpoint["successes"], per_endpoint["failures"]) == (2, 2)
+    [figures] = traffic.endpoint_metrics(db, T0, T0 + HOUR)
+    assert (figures.successes, figures.failures, figures.error_rate) == (2, 2, 0.5)
+    [point] = traffic.timeline(db, T0, T0 + HOUR, HOUR)
+    assert (point.requests, point.failures) == (4, 2)
+    [top] = traffic.top_api_keys(db, T0, T0 + HOUR)
+    assert top.failures == 2
+    usage = traffic.key_usage(db, key, T0, T0 + HOUR)
+    assert (usage.failures, usage.days[0].failures) == (2, 2)
+    failed = traffic.error_logs(db, T0, T0 + HOUR)
+    assert sorted(log.status_code for log in failed) == [400, 599]
+    assert len(traffic.recent_requests(db, T0, errors_only=True)) == 2
+
+
+def test_the_timeline_keeps_the_last_partial_bucket(db, logged):
+    """40 requests a minute apart; buckets of 15 minutes up to minute 35: the last
+    bucket (minutes 30 to 35) is shorter and still counted."""
+    points = traffic.timeline(db, T0, T0 + timedelta(minutes=35), timedelta(minutes=15))
+    assert [p.start for p in points] == [T0 + timedelta(minutes=m) for m in (0, 15, 30)]
+    assert [p.requests for p in points] == [15, 15, 5]  # minute 35 is outside
+    assert [p.failures for p in points] == [4, 4, 1]  # minutes 0, 4, ..., 32
+    assert close(points[2].avg_response_time_ms, statistics.fmean(range(30, 35)))
+    one_second_over = traffic.timeline(db, T0, T0 + timedelta(minutes=30, seconds=1),
+                                       timedelta(minutes=15))  # fmt: skip
+    assert [p.requests for p in one_second_over] == [15, 15, 1]
