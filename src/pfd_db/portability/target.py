@@ -101,10 +101,11 @@ def prepare(engine: Engine, *, operation: str, source: str, replace: bool) -> No
             f"the target database holds {found}: give an empty database, "
             "or --replace to delete everything in it first"
         )
-    if replace:
-        _empty(engine)
     migrations.upgrade(engine)
     with engine.begin() as conn:
+        # One transaction: a kill leaves the old rows or an empty, marked database.
+        if replace:
+            _empty(conn)
         _create_marker(conn, operation, source, utcnow())
 
 
@@ -211,20 +212,19 @@ def _create_marker(conn: Connection, operation: str, source: str, started: datet
     )
 
 
-def _empty(engine: Engine) -> None:
-    """Delete every row of every pfd-db table and the marker, in one transaction."""
-    with engine.begin() as conn:
-        present = set(inspect(conn).get_table_names())
-        quote = conn.dialect.identifier_preparer.quote
-        names = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in present]
-        if conn.dialect.name == "postgresql":
-            if names:
-                conn.exec_driver_sql(f"TRUNCATE {', '.join(map(quote, names))} RESTART IDENTITY")
-        else:
-            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-            for name in names:
-                # Triggers off: an index left out of step must not be fed deletes.
-                with triggers_off(conn, name):
-                    conn.exec_driver_sql(f"DELETE FROM {quote(name)}")  # noqa: S608
-        if MARKER_TABLE in present:
-            conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
+def _empty(conn: Connection) -> None:
+    """Delete every row of every pfd-db table, and the marker, in ``conn``'s transaction."""
+    present = set(inspect(conn).get_table_names())
+    quote = conn.dialect.identifier_preparer.quote
+    names = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in present]
+    if conn.dialect.name == "postgresql":
+        if names:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(map(quote, names))} RESTART IDENTITY")
+    else:
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        for name in names:
+            # Triggers off: an index left out of step must not be fed deletes.
+            with triggers_off(conn, name):
+                conn.exec_driver_sql(f"DELETE FROM {quote(name)}")  # noqa: S608
+    if MARKER_TABLE in present:
+        conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
