@@ -738,6 +738,15 @@ CALLS: dict[str, Entry] = {
     "rollups.count_by_endpoint": Entry(  # conditions are built by the store
         lambda w: {"conditions": [APIRequestLog.status_code >= 400], "limit": 5}, internal=True
     ),
+    "rollups.percentiles": Entry(
+        lambda w: {"conditions": [APIRequestLog.status_code >= 400]}, internal=True
+    ),
+    "request_figures.request_stats": Entry(
+        lambda w: {"since": _now() - timedelta(days=1), "until": _now()}
+    ),
+    "request_figures.request_percentiles": Entry(
+        lambda w: {"since": _now() - timedelta(days=1), "until": _now()}
+    ),
     "rollups.percentiles_by_endpoint": Entry(
         lambda w: {"conditions": [APIRequestLog.status_code >= 400], "endpoints": ["/a"]},
         internal=True,

@@ -408,23 +408,41 @@ def percentiles_by_endpoint(
     log = APIRequestLog.__table__
     v = log.c.response_time_ms
     if session.get_bind().dialect.name == "postgresql":
-        fractions = postgresql.array([literal(p / 100) for p in PERCENTILES])
         found = session.execute(
-            select(log.c.endpoint, cast(func.percentile_cont(fractions).within_group(v), FLOATS))
+            select(log.c.endpoint, _postgresql_percentiles(v))
             .where(*conditions, log.c.endpoint.in_(endpoints))
             .group_by(log.c.endpoint)
         )
         return {endpoint: tuple(values) for endpoint, values in found}
-    percentiles: dict[str, tuple[float, ...]] = {}
-    for endpoint in endpoints:  # SQLite: one endpoint at a time, over its own index range
-        ordered = (
-            select(v.label("v"))
-            .where(*conditions, log.c.endpoint == endpoint)
-            .order_by(v)
-            .cte("ordered")
-            .prefix_with("MATERIALIZED")
-        )
-        n = select(func.count()).select_from(ordered).scalar_subquery()
-        row = session.execute(select(*(_sqlite_percentile(ordered, n, p) for p in PERCENTILES)))
-        percentiles[endpoint] = tuple(row.one())
-    return percentiles
+    return {  # SQLite: one endpoint at a time, over its own index range
+        endpoint: _sqlite_percentiles(session, [*conditions, log.c.endpoint == endpoint])
+        for endpoint in endpoints
+    }
+
+
+def percentiles(
+    session: Session, conditions: Sequence[ColumnElement[bool]]
+) -> tuple[float | None, ...]:
+    """The p50/p95/p99 response times of all the requests matching ``conditions``,
+    computed by the database (None for each when none match)."""
+    v = APIRequestLog.__table__.c.response_time_ms
+    if session.get_bind().dialect.name == "postgresql":
+        found = session.execute(select(_postgresql_percentiles(v)).where(*conditions)).scalar()
+        return (None,) * len(PERCENTILES) if found is None else tuple(found)
+    return _sqlite_percentiles(session, conditions)
+
+
+def _sqlite_percentiles(
+    session: Session, conditions: Sequence[ColumnElement[bool]]
+) -> tuple[Any, ...]:
+    v = APIRequestLog.__table__.c.response_time_ms
+    ordered = select(v.label("v")).where(*conditions).order_by(v).cte("ordered")
+    ordered = ordered.prefix_with("MATERIALIZED")
+    n = select(func.count()).select_from(ordered).scalar_subquery()
+    row = session.execute(select(*(_sqlite_percentile(ordered, n, p) for p in PERCENTILES)))
+    return tuple(row.one())
+
+
+def _postgresql_percentiles(v: Any) -> Any:
+    fractions = postgresql.array([literal(p / 100) for p in PERCENTILES])
+    return cast(func.percentile_cont(fractions).within_group(v), FLOATS)
