@@ -156,8 +156,9 @@ def import_legacy_command(
     from pfd_db.cli.common import INSPECT, check_file, locate, opened
     from pfd_db.cli.schema import ensure_instance_key
     from pfd_db.errors import DatabaseUnavailable
-    from pfd_db.portability.legacy import import_legacy
+    from pfd_db.portability.legacy import check_options, import_legacy
 
+    check_options(source_timezone, default_role)  # before any file is opened or created
     legacy = locate(from_url)
     if legacy.path is not None:
         if not legacy.path.exists():

@@ -300,6 +300,13 @@ def _count(conn: Connection, name: str) -> int:
     return conn.scalar(select(func.count()).select_from(table(name))) or 0
 
 
+def check_options(source_timezone: str, default_role: Role | str) -> None:
+    """:class:`InvalidInput` naming an unknown ``source_timezone`` or
+    ``default_role``: checked before any database is opened."""
+    _zone(source_timezone)
+    _role(default_role)
+
+
 def _zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
