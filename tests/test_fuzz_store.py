@@ -956,6 +956,10 @@ CALLS: dict[str, Entry] = {
         lambda w: {"value": 3, "field": "f", "minimum": 0, "maximum": 10},
         ("field", "minimum", "maximum"),
     ),
+    # webhook_targets
+    "webhook_targets.check_url": Entry(lambda w: {"value": "https://hooks.example.com/x"}),
+    "webhook_targets.resolve_target": Entry(lambda w: {"url": "https://93.184.216.34:8443/x"}),
+    "webhook_targets.is_internal": Entry(lambda w: {"address": "169.254.169.254"}),
     # webhooks
     "webhooks.create_webhook": Entry(
         lambda w: {

@@ -7,6 +7,8 @@ Every setting is an environment variable with the ``PFD_DB_`` prefix
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +18,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pfd_db.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///./pfd.db"
+
+
+HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_-]{1,63})*")
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def normalise_url(url: str) -> str:
@@ -108,6 +121,11 @@ class Settings(BaseSettings):
     webhook_failure_limit: int = Field(
         default=10, ge=1, description="Consecutive failed deliveries that disable a webhook."
     )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Internal hosts webhooks may post to, comma-separated: host names "
+        "(exactly) and networks (CIDR, e.g. 10.1.0.0/16, or single addresses); none by default.",
+    )
     digest_hour: int = Field(
         default=8, ge=0, le=23, description="Hour (UTC) of the daily and weekly (Monday) digests."
     )
@@ -140,6 +158,15 @@ class Settings(BaseSettings):
     @classmethod
     def _use_psycopg(cls, url: str) -> str:
         return normalise_url(url)
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _hosts_and_networks(cls, value: str) -> str:
+        entries = [entry.strip().lower().rstrip(".") for entry in value.split(",")]
+        for entry in filter(None, entries):
+            if not (_is_network(entry) or HOST_NAME.fullmatch(entry)):
+                raise ValueError(f"{entry!r} is neither a host name nor a network like 10.0.0.0/8")
+        return ",".join(filter(None, entries))
 
 
 @lru_cache(maxsize=1)

@@ -33,6 +33,11 @@ class InvalidInput(PfdDbError, ValueError):
     """A value given in was rejected before anything was written."""
 
 
+class HostUnresolved(PfdDbError):
+    """A webhook's host name did not resolve to any address (a DNS failure a worker
+    may retry later); nothing was sent."""
+
+
 class InvalidTransition(InvalidInput):
     """A status change that the state machine does not allow."""
 

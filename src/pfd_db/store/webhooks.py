@@ -15,13 +15,18 @@ old ``t``, so a captured request cannot be replayed later.
 Health. Each failed delivery attempt counts one consecutive failure, each
 success resets the count; at ``webhook_failure_limit`` (10) the webhook is
 disabled with the reason recorded, and :func:`enable` resets the count.
+
+Targets: only public http(s) hosts (:mod:`pfd_db.store.webhook_targets`, checked
+at creation and URL change; a worker calls ``resolve_target`` before sending).
+Creation, a URL change, deletion and a new secret are audited (``webhook.created``,
+``webhook.url_changed``, ``webhook.deleted``, ``webhook.secret_rotated``) with the
+webhook's id, owner and host: never its path, query or secret.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +42,7 @@ from pfd_db.crypto import decrypt, encrypt, random_token
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType, WebhookProvider, WebhookStatus
+from pfd_db.store import audit, paging
 from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import (
     optional_text,
@@ -46,6 +52,7 @@ from pfd_db.store.validation import (
     require_str,
     require_text,
 )
+from pfd_db.store.webhook_targets import check_url
 from pfd_db.store.writes import add_unique, load, one_of_kinds, require_id
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
@@ -53,12 +60,9 @@ from pfd_db.values import shown
 SIGNATURE_HEADER = "X-PFD-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the public prefix of every secret
 SECRET_BYTES = 32
-URL_MAX = 2048
 NAME_MAX = 200
 DESCRIPTION_MAX = 10_000
 ERROR_MAX = 10_000
-SCHEMES = ("http", "https")
-CONTROL = re.compile(r"[\x00-\x20\x7f]")
 URL_TAKEN = "this user already has a webhook for that URL"
 CHANGEABLE = frozenset({"url", "events", "provider", "name", "description", "settings"})
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -101,7 +105,7 @@ def create_webhook(
     secret = SECRET_PREFIX + random_token(SECRET_BYTES)
     config = WebhookConfiguration(
         user_id=user_id,
-        webhook_url=_url(url),
+        webhook_url=check_url(url),
         enabled_events=_events(events),
         provider_type=require_member(provider, WebhookProvider, "provider").value,
         name=optional_text(name, "name", NAME_MAX),
@@ -114,6 +118,7 @@ def create_webhook(
         WebhookConfiguration.webhook_url: config.webhook_url,
     }
     add_unique(session, config, key, conflict=URL_TAKEN)
+    _audit(session, "webhook.created", config, events=config.enabled_events)
     return config, secret
 
 
@@ -151,7 +156,7 @@ def update_webhook(
         raise InvalidInput(f"cannot change {sorted(unknown)}; changeable: {sorted(CHANGEABLE)}")
     values: dict[str, Any] = {}
     if "url" in changes:
-        values["webhook_url"] = _url(changes["url"])
+        values["webhook_url"] = check_url(changes["url"])
     if "events" in changes:
         values["enabled_events"] = _events(changes["events"])
     if "provider" in changes:
@@ -166,8 +171,8 @@ def update_webhook(
         )
     if "settings" in changes:
         values["settings"] = require_object(changes["settings"], "settings")
-    url = values.get("webhook_url")
-    if url is not None and url != config.webhook_url and _url_taken(session, config, url):
+    url, old_url = values.get("webhook_url"), config.webhook_url
+    if url is not None and url != old_url and _url_taken(session, config, url):
         raise Conflict(URL_TAKEN)
     try:
         with session.begin_nested():
@@ -175,6 +180,8 @@ def update_webhook(
                 setattr(config, attribute, value)
     except IntegrityError as exc:  # another writer took the URL meanwhile
         raise Conflict(URL_TAKEN) from exc
+    if url is not None and url != old_url:
+        _audit(session, "webhook.url_changed", config, from_host=_host_of(old_url))
     return config
 
 
@@ -202,7 +209,9 @@ def disable(
 
 def delete_webhook(session: Session, webhook: WebhookConfiguration | int) -> None:
     """Delete the webhook with its delivery log and pending deliveries."""
-    session.delete(load(session, WebhookConfiguration, webhook, "webhook"))
+    config = load(session, WebhookConfiguration, webhook, "webhook")
+    _audit(session, "webhook.deleted", config)
+    session.delete(config)
     session.flush()
 
 
@@ -216,6 +225,7 @@ def rotate_secret(session: Session, webhook: WebhookConfiguration | int) -> str:
     secret = SECRET_PREFIX + random_token(SECRET_BYTES)
     config.signing_secret = encrypt(secret)
     session.flush()
+    _audit(session, "webhook.secret_rotated", config)
     return secret
 
 
@@ -344,10 +354,18 @@ def record_failure(
 # --- statistics ------------------------------------------------------------------
 
 
-def stats(session: Session, webhook: WebhookConfiguration | int) -> WebhookStats:
-    """Deliveries by status, success rate, last success and failure, p95 latency."""
+def stats(
+    session: Session,
+    webhook: WebhookConfiguration | int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> WebhookStats:
+    """Deliveries by status, success rate, last success and failure, p95 latency: of
+    all the webhook's deliveries, or of those created in ``[since, until)``."""
     config_id = require_id(session, WebhookConfiguration, webhook, "webhook")
-    mine = WebhookLog.webhook_config_id == config_id
+    window = paging.in_range(WebhookLog.created_at, since, until)
+    mine = and_(WebhookLog.webhook_config_id == config_id, *window)
     by_status = {
         str(status): int(count)
         for status, count in session.execute(
@@ -389,14 +407,16 @@ def _nearest_rank(session: Session, where: Any, fraction: float, count: int) -> 
 # --- checks ----------------------------------------------------------------------
 
 
-def _url(value: object) -> str:
-    url = require_text(value, "url", URL_MAX)
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in SCHEMES or not parts.hostname or CONTROL.search(url):
-        raise InvalidInput(
-            "url must be an http:// or https:// address like https://example.com/hook"
-        )
-    return url
+def _audit(session: Session, action: str, config: WebhookConfiguration, **details: Any) -> None:
+    """Audit ``action`` on ``config``: its id, owner and host, never its path or query
+    (a Slack-style URL carries a token there) nor its secret."""
+    host = _host_of(config.webhook_url)
+    named = {"webhook_id": config.id, "user_id": config.user_id, "host": host}
+    audit.record(session, audit.actor(session), action, details=named | details)
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 def _events(values: object) -> list[str]:
