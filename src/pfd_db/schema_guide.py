@@ -113,7 +113,7 @@ def _constraints(table: Table) -> Iterator[str]:
 
 
 def _index(index: Index) -> str:
-    columns = ", ".join(c.name for c in index.columns)
+    columns = ", ".join(e.name if isinstance(e, Column) else str(e) for e in index.expressions)
     kind = "unique index" if index.unique else "index"
     only = " (PostgreSQL, GIN)" if index.dialect_options["postgresql"].get("using") else ""
     where = index.dialect_options["postgresql"].get("where")

@@ -27,7 +27,11 @@ from sqlalchemy import Connection, Engine, inspect
 
 from pfd_db.engine import verify_connection
 from pfd_db.errors import MigrationError, SchemaDrift, UnversionedDatabase
-from pfd_db.migrations.compare import include_object_for
+from pfd_db.migrations.compare import (
+    extra_drift,
+    include_object_for,
+    quiet_expression_index_reflection,
+)
 from pfd_db.models import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
@@ -161,9 +165,10 @@ def offline_sql(url: str, revision: str = "head", start: str | None = None) -> s
 
 def schema_drift(engine: Engine) -> list[str]:
     """How the live schema differs from the models, one line per difference
-    (empty when they agree). Dialect-only objects such as FTS tables are left out."""
-    with engine.connect() as conn:
-        return [_describe(diff) for diff in _compare(conn)]
+    (empty when they agree): tables, columns, indexes and triggers. Dialect-only
+    objects such as FTS tables are left out."""
+    with engine.connect() as conn, quiet_expression_index_reflection():
+        return [_describe(diff) for diff in _compare(conn)] + extra_drift(conn)
 
 
 def _compare(conn: Connection) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import ForeignKey, Index, String, false, func, true
+from sqlalchemy import ForeignKey, Index, String, false, func, text, true
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from pfd_db.models.base import Base, IndexedTimestamps, Timestamps, enum_column, one_of
@@ -28,6 +28,10 @@ class User(IndexedTimestamps, Base):
     __tablename__ = "users"
     __repr_attrs__ = ("username", "role")
     __secret_columns__: ClassVar[frozenset[str]] = frozenset({"password_hash", "totp_secret"})
+    __table_args__ = (  # revision 0007: unique regardless of case
+        Index("ux_users_username_lower", func.lower(text("username")), unique=True),
+        Index("ux_users_email_lower", func.lower(text("email")), unique=True),
+    )
 
     username: Mapped[str] = mapped_column(String(100), unique=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager
 
 from pfd_db.crypto import random_token, sha256_hex
@@ -50,6 +51,7 @@ NAME_MAX = 100
 TOUCH_INTERVAL = timedelta(minutes=1)
 DUMMY_HASH = sha256_hex(random_token(SECRET_BYTES))  # compared with when no key has the prefix
 RATE_WINDOW = timedelta(hours=1)
+PREFIX_ATTEMPTS = 5
 
 
 # --- issuing -------------------------------------------------------------------
@@ -67,26 +69,45 @@ def issue(
     shown this once and never stored. :class:`InvalidInput` naming the field,
     before anything is written, for a bad name, scopes, rate limit or expiry.
 
-    The prefix has 64 random bits; the unique constraint on it turns the
-    vanishingly rare collision into an ``IntegrityError`` at flush.
+    The prefix has 64 random bits; the vanishingly rare prefix another key
+    already has is drawn again (up to ``PREFIX_ATTEMPTS`` times, then
+    :class:`Conflict`), whether seen before inserting or from the unique
+    constraint when a concurrent writer took it first.
     """
     user = load(session, User, user, "user")
-    record = APIKey(
-        user=user,
-        name=require_text(name, "name", NAME_MAX),
-        scopes=_valid_scopes(scopes),
-        rate_limit=require_count(rate_limit, "rate_limit", minimum=1),
-        expires_at=_valid_expiry(expires_at),
-        prefix=secrets.token_hex(PREFIX_BYTES),
-    )
-    plaintext = f"{KEY_TAG}_{record.prefix}_{random_token(SECRET_BYTES)}"
-    record.key_hash = sha256_hex(plaintext)
-    session.add(record)
-    session.flush()
+    fields = {
+        "name": require_text(name, "name", NAME_MAX),
+        "scopes": _valid_scopes(scopes),
+        "rate_limit": require_count(rate_limit, "rate_limit", minimum=1),
+        "expires_at": _valid_expiry(expires_at),
+    }
+    if user.id is None:
+        session.flush()
+    for _attempt in range(PREFIX_ATTEMPTS):
+        prefix = secrets.token_hex(PREFIX_BYTES)
+        if _prefix_taken(session, prefix):
+            continue
+        plaintext = f"{KEY_TAG}_{prefix}_{random_token(SECRET_BYTES)}"
+        record = APIKey(user_id=user.id, prefix=prefix, key_hash=sha256_hex(plaintext), **fields)
+        try:
+            with session.begin_nested():
+                session.add(record)
+        except IntegrityError:
+            if not _prefix_taken(session, prefix):
+                raise
+            continue
+        break
+    else:
+        raise Conflict(f"no free API-key prefix after {PREFIX_ATTEMPTS} draws; try again")
+    record.user = user
     audit.about(
         session, user, "api_key.issued", key_id=record.id, prefix=record.prefix, name=record.name
     )
     return plaintext, record
+
+
+def _prefix_taken(session: Session, prefix: str) -> bool:
+    return bool(session.scalar(select(exists().where(APIKey.prefix == prefix))))
 
 
 def _valid_scopes(scopes: Iterable[str]) -> list[str]:

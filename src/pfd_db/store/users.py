@@ -101,9 +101,11 @@ def create_user(
     """Create a user with an argon2id hash of ``password``.
 
     Usernames are case-sensitive for login, but one differing from an existing
-    name only in case is refused (no "Admin" beside "admin"). E-mail addresses
-    are stored lowercased. Raises :class:`InvalidInput` naming the bad field, or
-    :class:`Conflict` naming the field already taken.
+    name only in case is refused (no "Admin" beside "admin"); so is an e-mail
+    address differing only in case (stored lowercased; the database's
+    ``lower()`` unique indexes hold both rules for every writer). Raises
+    :class:`InvalidInput` naming the bad field, or :class:`Conflict` naming the
+    field already taken.
     """
     username, email, role = _valid_username(username), _valid_email(email), _valid_role(role)
     check_policy(password)
@@ -113,7 +115,7 @@ def create_user(
         user,
         func.lower(User.username) == username.lower(),
         conflict=f"username {username!r} is already taken",
-        other_keys=[({User.email: email}, f"email {email!r} is already registered")],
+        other_keys=[(func.lower(User.email) == email, f"email {email!r} is already registered")],
     )
     add_default_preferences(session, user)
     audit.about(session, user, "user.created", role=user.role.value)

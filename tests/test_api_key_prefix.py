@@ -1,0 +1,67 @@
+"""A 64-bit API-key prefix that another key already has is drawn again inside
+``api_keys.issue``: never an ``IntegrityError``."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from sqlalchemy import func, select
+
+from pfd_db.errors import Conflict
+from pfd_db.models import APIKey, User
+from pfd_db.store import api_keys
+
+
+@pytest.fixture
+def owner(db) -> User:
+    account = User(username="prefixer", email="prefixer@example.com")
+    db.add(account)
+    db.commit()
+    return account
+
+
+def scripted_prefixes(monkeypatch: pytest.MonkeyPatch, *prefixes: str) -> list[str]:
+    """Make the prefix generator return ``prefixes`` in order; returns what it handed out."""
+    queue, handed = list(prefixes), []
+    real = secrets.token_hex
+
+    def token_hex(nbytes: int | None = None) -> str:
+        if nbytes == api_keys.PREFIX_BYTES and queue:
+            handed.append(queue.pop(0))
+            return handed[-1]
+        return real(nbytes)
+
+    monkeypatch.setattr(api_keys.secrets, "token_hex", token_hex)
+    return handed
+
+
+def test_a_prefix_collision_is_drawn_again(db, owner, plaintexts, monkeypatch):
+    taken, fresh = "00000000deadbeef", "00000000cafef00d"
+    first, record = api_keys.issue(db, owner, "first")
+    db.flush()
+    record.prefix = taken  # the key the generator will collide with
+    db.commit()
+    handed = scripted_prefixes(monkeypatch, taken, taken, fresh)
+    plaintext, second = api_keys.issue(db, owner, "second")
+    plaintexts.extend([first, plaintext])
+    db.commit()
+    assert handed == [taken, taken, fresh]
+    assert second.prefix == fresh and plaintext.startswith(f"pfd_{fresh}_")
+    assert api_keys.verify(db, plaintext).id == second.id
+    assert db.scalar(select(func.count()).select_from(APIKey)) == 2
+    assert second in owner.api_keys
+
+
+def test_only_collisions_every_time_is_a_conflict_writing_nothing(db, owner, monkeypatch):
+    taken = "0123456789abcdef"
+    _first, record = api_keys.issue(db, owner, "first")
+    db.flush()
+    record.prefix = taken
+    db.commit()
+    handed = scripted_prefixes(monkeypatch, *[taken] * api_keys.PREFIX_ATTEMPTS)
+    with pytest.raises(Conflict, match=f"no free API-key prefix after {api_keys.PREFIX_ATTEMPTS}"):
+        api_keys.issue(db, owner, "second")
+    assert len(handed) == api_keys.PREFIX_ATTEMPTS
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(APIKey)) == 1
