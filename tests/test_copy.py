@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from cli_support import assert_refused
 from pfd_db import migrations
 from pfd_db.cli import app
 from pfd_db.demo import build_demo
 from pfd_db.engine import make_engine
-from pfd_db.errors import MigrationError
-from pfd_db.models import Base, Experiment, Signal, Tag, User
+from pfd_db.errors import Conflict, MigrationError
+from pfd_db.models import Base, Experiment, Signal, SystemLog, Tag, User
+from pfd_db.portability import CopyMismatch, target
+from pfd_db.portability.backup import count_rows, sqlite_engine
 from pfd_db.portability.copy import copy_database
 from pfd_db.portability.rows import canonical, layout_of, stream_rows
 from pfd_db.portability.target import MARKER_TABLE
@@ -55,6 +60,23 @@ def table_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
                     for row in batch
                 ]
             return found
+    finally:
+        engine.dispose()
+
+
+def assert_no_database(url: str) -> None:
+    """Nothing was created at ``url``: no SQLite file nor its side files; no table
+    in the PostgreSQL database."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        beside = (path, f"{path}-wal", f"{path}-shm", f"{path}-journal")
+        left = [p for p in beside if Path(p).exists()]
+        assert left == [], left
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
     finally:
         engine.dispose()
 
@@ -142,6 +164,8 @@ def test_the_same_database_is_refused(demo_url):
 STOP_MIDWAY = """
 import sys, time
 from pfd_db.engine import make_engine
+from pfd_db.portability import CopyMismatch, target
+from pfd_db.portability.backup import count_rows, sqlite_engine
 from pfd_db.portability.copy import copy_database
 
 def progress(table, done, total):
@@ -199,3 +223,147 @@ def test_a_source_behind_head_is_refused(tmp_path, fresh_url):
     engine.dispose()
     with pytest.raises(MigrationError, match="head"):
         copy_database(make_engine(old), make_engine(fresh_url))
+
+
+# --- what the copy's check catches; sources and targets that are not whole ---------
+
+
+def logged_document(url: str, document: str) -> int:
+    """Log one system_logs row whose details are ``document`` (JSON text); its id."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session, session.begin():
+            row = SystemLog(action="copy.check", status="success", details=json.loads(document))
+            session.add(row)
+            session.flush()
+            return row.id
+    finally:
+        engine.dispose()
+
+
+def rewriting_once(url: str, row_id: int, document: str):
+    """A progress callback that, once the copy reaches experiments (system_logs is
+    already committed in the target), stores ``document`` as that row's details."""
+    done = []
+
+    def progress(table: str, _done: int, _total: int) -> None:
+        if table != "experiments" or done:
+            return
+        done.append(table)
+        engine = make_engine(url)
+        try:
+            value = "CAST(:d AS JSON)" if engine.dialect.name == "postgresql" else ":d"
+            with engine.begin() as conn:
+                conn.execute(
+                    text(f"UPDATE system_logs SET details = {value} WHERE id = :id"),
+                    {"d": document, "id": row_id},
+                )
+        finally:
+            engine.dispose()
+
+    return progress
+
+
+def test_json_with_its_keys_in_another_order_matches(demo_url, fresh_url):
+    row_id = logged_document(demo_url, '{"alpha": 1, "beta": [1, 2], "gamma": {"x": null}}')
+    reordered = '{"gamma": {"x": null}, "beta": [1, 2], "alpha": 1}'
+    rewrite = rewriting_once(fresh_url, row_id, reordered)
+    report = copy_database(make_engine(demo_url), make_engine(fresh_url), progress=rewrite)
+    assert all(t.ok for t in report.tables)
+    assert table_rows(fresh_url) == table_rows(demo_url)
+
+
+def test_a_table_changed_behind_the_copy_raises_copy_mismatch_and_stays_marked(demo_url, fresh_url):
+    row_id = logged_document(demo_url, '{"alpha": 1, "beta": [1, 2]}')
+    different = '{"alpha": 2, "beta": [1, 2]}'
+    rewrite = rewriting_once(fresh_url, row_id, different)
+    with pytest.raises(CopyMismatch, match="system_logs") as raised:
+        copy_database(make_engine(demo_url), make_engine(fresh_url), progress=rewrite)
+    assert "experiments" not in str(raised.value)  # only the table that differs is named
+    engine = make_engine(fresh_url)
+    try:
+        assert target.unfinished_copy(engine) is not None
+    finally:
+        engine.dispose()
+    assert copy(demo_url, fresh_url).exit_code == 2  # marked: refused without --replace
+    replaced = copy(demo_url, fresh_url, "--replace", "--yes")
+    assert replaced.exit_code == 0, replaced.output
+    assert table_rows(fresh_url) == table_rows(demo_url)
+
+
+def marked_unfinished(url: str, source: str = "/elsewhere/old.db") -> None:
+    """Leave ``url`` as a copy cut short right after it began: empty and marked."""
+    engine = make_engine(url)
+    try:
+        target.prepare(engine, operation="copy", source=source, replace=True)
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_target_marked_unfinished_is_a_conflict_not_a_database_error(demo_url, fresh_url):
+    marked_unfinished(fresh_url)
+    with pytest.raises(Conflict, match=r"unfinished copy from /elsewhere/old\.db"):
+        copy_database(make_engine(demo_url), make_engine(fresh_url))
+    refused = copy(demo_url, fresh_url)
+    assert_refused(refused, "unfinished copy", "--replace")
+
+
+def test_a_source_marked_unfinished_is_refused_by_copy_and_backup_and_keeps_its_marker(
+    fresh_url, tmp_path
+):
+    make_demo(fresh_url)
+    marked_unfinished(fresh_url)
+    into = f"sqlite:///{tmp_path / 'into.db'}"
+    line = assert_refused(copy(fresh_url, into), "unfinished copy from /elsewhere/old.db")
+    assert "pfd-db copy --url SOURCE --to" in line and "--replace` again" in line
+    assert_no_database(into)
+    with pytest.raises(Conflict, match="unfinished"):
+        copy_database(make_engine(fresh_url), make_engine(into))
+    assert_no_database(into)
+
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    backed = runner.invoke(app, ["backup", str(folder / "marked.bak"), "--url", fresh_url])
+    assert_refused(backed, "unfinished copy", "--replace` again")
+    assert list(folder.iterdir()) == []  # no backup, no manifest, no partial file
+    engine = make_engine(fresh_url)
+    try:
+        assert target.unfinished_copy(engine) is not None
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_file_holding_an_unfinished_copy_is_refused_by_restore(tmp_path, fresh_url):
+    from pfd_db.portability import manifest
+
+    marked = f"sqlite:///{tmp_path / 'marked.db'}"
+    make_demo(marked)
+    marked_unfinished(marked)
+    partial, path = tmp_path / "old.partial", tmp_path / "old.bak"
+    with sqlite3.connect(tmp_path / "marked.db") as held, sqlite3.connect(partial) as written:
+        held.backup(written)
+    held.close()
+    written.close()
+    engine = sqlite_engine(partial)
+    try:
+        rows, revision = count_rows(engine), migrations.state(engine).current
+    finally:
+        engine.dispose()
+    manifest.publish(partial, path, manifest.describe(partial, "test", revision, rows))
+    restored = runner.invoke(app, ["restore", str(path), "--url", fresh_url])
+    assert_refused(restored, f"{path} holds an unfinished copy", "--replace` again")
+    assert_no_database(fresh_url)
+
+
+def test_a_refused_copy_leaves_no_file_beside_its_source(tmp_path):
+    future = tmp_path / "future.db"
+    assert runner.invoke(app, ["init", "--url", f"sqlite:///{future}", "--quiet"]).exit_code == 0
+    with sqlite3.connect(future) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff0000'")
+    conn.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    into = tmp_path / "into.db"
+    assert_refused(copy(f"sqlite:///{future}", f"sqlite:///{into}"), "ffff0000")
+    for command in (["status"], ["current"], ["check"], ["user", "list"]):
+        runner.invoke(app, [*command, "--url", f"sqlite:///{future}"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -260,3 +260,15 @@ def test_new_rows_get_new_ids_after_the_import(target):
     target.flush()
     assert user.id == 4
     target.rollback()
+
+
+@pytest.mark.parametrize(
+    "option", [("--default-role", "god"), ("--source-timezone", "Mars/Olympus")]
+)
+def test_a_refused_option_creates_no_target(legacy, fresh_url, option):
+    from test_copy import assert_no_database
+
+    refused = import_legacy(legacy[0], fresh_url, *option)
+    assert refused.exit_code == 2
+    assert option[1] in refused.output
+    assert_no_database(fresh_url)

@@ -147,9 +147,9 @@ def copy_database(
     (a table read back differs; the target then keeps its unfinished-copy marker).
     """
     began = time.perf_counter()
-    require_distinct(source, destination)
     require_head(source)
     target.require_finished(source, shown(source))
+    require_distinct(source, destination)  # the first to open the target
     target.prepare(destination, operation=operation, source=shown(source), replace=replace)
     layouts = [layout_of(table) for table in Base.metadata.sorted_tables]
     later = later_references(layouts)
