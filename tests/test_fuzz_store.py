@@ -503,6 +503,31 @@ CALLS: dict[str, Entry] = {
     "digests.next_digest_at": Entry(lambda w: {"frequency": "digest_daily", "now": _now()}),
     "digests.due": Entry(lambda w: {"now": _now() + timedelta(days=8)}),
     "digests.mark_sent": Entry(lambda w: {"user": w.user, "entries": [w.extra["digest_entry"]]}),
+    "digests.queue_stats": Entry(lambda w: {"now": _now()}),
+    "digests.pending": Entry(
+        lambda w: {
+            "user": w.user,
+            "frequency": "digest_daily",
+            "event_type": "training.complete",
+            "since": _now() - timedelta(days=1),
+            "until": _now() + timedelta(days=8),
+            "limit": 10,
+            "after_id": w.extra["digest_entry"].id,
+        }
+    ),
+    "digests.sent_history": Entry(
+        lambda w: {
+            "user": w.user,
+            "event_type": "training.complete",
+            "since": _now() - timedelta(days=1),
+            "until": _now() + timedelta(days=8),
+            "limit": 10,
+            "before_id": 10**6,
+        }
+    ),
+    "digests.users_with_entries": Entry(
+        lambda w: {"pending_only": True, "limit": 10, "after_id": 0}
+    ),
     # experiments
     "experiments.create_experiment": Entry(
         lambda w: {
