@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sqlite3
 import stat
 import threading
 import uuid
@@ -13,12 +16,22 @@ import pytest
 from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
+from cli_support import assert_refused
 from pfd_db import migrations
 from pfd_db.cli import app
 from pfd_db.engine import make_engine
 from pfd_db.errors import Conflict, InvalidInput
 from pfd_db.models import SystemLog
-from pfd_db.portability.backup import COPY_TO_SQLITE, ONLINE_BACKUP, PG_DUMP, backup, restore
+from pfd_db.portability.backup import (
+    COPY_TO_SQLITE,
+    ONLINE_BACKUP,
+    PG_DUMP,
+    backup,
+    count_rows,
+    restore,
+    verify_backup,
+)
+from pfd_db.portability.manifest import manifest_path
 
 runner = CliRunner()
 WRITERS = 4
@@ -195,3 +208,77 @@ def test_restore_refuses_a_database_holding_data(migrated, restore_url, tmp_path
     assert "--replace" in refused.output
     replaced = runner.invoke(app, ["restore", str(path), "--url", restore_url, "--replace", "-y"])
     assert replaced.exit_code == 0, replaced.output
+
+
+# --- whole or refused: the manifest ------------------------------------------------
+
+
+def test_a_backup_is_renamed_into_place_with_a_manifest_that_describes_it(
+    migrated, dialect, tmp_path
+):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    path = folder / "pfd.backup"
+    engine = make_engine(migrated)
+    try:
+        report = backup(engine, path)
+        rows = count_rows(engine)
+    finally:
+        engine.dispose()
+    assert report.method == (ONLINE_BACKUP if dialect == "sqlite" else PG_DUMP)
+    assert sorted(p.name for p in folder.iterdir()) == ["pfd.backup", "pfd.backup.manifest.json"]
+    described = json.loads((folder / "pfd.backup.manifest.json").read_text())
+    assert described["revision"] == migrations.head_revision()
+    assert described["tables"] == rows and rows["users"] == 0
+    assert described["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert verify_backup(path)[1].tables == rows
+
+
+def test_restore_refuses_a_cut_short_or_undescribed_backup_and_creates_nothing(
+    migrated, restore_url, tmp_path
+):
+    from test_copy import assert_no_database
+
+    path = tmp_path / "pfd.backup"
+    engine = make_engine(migrated)
+    try:
+        backup(engine, path)
+    finally:
+        engine.dispose()
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # what a kill left when it wrote in place
+    cut = runner.invoke(app, ["restore", str(path), "--url", restore_url])
+    assert_refused(cut, "does not match its manifest")
+    assert_no_database(restore_url)
+
+    path.write_bytes(whole)
+    manifest_path(path).unlink()
+    undescribed = runner.invoke(app, ["restore", str(path), "--url", restore_url])
+    assert_refused(undescribed, "no manifest")
+    assert_no_database(restore_url)
+    with pytest.raises(InvalidInput, match="no manifest"):
+        restore(path, make_engine(restore_url))
+    assert_no_database(restore_url)
+
+
+def test_restore_of_a_backup_at_an_unknown_revision_says_so_and_creates_nothing(
+    restore_url, tmp_path
+):
+    from test_copy import assert_no_database
+
+    future = tmp_path / "future.db"
+    assert runner.invoke(app, ["init", "--url", f"sqlite:///{future}", "--quiet"]).exit_code == 0
+    with sqlite3.connect(future) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff0000'")
+    conn.close()
+    path = tmp_path / "future.backup"
+    engine = make_engine(f"sqlite:///{future}")
+    try:
+        backup(engine, path)
+    finally:
+        engine.dispose()
+    refused = runner.invoke(app, ["restore", str(path), "--url", restore_url])
+    head = migrations.head_revision()
+    assert_refused(refused, f"unknown revision ffff0000 (this pfd-db knows up to {head})")
+    assert "Can't locate" not in refused.output
+    assert_no_database(restore_url)
