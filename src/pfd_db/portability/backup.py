@@ -9,6 +9,11 @@
   snapshot); otherwise a pfd-db copy (:mod:`pfd_db.portability.copy`, also one
   snapshot) into a SQLite file. The report says which was done.
 
+Each is written aside, synced and renamed into place with a manifest beside it
+(:mod:`pfd_db.portability.manifest`); a restore verifies the file against its
+manifest before it writes anything, and refuses one that carries the
+unfinished-copy marker.
+
 A restore reads either kind: a SQLite file (a backup, or any pfd-db SQLite
 database) is copied into the target with :func:`~pfd_db.portability.copy.copy_database`,
 after migrating a scratch copy of it to head if it is older; a ``pg_dump``

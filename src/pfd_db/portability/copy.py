@@ -12,8 +12,10 @@ back and compared with the source (row count and checksum); PostgreSQL
 sequences are set past the largest ids; and the unfinished-copy marker is
 dropped last (see :mod:`pfd_db.portability.target`).
 
-The search index comes along by itself: on SQLite the FTS5 triggers index each
-experiment as it is inserted; on PostgreSQL the search column is generated.
+The search index: on SQLite the experiments are written with their triggers off
+and the FTS5 index rebuilt in the same transaction, so no commit leaves it out of
+step; on PostgreSQL the search column is generated. Either way it is checked
+before the marker is dropped. A source that carries the marker itself is refused.
 Secrets are copied as stored (hashes, encrypted TOTP secrets): the target needs
 the same instance key, and a SQLite source's key file is copied beside a SQLite
 target that has none.
