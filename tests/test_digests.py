@@ -198,7 +198,13 @@ def test_queue_stats_count_pending_sent_and_due_per_frequency(db, queued):
     }
     assert stats.due == 2  # ada's failed run 9, cy's run 7: Thursday 08:00
     assert digests.queue_stats(db, WEDNESDAY).due == 0
-    assert digests.queue_stats(db, WEDNESDAY + timedelta(days=30)).due == 6
+    later = digests.queue_stats(db, WEDNESDAY + timedelta(days=30))
+    assert (later.due, later.pending, later.sent) == (6, 6, 1)
+    thursday = WEDNESDAY.replace(hour=8) + timedelta(days=1)  # ada's sent entry's digest
+    assert digests.queue_stats(db, sent_since=thursday).sent == 1
+    after = digests.queue_stats(db, sent_since=thursday + timedelta(seconds=1))
+    assert (after.sent, after.pending, after.by_frequency["digest_daily"].sent) == (0, 6, 0)
+    assert digests.queue_stats(db, WEDNESDAY + timedelta(days=40)).sent == 0  # 30 days back
 
 
 def test_pending_entries_are_filtered_and_paged_earliest_first(db, queued):
@@ -282,6 +288,7 @@ def test_users_with_entries_by_id_with_their_counts(db, queued):
         (digests.users_with_entries, {"pending_only": 1}, "pending_only"),
         (digests.users_with_entries, {"after_id": "x"}, "after_id"),
         (digests.queue_stats, {"now": datetime(2026, 1, 1)}, "timezone"),
+        (digests.queue_stats, {"sent_since": datetime(2026, 1, 1)}, "sent_since"),
     ],
 )
 def test_the_admin_reads_refuse_bad_arguments(db, call, arguments, message):

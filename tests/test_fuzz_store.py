@@ -503,7 +503,9 @@ CALLS: dict[str, Entry] = {
     "digests.next_digest_at": Entry(lambda w: {"frequency": "digest_daily", "now": _now()}),
     "digests.due": Entry(lambda w: {"now": _now() + timedelta(days=8)}),
     "digests.mark_sent": Entry(lambda w: {"user": w.user, "entries": [w.extra["digest_entry"]]}),
-    "digests.queue_stats": Entry(lambda w: {"now": _now()}),
+    "digests.queue_stats": Entry(
+        lambda w: {"now": _now(), "sent_since": _now() - timedelta(days=2)}
+    ),
     "digests.pending": Entry(
         lambda w: {
             "user": w.user,

@@ -11,7 +11,8 @@ is all or nothing: when another worker marked any of the entries first, it
 raises :class:`~pfd_db.errors.Conflict` and marks none, so no entry is sent twice.
 
 What an admin page reads, each bounded and read through an index of the queue:
-:func:`queue_stats` (pending, sent and due entries, per frequency),
+:func:`queue_stats` (pending and due entries, and those sent over a time range,
+per frequency),
 :func:`pending` (filtered by user, frequency and event type, earliest first,
 a keyset page at a time), :func:`sent_history` (newest first, paged) and
 :func:`users_with_entries`. The queue keeps no frequency of its own: an entry's
@@ -52,6 +53,7 @@ from pfd_db.types import utc_or_now
 from pfd_db.values import INT32_MAX
 
 WEEKLY_ON = 0  # Monday, as datetime.weekday() counts
+SENT_WINDOW = timedelta(days=30)
 
 
 @dataclass
@@ -143,10 +145,11 @@ class FrequencyCounts:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """The whole digest queue at ``now``."""
+    """The digest queue at ``now``: every pending entry, the entries sent since."""
 
     pending: int
     sent: int
+    """Entries sent in a digest scheduled from ``sent_since`` on."""
     due: int
     """Of the pending entries, those whose digest time has come."""
     by_frequency: dict[str, FrequencyCounts]
@@ -174,13 +177,20 @@ class DigestUser:
     sent: int
 
 
-def queue_stats(session: Session, now: datetime | None = None) -> QueueStats:
-    """How many entries wait for their digest, how many were sent, how many are due
-    at ``now``, and per frequency. One grouped query over the queue."""
+def queue_stats(
+    session: Session, now: datetime | None = None, *, sent_since: datetime | None = None
+) -> QueueStats:
+    """How many entries wait for their digest, how many of them are due at ``now``,
+    and how many were sent in a digest scheduled from ``sent_since`` (default: 30
+    days before ``now``) on; all of it per frequency too. One grouped query over two
+    ranges of ``idx_digest_queue_included`` (sent entries pile up: they are counted
+    over a time range, not all ever sent)."""
     now = utc_or_now(now)
+    since = now - SENT_WINDOW if sent_since is None else paging.moment(sent_since, "sent_since")
     queue = EmailDigestQueue
     frequency = _frequency().label("frequency")
     waiting = queue.included_in_digest == false()
+    sent = and_(queue.included_in_digest == true(), queue.scheduled_for >= since)
     found = session.execute(
         select(
             frequency,
@@ -190,6 +200,7 @@ def queue_stats(session: Session, now: datetime | None = None) -> QueueStats:
         )
         .select_from(queue)
         .outerjoin(NotificationPreference, _preference_of_entry())
+        .where(or_(waiting, sent))
         .group_by(frequency)
         .order_by(frequency)
     ).all()
