@@ -107,6 +107,7 @@ class LoginHistory(Timestamps, Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     location: Mapped[str | None] = mapped_column(String(200))
     login_method: Mapped[str | None] = mapped_column(String(50))
+    login_method_detail: Mapped[str | None] = mapped_column(String(50))  # source's name for 'other'
     success: Mapped[bool] = mapped_column(index=True)
     failure_reason: Mapped[str | None] = mapped_column(String(200))
     timestamp: Mapped[datetime] = mapped_column(

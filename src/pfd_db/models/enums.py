@@ -136,6 +136,8 @@ class LoginMethod(StrEnum):
     TWO_FACTOR = "2fa"
     BACKUP_CODE = "backup_code"
     API_KEY = "api_key"
+    OAUTH = "oauth"  # revision 0008: imported from the legacy dashboard
+    OTHER = "other"  # revision 0008: the source's own name in login_method_detail
 
 
 class LogStatus(StrEnum):

@@ -10,6 +10,8 @@ filled from the legacy column of the same name:
   or any spelling of a value becomes the value; an unknown one empties a
   nullable column and skips the row otherwise;
 - a NULL where pfd-db needs a value takes the column's default;
+- a login method pfd-db has no name for (``'saml'``) becomes ``'other'``, the
+  source's name kept in ``login_method_detail``;
 - secrets: bcrypt password hashes are kept (accepted once at login, then
   replaced with argon2id), TOTP secrets encrypted, session tokens hashed; API
   keys come in revoked with a fresh prefix and an unusable hash, and backup
@@ -33,7 +35,7 @@ from sqlalchemy import CheckConstraint, Column, Enum
 
 from pfd_db import crypto
 from pfd_db.config import get_settings
-from pfd_db.models.enums import Role
+from pfd_db.models.enums import LoginMethod, Role
 from pfd_db.passwords import LEGACY_BCRYPT_PREFIXES
 from pfd_db.portability.rows import Kind, Layout, Row
 
@@ -41,6 +43,7 @@ LOCAL_TIME_TABLES = frozenset({"api_keys", "api_usage"})
 """Tables whose legacy timestamps are the legacy server's local time."""
 LEGACY_KEY_NAME = "legacy: {name} (reissue)"
 NAME_MAX = 100
+DETAIL_MAX = 50  # login_history.login_method_detail
 HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")  # what the CHECK on tags.color takes
 _ONE_OF = re.compile(r"^\s*(\w+) IN \((.*)\)\s*$", re.DOTALL)
 
@@ -262,6 +265,23 @@ def _login_history(row: dict[str, Any], context: Context, notes: list[str]) -> N
     if row.get("success") is None:
         row["success"] = False
         notes.append("success unknown: recorded as a failure")
+    method = row.get("login_method")
+    if method is not None and login_method(method) is None:
+        row["login_method"] = LoginMethod.OTHER.value
+        row["login_method_detail"] = str(method)[:DETAIL_MAX]
+        notes.append(f"login_method: {str(method)[:40]!r} kept as 'other' with its name")
+    elif method is not None:
+        row["login_method"] = login_method(method)
+
+
+def login_method(value: object) -> str | None:
+    """The pfd-db login method ``value`` names (its value in any case, or the enum
+    NAME), or None."""
+    spelled = str(value).strip()
+    for method in LoginMethod:
+        if spelled.lower() == method.value or spelled.upper() == method.name:
+            return method.value
+    return None
 
 
 def _tags(row: dict[str, Any], context: Context, notes: list[str]) -> None:
