@@ -41,6 +41,7 @@ def rotate(
     instance key, in batches.
 
     Secrets already under it are left alone, so running it again is harmless.
+    Each batch that moved secrets is audited (``instance_key.rotated``).
     Backup codes cannot be re-hashed: they keep working while the old key
     stays listed after the new one.
     """
