@@ -13,6 +13,10 @@ Printed per dialect and run:
 - handed out twice while a lease was valid: a claim of a delivery made before the
   previous attempt's lease ran out and before that attempt was reported (goal 0);
 - lost: deliveries not sent at the end (goal 0);
+- born expired: claims whose lease had run out by the time the claim returned
+  (goal 0), and the least lease left at that moment (3 s less the claim's own time).
+  ``PFD_BENCH_CLOCK_BEFORE_CLAIM=1`` makes the workers pass ``now=`` read before
+  the claim waits for its lock, as claims did before issue 19, for comparison;
 - throughput, and 8-worker ÷ 1-worker throughput: over the whole run (lease
   recovery after the kill included) and over the part before the kill.
 
@@ -37,7 +41,8 @@ from databases import on_each_database
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
-DELIVERIES = 20_000
+DELIVERIES = int(os.environ.get("PFD_BENCH_DELIVERIES", "20000"))  # smaller for a quick look
+CLOCK_BEFORE_CLAIM = os.environ.get("PFD_BENCH_CLOCK_BEFORE_CLAIM") == "1"
 WEBHOOKS = 20
 WORKERS = 8
 KILLED = 2
@@ -73,6 +78,8 @@ class Run:
     overlapping: int
     lost: int
     lease_lost: int
+    born_expired: int
+    least_left: float
 
     @property
     def throughput(self) -> float:
@@ -174,7 +181,7 @@ def drain(dialect: str, url: str, engine: Engine, workers: int, killed: int) -> 
         for process in processes:
             process.join()
         seconds = time.perf_counter() - began
-        claims, overlapping, lease_lost = read_logs(logs)
+        claims, overlapping, lease_lost, born_expired, least_left = read_logs(logs)
     return Run(
         dialect=dialect,
         workers=workers,
@@ -186,6 +193,8 @@ def drain(dialect: str, url: str, engine: Engine, workers: int, killed: int) -> 
         overlapping=overlapping,
         lost=DELIVERIES - count_sent(engine),
         lease_lost=lease_lost,
+        born_expired=born_expired,
+        least_left=least_left,
     )
 
 
@@ -213,10 +222,15 @@ def work(url: str, worker: str, log_path: str, go: Any) -> None:
     go.wait()
     with Session(engine, expire_on_commit=False) as session:
         while True:
-            now = utcnow()
             claimed = deliveries.claim(
-                session, "webhook", worker, limit=CLAIM_BATCH, lease_seconds=LEASE_SECONDS, now=now
+                session,
+                "webhook",
+                worker,
+                limit=CLAIM_BATCH,
+                lease_seconds=LEASE_SECONDS,
+                now=utcnow() if CLOCK_BEFORE_CLAIM else None,
             )
+            returned = utcnow().timestamp()
             session.commit()
             if not claimed:
                 if count_pending(session) == 0:
@@ -224,9 +238,10 @@ def work(url: str, worker: str, log_path: str, go: Any) -> None:
                 session.commit()
                 time.sleep(0.1)  # what is left is leased to others, or backing off
                 continue
+            ends = [(d, d.lease_expires_at.timestamp()) for d in claimed]  # start: end - lease
             os.write(log, "".join(
-                f"claim {d.id} {d.attempts} {now.timestamp()} {d.lease_expires_at.timestamp()}\n"
-                for d in claimed
+                f"claim {d.id} {d.attempts} {end - LEASE_SECONDS} {end} {returned}\n"
+                for d, end in ends
             ).encode())  # fmt: skip
             for delivery in claimed:
                 report(session, worker, delivery, log)
@@ -253,16 +268,21 @@ def report(session: Session, worker: str, delivery: WebhookLog, log: int) -> Non
         os.write(log, f"lost {delivery.id} {delivery.attempts}\n".encode())
 
 
-def read_logs(paths: list[Path]) -> tuple[int, int, int]:
-    """(claims, claims made while the previous attempt's lease was valid, LeaseLost reports)."""
+def read_logs(paths: list[Path]) -> tuple[int, int, int, int, float]:
+    """(claims, claims made while the previous attempt's lease was valid, LeaseLost
+    reports, claims returned with their lease run out, the least lease left)."""
     claims: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
     released: dict[tuple[int, int], float] = {}
-    lease_lost = 0
+    lease_lost = born_expired = 0
+    least_left = float(LEASE_SECONDS)
     for path in paths:
         for line in path.read_text().splitlines():
             kind, *fields = line.split()
             if kind == "claim":
                 claims[int(fields[0])].append((int(fields[1]), float(fields[2]), float(fields[3])))
+                left = float(fields[3]) - float(fields[4])
+                least_left = min(least_left, left)
+                born_expired += left <= 0
             elif kind == "fail":
                 released[int(fields[0]), int(fields[1])] = float(fields[2])
             elif kind == "lost":
@@ -274,7 +294,8 @@ def read_logs(paths: list[Path]) -> tuple[int, int, int]:
             valid_until = min(expires, released.get((delivery_id, attempt), expires))
             if next_attempt == attempt or claimed_at < valid_until:
                 overlapping += 1
-    return sum(len(a) for a in claims.values()), overlapping, lease_lost
+    total = sum(len(a) for a in claims.values())
+    return total, overlapping, lease_lost, born_expired, least_left
 
 
 def progress(line: str) -> None:
@@ -285,13 +306,14 @@ def print_table(runs: list[Run]) -> None:
     print(
         f"{'dialect':<11} {'workers':>7} {'killed':>6} {'seconds':>8} {'per s':>7} "
         f"{'per s pre-kill':>14} {'claims':>7} {'twice in lease':>14} {'lost':>5} "
-        f"{'LeaseLost':>9}"
+        f"{'LeaseLost':>9} {'born expired':>12} {'least left':>10}"
     )
     for r in runs:
         print(
             f"{r.dialect:<11} {r.workers:>7} {r.killed:>6} {r.seconds:>8.1f} "
             f"{r.throughput:>7.0f} {r.throughput_before_kill:>14.0f} {r.claims:>7} "
-            f"{r.overlapping:>14} {r.lost:>5} {r.lease_lost:>9}"
+            f"{r.overlapping:>14} {r.lost:>5} {r.lease_lost:>9} {r.born_expired:>12} "
+            f"{r.least_left:>9.2f}s"
         )
 
 
@@ -301,9 +323,11 @@ def print_verdict(runs: list[Run]) -> None:
         one, many = (r for r in runs if r.dialect == dialect)
         twice = one.overlapping + many.overlapping
         lost = one.lost + many.lost
+        expired = one.born_expired + many.born_expired
         print(
             f"{dialect}: handed out twice while a lease was valid: {twice} "
             f"({yes(twice == 0)}); lost: {lost} ({yes(lost == 0)}); "
+            f"leases born expired: {expired} ({yes(expired == 0)}); "
             f"{WORKERS}-worker ÷ 1-worker throughput: {many.throughput / one.throughput:.2f} "
             f"over the whole run, {many.throughput_before_kill / one.throughput:.2f} "
             f"before the kill"
