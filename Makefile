@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # benchmarks/ is linted once it exists (git keeps no empty directories)
 LINT_PATHS := src tests $(wildcard benchmarks)
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench stress clean
 
 venv: $(PY)
 
@@ -35,6 +35,12 @@ bench: venv
 	else \
 		echo "benchmarks/run_all.py not found: nothing to run"; \
 	fi
+
+# Copy, restore and backup SIGKILLed ROUNDS times per mode on both dialects.
+ROUNDS ?= 100
+stress: venv
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) benchmarks/stress_kills.py --rounds $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info

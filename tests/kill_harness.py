@@ -90,9 +90,10 @@ def _calls_and_seconds(work: Callable[[Progress], object]) -> tuple[int, float]:
 
 
 def _kill_point(rng: random.Random, calls: int, seconds: float) -> tuple[int | None, float | None]:
+    # Past the last call or the usual run time: some rounds finish, and are judged too.
     if rng.random() < 0.5 and calls > 0:
-        return rng.randint(1, calls), None
-    return None, rng.uniform(0, seconds * 1.2)
+        return rng.randint(1, calls + 1), None
+    return None, rng.uniform(0, seconds * 2)
 
 
 def _engines(*urls: str) -> list[Engine]:
