@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict
 from pfd_db.models import APIKey, User
@@ -65,3 +68,46 @@ def test_only_collisions_every_time_is_a_conflict_writing_nothing(db, owner, mon
     assert len(handed) == api_keys.PREFIX_ATTEMPTS
     db.rollback()
     assert db.scalar(select(func.count()).select_from(APIKey)) == 1
+
+
+def test_a_prefix_a_concurrent_writer_takes_first_is_drawn_again(engine, db, owner, monkeypatch):
+    """The other writer's key is not visible when ``issue`` checks the prefix; the
+    unique index refuses the insert once it commits, and ``issue`` draws again."""
+    taken, fresh = "0000000000000bad", "0000000000000f00"
+    handed = scripted_prefixes(monkeypatch, taken, fresh)
+    outcome: dict[str, object] = {}
+    checked = threading.Event()
+    real_taken = api_keys._prefix_taken
+    answers: list[tuple[str, bool]] = []
+
+    def prefix_taken(session, prefix):
+        answers.append((prefix, real_taken(session, prefix)))
+        checked.set()
+        return answers[-1][1]
+
+    monkeypatch.setattr(api_keys, "_prefix_taken", prefix_taken)
+    with Session(engine) as other:
+        other.add(APIKey(user_id=owner.id, name="first", prefix=taken, key_hash="0" * 64))
+        other.flush()  # holds the prefix, not yet committed
+
+        def issue_second() -> None:
+            with Session(engine) as session:
+                try:
+                    _plaintext, record = api_keys.issue(session, owner.id, "second")
+                    session.commit()
+                    outcome["prefix"] = record.prefix
+                except Exception as exc:
+                    outcome["error"] = exc
+
+        worker = threading.Thread(target=issue_second)
+        worker.start()
+        assert checked.wait(10)
+        time.sleep(0.3)  # the worker is now inserting, or waiting to
+        other.commit()
+    worker.join(30)
+    assert outcome == {"prefix": fresh}
+    assert handed == [taken, fresh]
+    # free when checked, refused by the index, then seen taken: the retry path
+    assert answers == [(taken, False), (taken, True), (fresh, False)]
+    prefixes = db.scalars(select(APIKey.prefix).order_by(APIKey.prefix)).all()
+    assert prefixes == [taken, fresh]
