@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 
+from cli_support import pfd_db
 from factories import insert_row
 from pfd_db import migrations
 from pfd_db.engine import make_engine
@@ -108,3 +109,14 @@ def test_create_user_names_the_field_that_clashes_regardless_of_case(db):
     assert db.scalar(select(User.id).order_by(User.id.desc()).limit(1)) == before
     made = users.create_user(db, "someone", "someone@example.org", PASSWORD)
     assert made.id > before
+
+
+def test_seed_names_a_user_that_takes_the_admin_name_ignoring_case(fresh_url, fresh_engine):
+    migrations.upgrade(fresh_engine)
+    with fresh_engine.begin() as conn:
+        insert_row(conn, "users", username="Admin", email="boss@example.org")
+    before = user_rows(fresh_engine)
+    result = pfd_db("seed", "--url", fresh_url)
+    assert result.exit_code == 2
+    assert "user 'Admin' (boss@example.org) has that name or e-mail address" in result.stderr
+    assert user_rows(fresh_engine) == before

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pfd_db.config import Settings, get_settings
+from pfd_db.errors import Conflict
 from pfd_db.models import Dataset, Role, User
 from pfd_db.passwords import generate_password, hash_password
 from pfd_db.store.notifications import add_default_preferences
@@ -61,6 +62,17 @@ def _ensure_admin(session: Session, settings: Settings, report: SeedReport) -> U
     admin = session.scalar(select(User).where(User.username == ADMIN_USERNAME))
     if admin is not None:
         return admin
+    clash = session.scalar(
+        select(User).where(
+            (func.lower(User.username) == ADMIN_USERNAME) | (func.lower(User.email) == ADMIN_EMAIL)
+        )
+    )
+    if clash is not None:
+        raise Conflict(
+            f"cannot create the admin user {ADMIN_USERNAME!r} ({ADMIN_EMAIL}): user "
+            f"{clash.username!r} ({clash.email}) has that name or e-mail address ignoring case; "
+            "rename that user, then seed again"
+        )
     if settings.admin_password is not None:
         password = settings.admin_password.get_secret_value()
     else:
