@@ -355,15 +355,19 @@ def test_a_backup_file_holding_an_unfinished_copy_is_refused_by_restore(tmp_path
     assert_no_database(fresh_url)
 
 
-def test_a_refused_copy_leaves_no_file_beside_its_source(tmp_path):
-    future = tmp_path / "future.db"
+def test_a_refused_copy_leaves_no_file_beside_its_source_nor_a_target(tmp_path, fresh_url):
+    folder = tmp_path / "source"
+    folder.mkdir()
+    future = folder / "future.db"
     assert runner.invoke(app, ["init", "--url", f"sqlite:///{future}", "--quiet"]).exit_code == 0
     with sqlite3.connect(future) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'ffff0000'")
     conn.close()
-    before = sorted(p.name for p in tmp_path.iterdir())
-    into = tmp_path / "into.db"
-    assert_refused(copy(f"sqlite:///{future}", f"sqlite:///{into}"), "ffff0000")
-    for command in (["status"], ["current"], ["check"], ["user", "list"]):
-        runner.invoke(app, [*command, "--url", f"sqlite:///{future}"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    before = sorted(p.name for p in folder.iterdir())
+    assert_refused(copy(f"sqlite:///{future}", fresh_url), "ffff0000")
+    assert_no_database(fresh_url)
+    for mode in (0o644, 0o444):  # a read-only file too
+        future.chmod(mode)
+        for command in (["status"], ["current"], ["check"], ["user", "list"]):
+            runner.invoke(app, [*command, "--url", f"sqlite:///{future}"])
+        assert sorted(p.name for p in folder.iterdir()) == before
