@@ -432,16 +432,14 @@ def engine_url(target: Target, writable: bool) -> str:
 
 
 def engine_url_of(target: Target, writable: bool) -> URL:
+    from pfd_db.cli.sqlite_files import wal_without_readers
     if target.path is None:
         return target.url
     path = target.path
-    writer_able = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     if writable:
         mode = {"mode": "rw" if path.exists() else "rwc"}
-    elif writer_able and _wal_without_readers(path):
-        # Read through a connection that can delete the -wal/-shm it creates on close
-        # (a read-only one would leave them); read_only() still refuses every write.
-        mode = {"mode": "rw"}
+    elif os.access(path.parent, os.W_OK) and wal_without_readers(path):
+        mode = {"mode": "rw"}  # so that it removes its -wal/-shm; read_only() refuses writes
     elif os.access(path, os.W_OK) and (
         os.access(path.parent, os.W_OK) or Path(f"{path}-shm").exists()
     ):
@@ -450,18 +448,6 @@ def engine_url_of(target: Target, writable: bool) -> URL:
         mode = {"mode": "ro", "immutable": "1"}
     return target.url.set(database=f"file:{quote(str(path))}").update_query_dict(
         {**mode, "uri": "true"}
-    )
-
-
-def _wal_without_readers(path: Path) -> bool:
-    """A WAL-mode SQLite file with no -wal beside it: no connection has it open."""
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(20)
-    except OSError:
-        return False
-    return header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02" and not (
-        Path(f"{path}-wal").exists()
     )
 
 

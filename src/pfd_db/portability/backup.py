@@ -14,8 +14,9 @@ Each is written aside, synced and renamed into place with a manifest beside it
 manifest before it writes anything, and refuses one that carries the
 unfinished-copy marker.
 
-A restore reads either kind: a SQLite backup file is copied into the target with :func:`~pfd_db.portability.copy.copy_database`,
-after migrating a scratch copy of it to head if it is older; a ``pg_dump``
+A restore reads either kind: a SQLite backup file is copied into the target
+with :func:`~pfd_db.portability.copy.copy_database`, after migrating a scratch
+copy of it to head if it is older; a ``pg_dump``
 archive is loaded with ``pg_restore`` in one transaction, then migrated to head.
 """
 
