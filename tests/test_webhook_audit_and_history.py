@@ -103,10 +103,11 @@ def two_hooks(db, ada, plaintexts) -> tuple[WebhookConfiguration, WebhookConfigu
         hooks.append(config)
     for minute, config in enumerate([hooks[0]] * 5 + [hooks[1]] * 3):
         call = webhooks.new_delivery(config, EventType.TRAINING_COMPLETE, {"i": minute}, T0)
-        call.created_at = T0 + timedelta(minutes=minute)
+        call.created_at = call.next_attempt_at = T0 + timedelta(minutes=minute)
         db.add(call)
     db.commit()
-    first, second = deliveries.claim(db, "webhook", "w1", limit=2, now=T0)
+    # only the first two are due by then, so the claim cannot pick others of equal due time
+    first, second = deliveries.claim(db, "webhook", "w1", limit=2, now=T0 + timedelta(minutes=1))
     deliveries.succeed(db, first, "w1", http_status_code=200, response_time_ms=10.0, now=T0)
     deliveries.fail(db, second, "w1", "gone", status="invalid_url", retry=False, now=T0)
     db.commit()

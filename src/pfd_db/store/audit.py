@@ -19,6 +19,10 @@ action                         written by
 ``api_key.issued``             ``api_keys.issue``
 ``api_key.revoked``            ``api_keys.revoke`` (the first time)
 ``session.revoked``            ``sessions.revoke``, ``sessions.revoke_others``
+``webhook.created``            ``webhooks.create_webhook``
+``webhook.url_changed``        ``webhooks.update_webhook`` (when the URL changes)
+``webhook.deleted``            ``webhooks.delete_webhook``
+``webhook.secret_rotated``     ``webhooks.rotate_secret``
 ``instance_key.rotated``       each batch of ``pfd-db key rotate`` (``twofactor``'s
                                and ``webhooks.reencrypt_secrets``) that moved
                                secrets: which column, how many, the first and
