@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed
 from pfd_db.models import APIKey, Base, User
-from pfd_db.store import api_keys
+from pfd_db.store.identity import api_keys
 from pfd_db.types import utcnow
 
 SIZES = (1, 1_000, 100_000)

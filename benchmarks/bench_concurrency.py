@@ -41,7 +41,8 @@ from sqlalchemy.orm import Session
 from pfd_db import session as sessions
 from pfd_db.engine import make_engine
 from pfd_db.models import APIKey, Base, Experiment, ExperimentStatus, Tag
-from pfd_db.store import api_keys, datasets, experiments, search, tags, users
+from pfd_db.store.identity import api_keys, users
+from pfd_db.store.ml import datasets, experiments, search, tags
 
 READERS = 8
 WRITERS = 8

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.engine import make_engine
 from pfd_db.models import Base, Dataset, Experiment, TrainingRun
-from pfd_db.store import experiments
+from pfd_db.store.ml import experiments
 
 EPOCHS = 200
 CURVES = 51

@@ -62,7 +62,7 @@ from pfd_db.engine import make_engine  # noqa: E402 - after the settings above
 from pfd_db.errors import LeaseLost  # noqa: E402
 from pfd_db.models import Base, User, WebhookConfiguration, WebhookLog  # noqa: E402
 from pfd_db.models.enums import EventType  # noqa: E402
-from pfd_db.store import deliveries, webhooks  # noqa: E402
+from pfd_db.store.notify import deliveries, webhooks  # noqa: E402
 from pfd_db.types import utcnow  # noqa: E402
 
 

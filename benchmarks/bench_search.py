@@ -1,6 +1,6 @@
 """How fast is ``search`` on 100 000 experiments?
 
-A two-word full-text query through ``pfd_db.store.search.search`` (first page
+A two-word full-text query through ``pfd_db.store.ml.search.search`` (first page
 of 50 and the total) against two baselines on the same database, each returning
 the same columns, a page of 50 and the total:
 
@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.engine import make_engine
 from pfd_db.models import Base, Dataset, Experiment, ExperimentTag, Tag
-from pfd_db.store.search import search
+from pfd_db.store.ml.search import search
 
 EXPERIMENTS = 100_000
 BATCH = 5_000

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.models import APIMetricsSummary, APIRequestLog
-from pfd_db.store import retention, traffic
+from pfd_db.store.ops import retention, traffic
 from pfd_db.types import utcnow
 
 LOGGED = 50_000

@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pfd_db.engine import make_engine
-from pfd_db.portability import Progress, target
+from pfd_db.portability import Progress, filling
 from pfd_db.portability.backup import backup, count_rows, restore, verify_backup
 from pfd_db.portability.copy import copy_database
 
@@ -149,7 +149,7 @@ def _judge_database(
 ) -> None:
     (engine,) = _engines(url)
     try:
-        if target.unfinished_copy(engine) is not None and not must_be_whole:
+        if filling.unfinished_copy(engine) is not None and not must_be_whole:
             return  # marked: refused as a source, refused as a target without --replace
         found = {name: rows for name, rows in count_rows(engine).items() if name in expected}
         empty = not any(found.values())
@@ -160,7 +160,7 @@ def _judge_database(
             )
             tally.problems.append(f"unmarked and incomplete: {found} != {expected}")
         with engine.begin() as conn:
-            problem = target.search_index_problem(conn)
+            problem = filling.search_index_problem(conn)
         if problem is not None:
             tally.lost += 1
             tally.problems.append(problem)

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from pfd_db import migrations
 from pfd_db.engine import make_engine
-from pfd_db.store import digests, request_figures
+from pfd_db.store.notify import digests
+from pfd_db.store.ops import request_figures
 from probes import executions
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict
 from pfd_db.models import APIKey, User
-from pfd_db.store import api_keys
+from pfd_db.store.identity import api_keys
 
 
 @pytest.fixture

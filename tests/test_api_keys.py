@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from pfd_db.crypto import sha256_hex
 from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
-from pfd_db.store import api_keys, audit
+from pfd_db.store.identity import api_keys
+from pfd_db.store.ops import audit
 from pfd_db.types import utcnow
 from probes import executions, statements
 from racing import race

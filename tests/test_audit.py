@@ -18,7 +18,9 @@ from pfd_db.config import get_settings
 from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import SystemLog, User, WebhookConfiguration
-from pfd_db.store import api_keys, audit, sessions, twofactor, users, webhooks
+from pfd_db.store.identity import api_keys, sessions, twofactor, users
+from pfd_db.store.notify import webhooks
+from pfd_db.store.ops import audit
 
 PASSWORD = "correct-horse-battery-staple"
 WRONG = "not-the-right-password"

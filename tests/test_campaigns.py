@@ -22,7 +22,7 @@ from pfd_db.models import (
     NASTrial,
     User,
 )
-from pfd_db.store import campaigns
+from pfd_db.store.ml import campaigns
 from probes import run_together
 
 SEARCH_SPACE = {"lr": {"low": 1e-4, "high": 1e-1, "log": True}, "batch_size": [32, 64]}

@@ -112,7 +112,7 @@ def test_init_on_a_fresh_machine_creates_pfd_db_and_its_key_file(tmp_path):
         "from sqlalchemy import select\n"
         "from pfd_db import get_db_session\n"
         "from pfd_db.models import User\n"
-        "from pfd_db.store import twofactor\n"
+        "from pfd_db.store.identity import twofactor\n"
         "with get_db_session() as s:\n"
         "    admin = s.scalars(select(User)).one()\n"
         "    secret, _ = twofactor.begin_setup(s, admin)\n"
@@ -257,7 +257,7 @@ def enable_two_factor(url: str) -> None:
     """The admin starts TOTP setup: an encrypted secret is stored."""
     from sqlalchemy.orm import Session
 
-    from pfd_db.store import twofactor
+    from pfd_db.store.identity import twofactor
 
     engine = make_engine(url)
     with Session(engine) as session, session.begin():

@@ -14,7 +14,7 @@ from pfd_db import migrations
 from pfd_db.cli.charts import MARKERS
 from pfd_db.engine import make_engine
 from pfd_db.models import Dataset, TrainingRun
-from pfd_db.store import experiments, tags
+from pfd_db.store.ml import experiments, tags
 
 CHART_LEGENDS = ("● train_loss  ○ val_loss", "● train_accuracy  ○ val_accuracy")
 

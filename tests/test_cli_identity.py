@@ -14,7 +14,7 @@ from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed
 from pfd_db.models import APIKey, Base, Role, User
 from pfd_db.passwords import verify_password
-from pfd_db.store import api_keys
+from pfd_db.store.identity import api_keys
 
 PASSWORD = "correct-horse-battery-staple"
 SHOWN_ONCE = "(shown once, store it now):"

@@ -12,8 +12,9 @@ import pytest
 
 from cli_support import PFD_DB
 
-HEAVY = ("alembic", "sqlalchemy", "pydantic_settings", "mako", "pfd_db.models", "pfd_db.demo",
-         "pfd_db.store", "pfd_db.config", "psycopg", "argon2", "cryptography")  # fmt: skip
+HEAVY = ("alembic", "sqlalchemy", "pydantic_settings", "mako", "pfd_db.models",
+         "pfd_db.cli.demo_data", "pfd_db.store", "pfd_db.config", "psycopg", "argon2",
+         "cryptography")  # fmt: skip
 """(Typer itself loads pydantic for the options of sub-commands: that one is Typer's.)"""
 
 PROBE = """

@@ -18,17 +18,18 @@ from typer.testing import CliRunner
 from cli_support import assert_refused
 from pfd_db import migrations
 from pfd_db.cli import app
-from pfd_db.demo import build_demo
+from pfd_db.cli.demo_data import build_demo
 from pfd_db.engine import make_engine
 from pfd_db.errors import Conflict, MigrationError
 from pfd_db.models import Base, Experiment, Signal, SystemLog, Tag, User
-from pfd_db.portability import CopyMismatch, target
+from pfd_db.portability import CopyMismatch, filling
 from pfd_db.portability.backup import count_rows, sqlite_engine
 from pfd_db.portability.copy import copy_database
+from pfd_db.portability.filling import MARKER_TABLE
 from pfd_db.portability.rows import canonical, layout_of, stream_rows
-from pfd_db.portability.target import MARKER_TABLE
 from pfd_db.seed import ADMIN_USERNAME, seed
-from pfd_db.store import search, tags, users
+from pfd_db.store.identity import users
+from pfd_db.store.ml import search, tags
 
 runner = CliRunner()
 
@@ -164,7 +165,7 @@ def test_the_same_database_is_refused(demo_url):
 STOP_MIDWAY = """
 import sys, time
 from pfd_db.engine import make_engine
-from pfd_db.portability import CopyMismatch, target
+from pfd_db.portability import CopyMismatch, filling
 from pfd_db.portability.backup import count_rows, sqlite_engine
 from pfd_db.portability.copy import copy_database
 
@@ -282,7 +283,7 @@ def test_a_table_changed_behind_the_copy_raises_copy_mismatch_and_stays_marked(d
     assert "experiments" not in str(raised.value)  # only the table that differs is named
     engine = make_engine(fresh_url)
     try:
-        assert target.unfinished_copy(engine) is not None
+        assert filling.unfinished_copy(engine) is not None
     finally:
         engine.dispose()
     assert copy(demo_url, fresh_url).exit_code == 2  # marked: refused without --replace
@@ -295,7 +296,7 @@ def marked_unfinished(url: str, source: str = "/elsewhere/old.db") -> None:
     """Leave ``url`` as a copy cut short right after it began: empty and marked."""
     engine = make_engine(url)
     try:
-        target.prepare(engine, operation="copy", source=source, replace=True)
+        filling.prepare(engine, operation="copy", source=source, replace=True)
     finally:
         engine.dispose()
 
@@ -328,7 +329,7 @@ def test_a_source_marked_unfinished_is_refused_by_copy_and_backup_and_keeps_its_
     assert list(folder.iterdir()) == []  # no backup, no manifest, no partial file
     engine = make_engine(fresh_url)
     try:
-        assert target.unfinished_copy(engine) is not None
+        assert filling.unfinished_copy(engine) is not None
     finally:
         engine.dispose()
 

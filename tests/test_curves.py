@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, TrainingRun
-from pfd_db.store import experiments
-from pfd_db.store.experiments import CURVE_FIXED, METRIC_NAME_MAX
+from pfd_db.store.ml import experiments
+from pfd_db.store.ml.experiments import CURVE_FIXED, METRIC_NAME_MAX
 from probes import executions
 
 FIXED = ["epoch", *CURVE_FIXED]

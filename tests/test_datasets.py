@@ -15,8 +15,8 @@ from pfd_db.models import (
     Signal,
     User,
 )
-from pfd_db.store import datasets
-from pfd_db.store.datasets import SIGNAL_BATCH
+from pfd_db.store.ml import datasets
+from pfd_db.store.ml.datasets import SIGNAL_BATCH
 from probes import statements
 
 FAULTS = ["normal", "inner_race", "outer_race"]

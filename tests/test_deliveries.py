@@ -1,4 +1,4 @@
-"""The delivery queue (pfd_db.store.deliveries) on both dialects: claims with a lease,
+"""The delivery queue (pfd_db.store.notify.deliveries) on both dialects: claims with a lease,
 retries with backoff, leases that run out, racing workers, history; and revision 0003,
 which made the queue, upgraded and downgraded with data in the database."""
 
@@ -16,8 +16,9 @@ from pfd_db.engine import make_engine
 from pfd_db.errors import InvalidInput, LeaseLost
 from pfd_db.models import EmailLog, User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType
-from pfd_db.store import deliveries, delivery_history, notifications, users, webhooks
-from pfd_db.store.deliveries import Channel
+from pfd_db.store.identity import users
+from pfd_db.store.notify import deliveries, delivery_history, notifications, webhooks
+from pfd_db.store.notify.deliveries import Channel
 from racing import race
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

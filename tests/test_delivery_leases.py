@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from pfd_db.errors import LeaseLost
 from pfd_db.models import EventType, User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS
-from pfd_db.store import deliveries, users, webhooks
+from pfd_db.store.identity import users
+from pfd_db.store.notify import deliveries, webhooks
 from pfd_db.store.writes import take_write_lock
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

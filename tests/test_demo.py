@@ -20,7 +20,7 @@ from pfd_db.models import (
     Tag,
     TrainingRun,
 )
-from pfd_db.store import search
+from pfd_db.store.ml import search
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""E-mail digests (pfd_db.store.digests) on both dialects: when they fall due, what is
+"""E-mail digests (pfd_db.store.notify.digests) on both dialects: when they fall due, what is
 due per user, and marking entries sent all or none, so racing digest workers never
 send one entry twice."""
 
@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from pfd_db.config import get_settings
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import EmailDigestQueue
-from pfd_db.store import digests, notifications, users
+from pfd_db.store.identity import users
+from pfd_db.store.notify import digests, notifications
 from racing import race
 
 WEDNESDAY = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)

@@ -24,8 +24,8 @@ from pfd_db.models import (
     Tag,
     TrainingRun,
 )
-from pfd_db.store import experiments, tags
-from pfd_db.store.experiments import ALLOWED, COLUMNS, EPOCH_BATCH
+from pfd_db.store.ml import experiments, tags
+from pfd_db.store.ml.experiments import ALLOWED, COLUMNS, EPOCH_BATCH
 from probes import executions
 
 S = ExperimentStatus

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from factories import insert_row
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Experiment, Explanation
-from pfd_db.store import explanations
+from pfd_db.store.ml import explanations
 from racing import race
 
 SHAP = {"values": [0.1, 0.7], "base": 0.2}

@@ -14,7 +14,7 @@ from pfd_db import session as sessions
 from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed, RateLimited
 from pfd_db.models import LoginHistory, User
-from pfd_db.store import twofactor, users
+from pfd_db.store.identity import twofactor, users
 
 PASSWORD = "correct horse battery"
 WRONG = "not the password at all"

@@ -110,15 +110,18 @@ MAX_EXAMPLES = 40 * SCALE
 def public_functions() -> dict[str, Callable[..., Any]]:
     """``module.function`` -> function, for every public function of every store module."""
     found: dict[str, Callable[..., Any]] = {}
-    for info in pkgutil.iter_modules(pfd_db.store.__path__):
-        module = importlib.import_module(f"pfd_db.store.{info.name}")
+    for info in pkgutil.walk_packages(pfd_db.store.__path__, "pfd_db.store."):
+        if info.ispkg:
+            continue
+        module = importlib.import_module(info.name)
+        short = info.name.rpartition(".")[2]
         for name, value in vars(module).items():
             if (
                 inspect.isfunction(value)
                 and value.__module__ == module.__name__
                 and not name.startswith("_")
             ):
-                found[f"{info.name}.{name}"] = value
+                found[f"{short}.{name}"] = value
     return found
 
 
@@ -164,19 +167,8 @@ class World:
 
 
 def build_world(db) -> World:
-    from pfd_db.store import (
-        api_keys,
-        campaigns,
-        datasets,
-        experiments,
-        explanations,
-        jobs,
-        search,
-        sessions,
-        tags,
-        twofactor,
-        users,
-    )
+    from pfd_db.store.identity import api_keys, sessions, twofactor, users
+    from pfd_db.store.ml import campaigns, datasets, experiments, explanations, jobs, search, tags
 
     user = users.create_user(db, "fuzz_user", "fuzz@example.com", PASSWORD)
     other_user = users.create_user(db, "fuzz_other", "other@example.com", PASSWORD, "admin")
@@ -264,7 +256,7 @@ def build_world(db) -> World:
 def _build_notifications(db, world: World) -> None:
     """A webhook, queued e-mail and webhook deliveries claimed by ``worker-1``, and
     a digest entry: what the notification modules' calls start from."""
-    from pfd_db.store import deliveries, notifications, webhooks
+    from pfd_db.store.notify import deliveries, notifications, webhooks
 
     webhook, secret = webhooks.create_webhook(
         db, world.user, "https://example.com/hook", ["training.complete"]
@@ -325,7 +317,7 @@ LOCKOUT = frozenset({"login_history", "users", "system_logs"})  # a lock is audi
 
 
 def _attempt(w: World) -> Any:
-    from pfd_db.store.logins import Attempt
+    from pfd_db.store.identity.logins import Attempt
 
     return Attempt(w.user.id, w.user.username, LoginMethod.PASSWORD, datetime.now(UTC), "10.0.0.1")
 

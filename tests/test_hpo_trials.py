@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, HPOCampaign, NASCampaign
-from pfd_db.store import campaigns, experiments
+from pfd_db.store.ml import campaigns, experiments
 from probes import executions
 
 

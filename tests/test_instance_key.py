@@ -17,7 +17,7 @@ from pfd_db import session as sessions
 from pfd_db.crypto import key_file_path
 from pfd_db.errors import ConfigurationError
 from pfd_db.models import User
-from pfd_db.store import twofactor
+from pfd_db.store.identity import twofactor
 
 NO_KEY = {"PFD_DB_SECRET_KEY": "", "PFD_DB_SECRET_KEY_FILE": ""}
 

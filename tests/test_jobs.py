@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput, InvalidTransition
 from pfd_db.models import DatasetGeneration, DatasetImport, JobStatus
-from pfd_db.store import jobs
+from pfd_db.store.ml import jobs
 from probes import statements
 
 

@@ -17,7 +17,8 @@ from pfd_db import crypto, migrations
 from pfd_db.engine import make_engine
 from pfd_db.errors import AuthenticationFailed, ConfigurationError
 from pfd_db.models import User, WebhookConfiguration
-from pfd_db.store import api_keys, twofactor, webhooks
+from pfd_db.store.identity import api_keys, twofactor
+from pfd_db.store.notify import webhooks
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()

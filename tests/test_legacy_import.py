@@ -44,7 +44,8 @@ from pfd_db.models import (
     User,
 )
 from pfd_db.passwords import needs_rehash, verify_password
-from pfd_db.store import api_keys, search, users
+from pfd_db.store.identity import api_keys, users
+from pfd_db.store.ml import search
 
 runner = CliRunner()
 PARIS_OFFSET_IN_MARCH = 1  # hours: KEY_CREATED is 13:00 in Paris, 12:00 UTC

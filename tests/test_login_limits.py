@@ -14,7 +14,7 @@ from pfd_db.config import Settings, get_settings
 from pfd_db.errors import AuthenticationFailed, RateLimited
 from pfd_db.models import LoginHistory, User
 from pfd_db.passwords import verify_password
-from pfd_db.store import users
+from pfd_db.store.identity import users
 from probes import run_together
 
 PASSWORD = "correct-horse-battery-staple"

@@ -14,7 +14,7 @@ from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.errors import Conflict, MigrationError
 from pfd_db.models import User
-from pfd_db.store import users
+from pfd_db.store.identity import users
 
 INDEXES = {"ux_users_username_lower", "ux_users_email_lower"}
 PASSWORD = "a long enough passphrase"

@@ -1,4 +1,4 @@
-"""Notification preferences and emit (pfd_db.store.notifications) on both dialects:
+"""Notification preferences and emit (pfd_db.store.notify.notifications) on both dialects:
 every new user gets the defaults, preferences change only to known values, and emit
 queues what each preference and webhook asks for inside the caller's transaction."""
 
@@ -20,7 +20,8 @@ from pfd_db.models import (
 )
 from pfd_db.models.enums import NOTIFIABLE_EVENTS
 from pfd_db.seed import seed
-from pfd_db.store import digests, notifications, users, webhooks
+from pfd_db.store.identity import users
+from pfd_db.store.notify import digests, notifications, webhooks
 
 T0 = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)  # a Wednesday
 QUEUES = (EmailLog, EmailDigestQueue, WebhookLog)

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from pfd_db import migrations
 from pfd_db.engine import make_engine
-from pfd_db.store import audit, logins, retention, traffic
+from pfd_db.store.identity import logins
+from pfd_db.store.ops import audit, retention, traffic
 from probes import executions
 
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}

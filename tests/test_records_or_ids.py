@@ -12,19 +12,8 @@ from sqlalchemy import func, select
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Base
-from pfd_db.store import (
-    api_keys,
-    campaigns,
-    datasets,
-    experiments,
-    explanations,
-    jobs,
-    search,
-    sessions,
-    tags,
-    twofactor,
-    users,
-)
+from pfd_db.store.identity import api_keys, sessions, twofactor, users
+from pfd_db.store.ml import campaigns, datasets, experiments, explanations, jobs, search, tags
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pfd_db.errors import InvalidInput
-from pfd_db.store import request_figures, traffic
+from pfd_db.store.ops import request_figures, traffic
 from test_traffic import HOUR, T0, close, python_percentiles, request, spread_requests
 
 

@@ -20,7 +20,7 @@ from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.errors import InvalidInput
 from pfd_db.models import Base
-from pfd_db.store import retention
+from pfd_db.store.ops import retention
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -18,9 +18,9 @@ from pfd_db.models import (
     Tag,
     User,
 )
-from pfd_db.store import search as store
 from pfd_db.store import writes
-from pfd_db.store.query_language import (
+from pfd_db.store.ml import search as store
+from pfd_db.store.ml.query_language import (
     MAX_QUERY_LENGTH,
     CreatedCompare,
     DatasetIs,

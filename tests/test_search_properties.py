@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pfd_db.errors import InvalidQuery
-from pfd_db.store import search as store
-from pfd_db.store.query_language import Not, Query, parse
+from pfd_db.store.ml import search as store
+from pfd_db.store.ml.query_language import Not, Query, parse
 from test_search import ALL, add_experiments, fingerprint
 
 # Fragments that steer generated text towards the grammar's corners and SQL's.

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import SessionLog
-from pfd_db.store import audit, logins, sessions, users
+from pfd_db.store.identity import logins, sessions, users
+from pfd_db.store.ops import audit
 
 PASSWORD = "correct-horse-battery-staple"
 WRONG = "not-the-right-password"

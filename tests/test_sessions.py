@@ -14,7 +14,7 @@ from pfd_db.config import get_settings
 from pfd_db.crypto import sha256_hex
 from pfd_db.errors import AuthenticationFailed, InvalidInput
 from pfd_db.models import SessionLog
-from pfd_db.store import sessions, useragent, users
+from pfd_db.store.identity import sessions, useragent, users
 from probes import statements
 
 PASSWORD = "correct-horse-battery-staple"

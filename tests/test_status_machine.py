@@ -24,7 +24,7 @@ from pfd_db.models import (
     JobStatus,
     NASCampaign,
 )
-from pfd_db.store import campaigns, experiments, jobs
+from pfd_db.store.ml import campaigns, experiments, jobs
 from pfd_db.store.status import describe, move_status, update_if
 from probes import statements
 from racing import race

@@ -15,7 +15,7 @@ from factories import insert_row
 from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.models import Experiment, ExperimentTag, Tag
-from pfd_db.store import experiments, tags
+from pfd_db.store.ml import experiments, tags
 from probes import run_together
 
 

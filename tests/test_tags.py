@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from factories import insert_row
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import Experiment, ExperimentTag, Tag, User
-from pfd_db.store import tags
+from pfd_db.store.ml import tags
 from probes import run_together
 
 TAG_NAMES = ("cnn", "baseline", "Deep Learning", "deep-learning", "tuned")

@@ -15,7 +15,8 @@ from sqlalchemy import func, select, text
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIMetricsSummary, APIRequestLog, APIUsage, User
 from pfd_db.models.enums import Aggregation
-from pfd_db.store import api_keys, rollups, traffic
+from pfd_db.store.identity import api_keys
+from pfd_db.store.ops import rollups, traffic
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, midnight
 HOUR = timedelta(hours=1)

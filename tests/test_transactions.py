@@ -16,7 +16,7 @@ from pfd_db.config import get_settings
 from pfd_db.engine import make_engine, read_only
 from pfd_db.errors import AuthenticationFailed, ReadOnlySession
 from pfd_db.models import LoginHistory, SystemLog, User
-from pfd_db.store import users
+from pfd_db.store.identity import users
 from pfd_db.store.writes import take_write_lock
 from pfd_db.transactions import begin_write, first_word, writes
 from probes import run_together

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from pfd_db import crypto
 from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import BackupCode, LoginHistory, User
-from pfd_db.store import twofactor
-from pfd_db.store.twofactor import (
+from pfd_db.store.identity import twofactor
+from pfd_db.store.identity.twofactor import (
     begin_setup,
     confirm_setup,
     disable,

@@ -12,7 +12,8 @@ from pfd_db.config import get_settings
 from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, RateLimited
 from pfd_db.models import LoginHistory, Role, SessionLog, User
 from pfd_db.passwords import needs_rehash, verify_password
-from pfd_db.store import sessions, users, writes
+from pfd_db.store import writes
+from pfd_db.store.identity import sessions, users
 
 PASSWORD = "correct-horse-battery-staple"
 OTHER_PASSWORD = "tr0ub4dor&3-is-not-it"

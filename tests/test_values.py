@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 
 from pfd_db.errors import InvalidInput
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, SessionLog, Tag, User
-from pfd_db.store import experiments, search
+from pfd_db.store.ml import experiments, search
 from pfd_db.store.validation import require_count, require_object, require_str, require_text
 from pfd_db.types import utc_or_now
 from pfd_db.values import (

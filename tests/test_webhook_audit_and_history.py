@@ -15,7 +15,9 @@ from sqlalchemy import event, func, select
 from pfd_db.errors import InvalidInput
 from pfd_db.models import SystemLog, WebhookConfiguration
 from pfd_db.models.enums import EventType
-from pfd_db.store import audit, deliveries, delivery_history, users, webhooks
+from pfd_db.store.identity import users
+from pfd_db.store.notify import deliveries, delivery_history, webhooks
+from pfd_db.store.ops import audit
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SLACK_TOKEN = "T0AAA/B0BBB/s3cr3tPathToken"

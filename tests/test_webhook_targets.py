@@ -1,4 +1,4 @@
-"""Webhook targets (pfd_db.store.webhook_targets): internal addresses and names are
+"""Webhook targets (pfd_db.store.notify.webhook_targets): internal addresses and names are
 refused at creation and at a URL change (on both dialects, nothing written), and again
 when a worker resolves the host to send; only http and https; the allow-list setting."""
 
@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from pfd_db.config import get_settings
 from pfd_db.errors import ConfigurationError, HostUnresolved, InvalidInput
 from pfd_db.models import SystemLog, WebhookConfiguration
-from pfd_db.store import users, webhooks
-from pfd_db.store.webhook_targets import check_url, is_internal, resolve_target
+from pfd_db.store.identity import users
+from pfd_db.store.notify import webhooks
+from pfd_db.store.notify.webhook_targets import check_url, is_internal, resolve_target
 
 URL = "https://hooks.example.com/pfd"
 FROM_THE_ISSUE = [

@@ -1,4 +1,4 @@
-"""Webhooks (pfd_db.store.webhooks) on both dialects: configurations, one URL per user,
+"""Webhooks (pfd_db.store.notify.webhooks) on both dialects: configurations, one URL per user,
 event subscriptions, the encrypted signing secret and signatures, disabling after 10
 consecutive failures, the test delivery, and statistics."""
 
@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS
-from pfd_db.store import deliveries, notifications, users, webhooks
+from pfd_db.store.identity import users
+from pfd_db.store.notify import deliveries, notifications, webhooks
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 URL = "https://hooks.example.com/pfd"

@@ -54,7 +54,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
     A comparison of a password with a hash, not a login: it records and counts
     nothing, so it answers yes or no. Logins go through
-    :func:`pfd_db.store.users.authenticate`, which raises on a refusal.
+    :func:`pfd_db.store.identity.users.authenticate`, which raises on a refusal.
 
     A bcrypt hash imported from an LSTM_PFD database is checked too, so that its
     owner can log in once; :func:`needs_rehash` then has it replaced with argon2id.

@@ -12,7 +12,7 @@ from pfd_db.config import Settings, get_settings
 from pfd_db.errors import Conflict
 from pfd_db.models import Dataset, Role, User
 from pfd_db.passwords import generate_password, hash_password
-from pfd_db.store.notifications import add_default_preferences
+from pfd_db.store.notify.notifications import add_default_preferences
 
 ADMIN_USERNAME = "admin"
 ADMIN_EMAIL = "admin@localhost"

@@ -1,4 +1,7 @@
-"""``pfd-db clean``: remove old rows of the big log tables (see :mod:`pfd_db.store.retention`)."""
+"""``pfd-db clean``: remove old rows of the big log tables.
+
+See :mod:`pfd_db.store.ops.retention`.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pfd_db.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from pfd_db.store.retention import Removed
+    from pfd_db.store.ops.retention import Removed
 
 app = typer.Typer()
 
@@ -84,7 +87,7 @@ def clean(
     counts (on a read-only connection).
     """
     from pfd_db.cli.portability import progress_bar
-    from pfd_db.store.retention import TABLES, check_arguments, clean
+    from pfd_db.store.ops.retention import TABLES, check_arguments, clean
 
     age = None if older_than is None else parse_age(older_than)
     named = TABLES if not table else tuple(table)

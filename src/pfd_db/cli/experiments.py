@@ -40,7 +40,7 @@ def list_experiments(
     as_json: JsonOption = False,
 ) -> None:
     """List the experiments matching QUERY, best match first, then newest."""
-    from pfd_db.store.search import search
+    from pfd_db.store.ml.search import search
 
     with transaction(url, READ) as session:
         results = search(session, query, limit=limit)
@@ -83,7 +83,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show an experiment: its summary, and charts of loss and accuracy by epoch."""
-    from pfd_db.store.experiments import curve_columns, get_experiment
+    from pfd_db.store.ml.experiments import curve_columns, get_experiment
 
     with transaction(url, READ) as session:
         experiment = get_experiment(session, name)

@@ -61,7 +61,7 @@ RoleArgument = Annotated[
 
 def find_user(session: Session, username: str) -> User:
     from pfd_db.errors import NotFound
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import users as users_store
 
     user = users_store.get_by_username(session, username)
     if user is None:
@@ -95,7 +95,7 @@ def create_user(
 ) -> None:
     """Create a user (the password is asked for, or generated and shown once)."""
     from pfd_db.passwords import generate_password
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import users as users_store
 
     chosen = as_role(role)
     usable_for_writing(url)
@@ -110,7 +110,7 @@ def create_user(
 @users.command("list")
 def list_users(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """List every user with role, status and 2FA. Reads only."""
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import users as users_store
 
     with transaction(url, READ) as session:
         rows = [user_json(user) for user in users_store.list_users(session)]
@@ -151,7 +151,7 @@ def user_json(user: User) -> dict[str, Any]:
 @users.command("set-role")
 def set_role(username: str, role: RoleArgument, url: UrlOption = None) -> None:
     """Give USERNAME the role ROLE."""
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import users as users_store
 
     chosen = as_role(role)
     with transaction(url) as session:
@@ -162,7 +162,7 @@ def set_role(username: str, role: RoleArgument, url: UrlOption = None) -> None:
 @users.command("deactivate")
 def deactivate(username: str, url: UrlOption = None) -> None:
     """Deactivate USERNAME and end all their sessions."""
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import users as users_store
 
     with transaction(url) as session:
         users_store.deactivate(session, find_user(session, username))
@@ -175,7 +175,7 @@ def reset_password(
     url: UrlOption = None,
 ) -> None:  # fmt: skip
     """Set a new password for USERNAME (asked for, or generated and shown once)."""
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import users as users_store
 
     with transaction(url) as session:
         find_user(session, username)  # refused now rather than after the prompt
@@ -207,7 +207,7 @@ def create_key(
     """Issue an API key for USERNAME; the key is printed once, on a line of its own."""
     from datetime import timedelta
 
-    from pfd_db.store import api_keys as keys_store
+    from pfd_db.store.identity import api_keys as keys_store
     from pfd_db.types import utcnow
 
     expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
@@ -231,8 +231,8 @@ def list_keys(
     as_json: JsonOption = False,
 ) -> None:
     """List API keys (never their secrets). Reads only."""
-    from pfd_db.store import api_keys as keys_store
-    from pfd_db.store import users as users_store
+    from pfd_db.store.identity import api_keys as keys_store
+    from pfd_db.store.identity import users as users_store
 
     with transaction(url, READ) as session:
         owners = [find_user(session, username)] if username else users_store.list_users(session)
@@ -286,7 +286,7 @@ def revoke_key(
     url: UrlOption = None,
 ) -> None:
     """Revoke an API key; says so when it was already revoked."""
-    from pfd_db.store import api_keys as keys_store
+    from pfd_db.store.identity import api_keys as keys_store
 
     with transaction(url) as session:
         found = keys_store.get_key(session, key)

@@ -47,7 +47,8 @@ def rotate(
     """
     from sqlalchemy.orm import Session
 
-    from pfd_db.store import twofactor, webhooks
+    from pfd_db.store.identity import twofactor
+    from pfd_db.store.notify import webhooks
 
     kinds = {"totp_secrets": twofactor, "webhook_secrets": webhooks}
     counts = {kind: [0, 0] for kind in kinds}  # checked, re-encrypted

@@ -59,12 +59,12 @@ def copy_command(
     working on the source: the copy is one snapshot of it. A copy cut short
     leaves the target marked unfinished: run it again with --replace.
     """
-    from pfd_db.portability import target
+    from pfd_db.portability import filling
     from pfd_db.portability.copy import copy_database, require_head, shown
 
     with database(url, READ) as source:
         require_head(source)
-        target.require_finished(source, shown(source))  # before the target is created
+        filling.require_finished(source, shown(source))  # before the target is created
         with database(to, CREATE) as destination:
             confirm_replace(destination, replace, yes)
             with progress_bar("copy") as progress:
@@ -187,11 +187,11 @@ def import_legacy_command(
 
 def confirm_replace(destination: Engine, replace: bool, yes: bool) -> None:
     """Ask before --replace deletes rows (nothing to ask when the target is empty)."""
-    from pfd_db.portability import target
+    from pfd_db.portability import filling
 
     if not replace:
         return
-    if target.tables_with_rows(destination) or target.unfinished_copy(destination):
+    if filling.tables_with_rows(destination) or filling.unfinished_copy(destination):
         confirm_or_refuse(
             f"Delete every row of {_shown(destination)}?",
             yes,

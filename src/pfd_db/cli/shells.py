@@ -76,9 +76,10 @@ def shell_namespace(engine: Engine) -> dict[str, Any]:
 
     models = pfd_db.models
     namespace: dict[str, Any] = {name: getattr(models, name) for name in models.__all__}
-    for module in pkgutil.iter_modules(pfd_db.store.__path__):
-        if not module.name.startswith("_"):
-            namespace[module.name] = importlib.import_module(f"pfd_db.store.{module.name}")
+    for module in pkgutil.walk_packages(pfd_db.store.__path__, "pfd_db.store."):
+        short = module.name.rpartition(".")[2]
+        if not module.ispkg and not short.startswith("_"):
+            namespace[short] = importlib.import_module(module.name)
     namespace.update(
         session=Session(engine, autoflush=False, expire_on_commit=False),
         engine=engine,

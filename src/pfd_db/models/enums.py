@@ -110,7 +110,7 @@ class EmailStatus(StrEnum):
 
 
 class WebhookStatus(StrEnum):
-    PENDING = "pending"  # queued or being delivered (see pfd_db.store.deliveries)
+    PENDING = "pending"  # queued or being delivered (see pfd_db.store.notify.deliveries)
     SENT = "sent"
     FAILED = "failed"
     RATE_LIMITED = "rate_limited"

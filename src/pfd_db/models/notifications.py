@@ -1,7 +1,7 @@
 """Notifications: per-user preferences, e-mail log and digest queue, webhooks.
 
 ``email_logs`` and ``webhook_logs`` double as the delivery queue (see
-:mod:`pfd_db.store.deliveries`): a pending row is due at ``next_attempt_at``;
+:mod:`pfd_db.store.notify.deliveries`): a pending row is due at ``next_attempt_at``;
 a worker holds it while ``lease_owner`` is set and ``lease_expires_at`` lies
 ahead; ``attempts`` counts the times it was handed out.
 """

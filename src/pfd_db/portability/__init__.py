@@ -9,7 +9,7 @@
   write its rows into pfd-db (``pfd-db import-legacy``).
 
 What they share: :mod:`~pfd_db.portability.rows` (rows in a form both dialects
-take) and :mod:`~pfd_db.portability.target` (the database being filled).
+take) and :mod:`~pfd_db.portability.filling` (the database being filled).
 """
 
 from __future__ import annotations

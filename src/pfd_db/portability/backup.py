@@ -41,7 +41,7 @@ from pfd_db import migrations
 from pfd_db.engine import make_engine, read_only
 from pfd_db.errors import Conflict, InvalidInput, PfdDbError
 from pfd_db.models import Base
-from pfd_db.portability import Progress, manifest, no_progress, target
+from pfd_db.portability import Progress, filling, manifest, no_progress
 from pfd_db.portability.copy import (
     CopyReport,
     copy_database,
@@ -102,7 +102,7 @@ def backup(
         raise Conflict(f"{path} already exists: choose a new file for the backup")
     if not path.parent.is_dir():
         raise InvalidInput(f"no directory {path.parent} for the backup")
-    target.require_finished(source, shown(source))
+    filling.require_finished(source, shown(source))
     with manifest.written_aside(path) as partial:
         if source.dialect.name == "sqlite":
             report = _online_backup(source, partial, progress)
@@ -223,7 +223,7 @@ def verify_backup(path: Path) -> tuple[str, manifest.Manifest]:
     if kind == ONLINE_BACKUP:
         engine = sqlite_engine(path)
         try:
-            target.require_finished(engine, str(path))
+            filling.require_finished(engine, str(path))
             found = count_rows(engine)
         finally:
             engine.dispose()
@@ -283,8 +283,8 @@ def _pg_restore(
     pg_restore = shutil.which("pg_restore", path=tools_path)
     if pg_restore is None:
         raise PfdDbError("pg_restore is not on the PATH: install PostgreSQL's client tools")
-    found = target.unfinished_copy(destination)
-    filled = target.tables_with_rows(destination)
+    found = filling.unfinished_copy(destination)
+    filled = filling.tables_with_rows(destination)
     if (found or filled) and not replace:
         raise Conflict(
             f"the target database holds {found or 'data'}: give an empty database, "
@@ -305,9 +305,9 @@ def _pg_restore(
         destination,
         on_line,
     )  # fmt: skip
-    if target.unfinished_copy(destination):
+    if filling.unfinished_copy(destination):
         with destination.begin() as conn:
-            conn.exec_driver_sql(f"DROP TABLE {target.MARKER_TABLE}")
+            conn.exec_driver_sql(f"DROP TABLE {filling.MARKER_TABLE}")
     migrations.upgrade(destination)
     return BackupReport(f"pg_restore of a {PG_DUMP} archive", path, count_rows(destination))
 

@@ -10,7 +10,7 @@ The two foreign keys that close a cycle (``hpo_campaigns.best_experiment_id``,
 written empty and filled in once every table is there. Then each table is read
 back and compared with the source (row count and checksum); PostgreSQL
 sequences are set past the largest ids; and the unfinished-copy marker is
-dropped last (see :mod:`pfd_db.portability.target`).
+dropped last (see :mod:`pfd_db.portability.filling`).
 
 The search index: on SQLite the experiments are written with their triggers off
 and the FTS5 index rebuilt in the same transaction, so no commit leaves it out of
@@ -37,7 +37,7 @@ from pfd_db import migrations
 from pfd_db.engine import mask_password, read_only
 from pfd_db.errors import Conflict, MigrationError
 from pfd_db.models import Base
-from pfd_db.portability import CopyMismatch, Progress, no_progress, target
+from pfd_db.portability import CopyMismatch, Progress, filling, no_progress
 from pfd_db.portability.rows import (
     Fingerprint,
     Layout,
@@ -111,7 +111,7 @@ class LaterReferences:
             table = Base.metadata.tables[table_name]
             # Each column with an ORM-side onupdate (updated_at) is set to itself: kept.
             kept = {c.name: c for c in table.columns if c.onupdate is not None}
-            with target.triggers_off(conn, table_name):
+            with filling.triggers_off(conn, table_name):
                 conn.execute(
                     update(table)
                     .where(table.c.id == bindparam("_id"))
@@ -150,9 +150,9 @@ def copy_database(
     """
     began = time.perf_counter()
     require_head(source)
-    target.require_finished(source, shown(source))
+    filling.require_finished(source, shown(source))
     require_distinct(source, destination)  # the first to open the target
-    target.prepare(destination, operation=operation, source=shown(source), replace=replace)
+    filling.prepare(destination, operation=operation, source=shown(source), replace=replace)
     layouts = [layout_of(table) for table in Base.metadata.sorted_tables]
     later = later_references(layouts)
     report = CopyReport()
@@ -162,7 +162,7 @@ def copy_database(
         for layout in layouts:
             copied = TableCopy(layout.table.name, Fingerprint())
             progress(copied.name, done, total)
-            with destination.begin() as writer, target.triggers_off(writer, copied.name):
+            with destination.begin() as writer, filling.triggers_off(writer, copied.name):
                 for batch in stream_rows(reader, layout, batch_size):
                     copied.source.add(layout.kinds, batch)
                     write_rows(writer, layout, later.hold_back(layout, batch))
@@ -172,7 +172,7 @@ def copy_database(
     with destination.begin() as writer:
         later.fill_in(writer)
     verify(destination, layouts, report)
-    target.finish(destination)
+    filling.finish(destination)
     report.key_file = carry_instance_key(source, destination)
     report.seconds = time.perf_counter() - began
     return report

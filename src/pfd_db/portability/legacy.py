@@ -4,7 +4,7 @@ The legacy database (SQLite or PostgreSQL, made by the dashboard's
 ``create_all``) is only read, in one read-only snapshot. Its rows go, table by
 table in the order of pfd-db's schema at head, into an empty pfd-db database
 (migrated first, marked unfinished until the end, as a copy is: see
-:mod:`pfd_db.portability.target`), converted by
+:mod:`pfd_db.portability.filling`), converted by
 :mod:`pfd_db.portability.legacy_rows`. Ids are kept.
 
 References are checked against what was imported: a row whose required
@@ -36,7 +36,7 @@ from pfd_db import crypto
 from pfd_db.engine import mask_password
 from pfd_db.errors import InvalidInput, PfdDbError
 from pfd_db.models import Base, Role
-from pfd_db.portability import CopyMismatch, Progress, no_progress, target
+from pfd_db.portability import CopyMismatch, Progress, filling, no_progress
 from pfd_db.portability.copy import later_references, snapshot
 from pfd_db.portability.legacy_rows import Context, Skip, as_row, convert
 from pfd_db.portability.rows import Layout, Row, layout_of, write_rows
@@ -120,7 +120,7 @@ def import_legacy(
         if "users" not in present or "experiments" not in present:
             raise InvalidInput(f"{_described(source)} is not an LSTM_PFD database")
         _require_instance_key_if_needed(reader)
-        target.prepare(
+        filling.prepare(
             destination,
             operation="import-legacy",
             source=mask_password(source.url),
@@ -131,7 +131,7 @@ def import_legacy(
     run.fill_in_later_references()
     _recount_tags(destination, report.table("tags"))
     _check_counts(destination, report)
-    target.finish(destination)
+    filling.finish(destination)
     return report
 
 
@@ -179,7 +179,7 @@ class _Import:
     def one_table(self, layout: Layout, summary: TableImport) -> None:
         name = layout.table.name
         self.progress(name, self.done, self.total)
-        with self.destination.begin() as writer, target.triggers_off(writer, name):
+        with self.destination.begin() as writer, filling.triggers_off(writer, name):
             for batch in _legacy_rows(self.reader, layout, self.batch_size):
                 rows = [row for raw in batch if (row := self.converted(layout, raw, summary))]
                 written = _write_sifting(writer, layout, rows, summary)

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, contains_eager
 from pfd_db.crypto import random_token, sha256_hex
 from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
-from pfd_db.store import audit
-from pfd_db.store.credentials import presented
+from pfd_db.store.identity.credentials import presented
+from pfd_db.store.ops import audit
 from pfd_db.store.validation import require_count, require_items, require_str, require_text
 from pfd_db.store.writes import ID_MAX, load, one_of_kinds
 from pfd_db.types import as_utc, utc_or_now, utcnow

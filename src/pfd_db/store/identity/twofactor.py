@@ -45,11 +45,11 @@ from pfd_db.crypto import decrypt, encrypt, keyed_hash, keyed_hashes
 from pfd_db.errors import AuthenticationFailed, InvalidInput, RateLimited
 from pfd_db.models import BackupCode, User
 from pfd_db.models.enums import LoginMethod
-from pfd_db.store import audit
-from pfd_db.store.credentials import optional_client_text, presented
-from pfd_db.store.logins import Attempt, address, recent_failures, record_attempt
+from pfd_db.store.identity.credentials import optional_client_text, presented
+from pfd_db.store.identity.logins import Attempt, address, recent_failures, record_attempt
+from pfd_db.store.ops import audit
+from pfd_db.store.ops.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.own_transaction import in_own_transaction
-from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import require_count
 from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now
@@ -146,7 +146,7 @@ def reencrypt_secrets(
 ) -> Reencrypted:
     """Re-encrypt under the first instance key the TOTP secrets of up to ``limit``
     users with an id above ``after_id``, in id order: one batch of ``pfd-db key
-    rotate`` (see :func:`pfd_db.store.rotation.reencrypt_batch`, which audits it).
+    rotate`` (see :func:`pfd_db.store.ops.rotation.reencrypt_batch`, which audits it).
     """
     return reencrypt_batch(session, User.totp_secret, after_id, limit)
 

@@ -10,7 +10,7 @@ holds a lease on it (``lease_owner`` set, ``lease_expires_at`` ahead). A worker
    waiting; on SQLite under the write lock);
 2. sends each, then reports it with :func:`succeed` or :func:`fail` and commits.
 
-A user's or a webhook's past deliveries: :mod:`pfd_db.store.delivery_history`.
+A user's or a webhook's past deliveries: :mod:`pfd_db.store.notify.delivery_history`.
 
 A claimed delivery is handed to no one else while its lease runs. A worker that
 dies loses nothing: when its lease runs out the delivery is due again and the
@@ -28,7 +28,7 @@ doubled per attempt, at most ``delivery_backoff_max_seconds``) until
 fails it at once (an invalid address, a bounce). A claim counts an attempt, so
 a delivery whose every worker dies also ends, failed, after that many attempts.
 Webhook results also count towards the webhook's health
-(:func:`pfd_db.store.webhooks.record_failure`).
+(:func:`pfd_db.store.notify.webhooks.record_failure`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from pfd_db.config import get_settings
 from pfd_db.errors import InvalidInput, LeaseLost
 from pfd_db.models import EmailLog, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import EmailStatus, EventType, WebhookStatus
-from pfd_db.store import webhooks
+from pfd_db.store.notify import webhooks
 from pfd_db.store.validation import (
     require_count,
     require_flag,

@@ -2,7 +2,7 @@
 
 ``search(session, 'bearing vibration tag:baseline -status:failed metric.accuracy>0.9')``
 returns the experiments matching every term, best first, then newest. The
-language is described in :mod:`pfd_db.store.query_language`.
+language is described in :mod:`pfd_db.store.ml.query_language`.
 
 How a query becomes SQL (user text only ever travels as bound parameters):
 
@@ -22,7 +22,7 @@ How a query becomes SQL (user text only ever travels as bound parameters):
   experiment, newest first, like the empty query.
 - ``tag:`` matches the tag whose slug is the value's slug (so ``tag:"Needs
   Review"``, ``tag:needs-review`` and ``tag:NEEDS_REVIEW`` find the same tag, as
-  :func:`pfd_db.store.tags.get_or_create_tag` would) or whose name is the value;
+  :func:`pfd_db.store.ml.tags.get_or_create_tag` would) or whose name is the value;
   ``model:`` and ``dataset:`` the model type and dataset name, ignoring case.
   ``metric.NAME`` compares the metric as a float, read once per row; an
   experiment without that metric, or with a value that is not a number, does not
@@ -67,7 +67,7 @@ from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 from pfd_db.errors import InvalidQuery, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentTag, SavedSearch, Tag, User
 from pfd_db.models.fulltext import FTS_TABLE
-from pfd_db.store.query_language import (
+from pfd_db.store.ml.query_language import (
     CreatedCompare,
     DatasetIs,
     MetricCompare,
@@ -83,7 +83,7 @@ from pfd_db.store.query_language import (
     day_after,
     parse,
 )
-from pfd_db.store.tags import slugify
+from pfd_db.store.ml.tags import slugify
 from pfd_db.store.validation import require_count, require_flag, require_text
 from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utcnow

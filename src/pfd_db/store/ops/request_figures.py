@@ -2,10 +2,10 @@
 
 :func:`request_stats` counts the requests, successes and failures (a request
 failed when its status is 400 or more, as everywhere in
-:mod:`pfd_db.store.traffic`) and their mean and largest response time;
+:mod:`pfd_db.store.ops.traffic`) and their mean and largest response time;
 :func:`request_percentiles` gives their p50/p95/p99 response times, the
 "inclusive" percentiles of :func:`statistics.quantiles` as the rollups compute
-them (see :mod:`pfd_db.store.rollups`). The database computes every figure in one
+them (see :mod:`pfd_db.store.ops.rollups`). The database computes every figure in one
 statement, reading the time range of ``ix_api_request_logs_rollup`` (which holds
 the time, response time and status) and nothing else. Both need a time range: a
 figure of the whole table would grow with it.
@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput
 from pfd_db.models import APIRequestLog
-from pfd_db.store import paging, rollups
+from pfd_db.store import paging
+from pfd_db.store.ops import rollups
 
 
 @dataclass(frozen=True)

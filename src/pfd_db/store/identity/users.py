@@ -59,9 +59,8 @@ from pfd_db.passwords import (
     needs_rehash,
     verify_password,
 )
-from pfd_db.store import audit
-from pfd_db.store.credentials import optional_client_text, presented
-from pfd_db.store.logins import (
+from pfd_db.store.identity.credentials import optional_client_text, presented
+from pfd_db.store.identity.logins import (
     Attempt,
     address,
     failures_from_address,
@@ -70,9 +69,10 @@ from pfd_db.store.logins import (
     record_attempt,
     succeeded_from,
 )
-from pfd_db.store.notifications import add_default_preferences
+from pfd_db.store.identity.sessions import end_all_sessions
+from pfd_db.store.notify.notifications import add_default_preferences
+from pfd_db.store.ops import audit
 from pfd_db.store.own_transaction import in_own_transaction
-from pfd_db.store.sessions import end_all_sessions
 from pfd_db.store.validation import require_member
 from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utc_or_now

@@ -31,7 +31,7 @@ from sqlalchemy.types import TypeEngine
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOCampaign, TrainingRun, User
-from pfd_db.store import tags
+from pfd_db.store.ml import tags
 from pfd_db.store.status import move_status, reread
 from pfd_db.store.validation import (
     optional_finite,
@@ -132,7 +132,7 @@ def delete_experiment(session: Session, experiment: Experiment | int) -> None:
     explanations and tag links.
 
     The experiment's row is locked, then its tags are detached
-    (:func:`pfd_db.store.tags.detach_all`: links locked in id order, and the
+    (:func:`pfd_db.store.ml.tags.detach_all`: links locked in id order, and the
     session's link collections read again). Tag usage counts follow by
     themselves, however an experiment is deleted (see
     :mod:`pfd_db.models.tag_counts`).

@@ -1,7 +1,7 @@
 """The login history: every authentication attempt, and the failure counts taken from it.
 
 The counts are what the login limits and the 2FA rate limit decide by (see
-:mod:`pfd_db.store.users` and :mod:`pfd_db.store.twofactor`). An attempt is
+:mod:`pfd_db.store.identity.users` and :mod:`pfd_db.store.identity.twofactor`). An attempt is
 "on" an account when it has the account's id, or, for a name that is no
 account, when it tried that name; it is "from" an address when it has that
 ``ip_address`` (attempts without one share the address None).

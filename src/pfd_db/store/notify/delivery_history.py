@@ -1,6 +1,6 @@
 """Past deliveries: a user's e-mails and webhook calls, or one webhook's calls.
 
-The read side of the delivery queue (:mod:`pfd_db.store.deliveries`): pages,
+The read side of the delivery queue (:mod:`pfd_db.store.notify.deliveries`): pages,
 newest first, of at most :data:`PAGE_MAX` rows, and counts by status. A user's
 rows are found through ``user_id``'s index, a webhook's through
 ``webhook_config_id``'s.
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from pfd_db.errors import InvalidInput
 from pfd_db.models import User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import EventType
-from pfd_db.store.deliveries import MODELS, STATUSES, Channel
+from pfd_db.store.notify.deliveries import MODELS, STATUSES, Channel
 from pfd_db.store.validation import require_count, require_member
 from pfd_db.store.writes import require_id
 from pfd_db.types import utc_or_now

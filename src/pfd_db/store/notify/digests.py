@@ -2,7 +2,7 @@
 
 A user whose preference for an event is ``digest_daily`` or ``digest_weekly``
 gets an ``email_digest_queue`` entry instead of an e-mail
-(:func:`pfd_db.store.notifications.emit`), scheduled for their next digest: the
+(:func:`pfd_db.store.notify.notifications.emit`), scheduled for their next digest: the
 next ``digest_hour`` (UTC, a setting), or the next Monday at that hour.
 
 A digest worker reads :func:`due`, then for each user calls :func:`mark_sent`

@@ -2,7 +2,7 @@
 
 A user has at most one webhook per URL. Each subscribes to some of the
 notifiable events (:data:`~pfd_db.models.enums.NOTIFIABLE_EVENTS`);
-:func:`pfd_db.store.notifications.emit` queues a delivery for each active
+:func:`pfd_db.store.notify.notifications.emit` queues a delivery for each active
 webhook subscribed to the event, and :func:`send_test` queues a ``test.webhook``
 delivery to one webhook, active or not, whatever it subscribes to.
 
@@ -16,7 +16,7 @@ Health. Each failed delivery attempt counts one consecutive failure, each
 success resets the count; at ``webhook_failure_limit`` (10) the webhook is
 disabled with the reason recorded, and :func:`enable` resets the count.
 
-Targets: only public http(s) hosts (:mod:`pfd_db.store.webhook_targets`, checked
+Targets: only public http(s) hosts (:mod:`pfd_db.store.notify.webhook_targets`, checked
 at creation and URL change; a worker calls ``resolve_target`` before sending).
 Creation, a URL change, deletion and a new secret are audited (``webhook.created``,
 ``webhook.url_changed``, ``webhook.deleted``, ``webhook.secret_rotated``) with the
@@ -42,8 +42,10 @@ from pfd_db.crypto import decrypt, encrypt, random_token
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType, WebhookProvider, WebhookStatus
-from pfd_db.store import audit, paging
-from pfd_db.store.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
+from pfd_db.store import paging
+from pfd_db.store.notify.webhook_targets import check_url
+from pfd_db.store.ops import audit
+from pfd_db.store.ops.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.validation import (
     optional_text,
     require_items,
@@ -52,7 +54,6 @@ from pfd_db.store.validation import (
     require_str,
     require_text,
 )
-from pfd_db.store.webhook_targets import check_url
 from pfd_db.store.writes import add_unique, load, one_of_kinds, require_id
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
@@ -248,7 +249,7 @@ def reencrypt_secrets(
 ) -> Reencrypted:
     """Re-encrypt under the first instance key the signing secrets of up to ``limit``
     webhooks with an id above ``after_id``, in id order: the webhooks' share of
-    ``pfd-db key rotate`` (see :func:`pfd_db.store.rotation.reencrypt_batch`)."""
+    ``pfd-db key rotate`` (see :func:`pfd_db.store.ops.rotation.reencrypt_batch`)."""
     return reencrypt_batch(session, WebhookConfiguration.signing_secret, after_id, limit)
 
 
@@ -283,7 +284,7 @@ def new_delivery(
     now: datetime | None = None,
 ) -> WebhookLog:
     """A pending delivery of ``event_type`` to ``config``, due at ``now`` (not added
-    to a session: :func:`~pfd_db.store.notifications.emit` adds them)."""
+    to a session: :func:`~pfd_db.store.notify.notifications.emit` adds them)."""
     config = one_of_kinds(config, (WebhookConfiguration,), "config")
     now = utc_or_now(now)
     document = payload(event_type, data, now)
@@ -305,7 +306,7 @@ def record_success(
     """A delivery to the webhook succeeded: its failure count starts again from 0,
     and ``last_used_at`` moves on if it is a minute old (so that workers delivering
     to one webhook do not all queue to rewrite its row). (Called by
-    :func:`pfd_db.store.deliveries.succeed`.)"""
+    :func:`pfd_db.store.notify.deliveries.succeed`.)"""
     webhook_id = require_id(session, WebhookConfiguration, webhook, "webhook")
     now = utc_or_now(now)
     config = WebhookConfiguration
@@ -329,7 +330,7 @@ def record_failure(
 ) -> None:
     """A delivery attempt failed: count it, in one atomic update, and disable the
     webhook with the reason when the count reaches ``webhook_failure_limit``.
-    (Called by :func:`pfd_db.store.deliveries.fail`.)"""
+    (Called by :func:`pfd_db.store.notify.deliveries.fail`.)"""
     webhook_id = require_id(session, WebhookConfiguration, webhook, "webhook")
     error = require_text(error, "error", ERROR_MAX)
     now = utc_or_now(now)

@@ -2,7 +2,7 @@
 
 :func:`emit` is a transactional outbox: it only adds rows to the caller's
 transaction. If the caller rolls back, nothing was emitted; once it commits,
-the workers (:mod:`pfd_db.store.deliveries`, :mod:`pfd_db.store.digests`)
+the workers (:mod:`pfd_db.store.notify.deliveries`, :mod:`pfd_db.store.notify.digests`)
 deliver what it queued, even if the process that emitted dies right after.
 
 What a user gets for an event, from their preference for it (the defaults of
@@ -43,7 +43,7 @@ from pfd_db.models.enums import (
     EventType,
     default_preferences,
 )
-from pfd_db.store import digests, webhooks
+from pfd_db.store.notify import digests, webhooks
 from pfd_db.store.validation import (
     require_flag,
     require_items,

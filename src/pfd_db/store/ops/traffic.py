@@ -12,7 +12,7 @@ for lists, a limit), each served by an index (revision 0006):
 - :func:`top_api_keys`: the keys that made the most requests;
 - :func:`key_usage`: one key's usage (``api_usage``) per day and per endpoint;
 - :func:`rollup` and :func:`summaries`: the hourly, daily and weekly rows of
-  ``api_metrics_summary`` (see :mod:`pfd_db.store.rollups`).
+  ``api_metrics_summary`` (see :mod:`pfd_db.store.ops.rollups`).
 
 A request succeeded when its status is below 400. Percentiles are the
 "inclusive" ones of :func:`statistics.quantiles` (linear interpolation between
@@ -48,9 +48,10 @@ from sqlalchemy.types import JSON, TypeEngine
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIRequestLog, APIUsage
-from pfd_db.store import paging, rollups
-from pfd_db.store.logins import storable
-from pfd_db.store.rollups import rollup, summaries
+from pfd_db.store import paging
+from pfd_db.store.identity.logins import storable
+from pfd_db.store.ops import rollups
+from pfd_db.store.ops.rollups import rollup, summaries
 from pfd_db.store.validation import (
     optional_str,
     require_count,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pfd_db.crypto import reencrypt
-from pfd_db.store import audit
+from pfd_db.store.ops import audit
 from pfd_db.store.validation import require_count
 
 REENCRYPT_BATCH = 500

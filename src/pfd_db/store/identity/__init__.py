@@ -1,0 +1,1 @@
+"""Who may act: accounts, login sessions and history, two-factor, API keys."""

@@ -1,0 +1,1 @@
+"""Machine learning: datasets, experiments, curves, campaigns, jobs, explanations, tags, search."""

@@ -1,0 +1,1 @@
+"""Telling people: notification preferences, the delivery queue, webhooks, digests."""

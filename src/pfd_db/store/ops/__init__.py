@@ -1,0 +1,1 @@
+"""Running the service: request logs and figures, rollups, audit log, retention, key rotation."""
