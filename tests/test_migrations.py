@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.errors import MigrationError, SchemaDrift, UnversionedDatabase
+from pfd_db.migrations.revisions import downgrade_loses_data, plan_downgrade
 from pfd_db.models import Base
 
 FAILING_REVISION_DIR = Path(__file__).parent / "failing_revision"
@@ -180,6 +182,62 @@ def test_the_history_is_linear_and_every_revision_can_go_down():
         tree = ast.parse(Path(script.path).read_text())
         [downgrade] = [n for n in tree.body if getattr(n, "name", None) == "downgrade"]
         assert not all(isinstance(stmt, ast.Pass) for stmt in downgrade.body), script.revision
+
+
+def test_every_revision_declares_whether_its_downgrade_loses_data():
+    for script in migrations.script_directory().walk_revisions():
+        declared = getattr(script.module, "downgrade_loses_data", None)
+        assert isinstance(declared, bool), f"{script.revision} declares no downgrade_loses_data"
+    template = (migrations.MIGRATIONS_DIR / "script.py.mako").read_text()
+    assert "\ndowngrade_loses_data = " in template
+
+
+def test_a_downgrade_plan_lists_the_declared_losses():
+    plan = plan_downgrade(migrations.head_revision(), "base")
+    scripts = list(migrations.script_directory().walk_revisions())
+    assert plan.target is None and plan.target_name == "base"
+    assert plan.undone == [s.revision for s in scripts]
+    assert plan.losing == [s.revision for s in scripts if s.module.downgrade_loses_data]
+    assert "0001" in plan.losing and "0002" not in plan.losing
+    assert downgrade_loses_data("0001") and not downgrade_loses_data("0002")
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted", "target", "undone"),
+    [
+        ("0002", "-1", "0001", ["0002"]),
+        ("0007", "-3", "0004", ["0007", "0006", "0005"]),
+        ("0001", "-1", None, ["0001"]),
+        ("0005", "0003", "0003", ["0005", "0004"]),
+        ("0005", "base", None, ["0005", "0004", "0003", "0002", "0001"]),
+        ("0005", "0005", "0005", []),
+    ],
+)
+def test_a_downgrade_target_is_resolved_by_alembic(current, wanted, target, undone):
+    plan = plan_downgrade(current, wanted)
+    assert (plan.target, plan.undone) == (target, undone)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "message"),
+    [
+        ("nope", "no single revision 'nope'"),
+        ("000", "no single revision '000'"),
+        ("", "no single revision ''"),
+        ("+1", "no single revision '+1'"),
+        ("-5", "cannot go 5 steps back from 0002: it is 2 above base"),
+        ("0004", "0004 is above the current revision 0002: run pfd-db migrate --to 0004"),
+        ("head", f"{migrations.head_revision()} is above the current revision 0002"),
+    ],
+)
+def test_a_downgrade_target_that_names_nothing_below_is_refused(wanted, message):
+    with pytest.raises(MigrationError, match=re.escape(message)):
+        plan_downgrade("0002", wanted)
+
+
+def test_an_unknown_revision_has_no_declaration_to_read():
+    with pytest.raises(MigrationError, match="no revision 'nope'"):
+        downgrade_loses_data("nope")
 
 
 def test_the_stock_alembic_command_works_with_the_packaged_ini(fresh_url, fresh_engine):

@@ -14,6 +14,7 @@ revision = "0002_fails"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = False
 
 
 def upgrade() -> None:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from pfd_db.cli import demo, experiments, identity, keys, schema, shells
+from pfd_db.cli import demo, experiments, health, identity, keys, migrate, seed, shells
 from pfd_db.cli.common import Commands
 
 app = typer.Typer(
@@ -26,7 +26,9 @@ app = typer.Typer(
     add_completion=True,
 )
 for command in [
-    *schema.app.registered_commands,
+    *migrate.app.registered_commands,
+    *health.app.registered_commands,
+    *seed.app.registered_commands,
     *demo.app.registered_commands,
     *shells.app.registered_commands,
 ]:

@@ -32,7 +32,8 @@ def demo(
     from sqlalchemy import select
 
     from pfd_db.cli.demo_data import build_demo, steps
-    from pfd_db.cli.schema import report_seed, row_counts
+    from pfd_db.cli.health import row_counts
+    from pfd_db.cli.seed import report_seed
     from pfd_db.errors import Conflict
     from pfd_db.models import User
     from pfd_db.seed import ADMIN_USERNAME, seed

@@ -1,6 +1,6 @@
-"""The instance key's part in a database's health: is a key configured and usable,
-and does it open the two-factor data stored (``status`` and ``check``); where ``init``
-creates it."""
+"""A database's health: the ``check`` and ``status`` commands, and the instance
+key's part in it (is a key configured and usable, does it open the two-factor data
+stored; where ``init`` creates it)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import typer
+
+from pfd_db.cli.database import INSPECT, database, target_of
+from pfd_db.cli.errors import BEHIND_HEAD, KEY_MISSING, SCHEMA_DRIFT, CommandFailed
+from pfd_db.cli.options import JsonOption, UrlOption
+from pfd_db.cli.output import console, print_json, say, warn
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from pfd_db.migrations import DatabaseState
+
+app = typer.Typer()
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,6 @@ def check_key_file() -> None:
 def ensure_instance_key(*, quiet: bool = False) -> None:
     """Create the key file where it is configured (PFD_DB_SECRET_KEY_FILE, else beside
     a SQLite database) when it is missing and PFD_DB_SECRET_KEY is unset."""
-    from pfd_db.cli.common import say, warn
     from pfd_db.config import get_settings
     from pfd_db.crypto import create_key_file, key_file_path
 
@@ -150,3 +160,150 @@ def ensure_instance_key(*, quiet: bool = False) -> None:
         )
     elif create_key_file(path):
         say(f"instance key: created {path} (mode 0600); back it up with the database", quiet=quiet)
+
+
+# --- the commands ------------------------------------------------------------------
+
+
+@app.command()
+def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Exit 0 only if the database is reachable, at head, without drift, with a usable
+    instance key that opens its 2FA data.
+
+    Otherwise exit 1 (not at head), 3 (schema drift), 4 (no usable instance key,
+    or two-factor data it does not open), or 2 when it cannot be checked.
+    """
+    from pfd_db import migrations
+
+    with database(url, INSPECT) as engine:
+        state = migrations.state(engine)
+        differences = migrations.schema_drift(engine) if state.at_head else []
+        two_factor = two_factor_health(engine) if state.at_head and not differences else None
+        key = key_health()
+    problem, code = verdict(state, differences, two_factor, key)
+    if as_json:
+        print_json(
+            {
+                "ok": problem is None,
+                "exit_code": code,
+                "problem": problem,
+                "revision": state.current,
+                "head": state.head,
+                "at_head": state.at_head,
+                "drift": differences,
+                "instance_key": key.as_json(),
+                "two_factor": two_factor.as_json() if two_factor else None,
+            }
+        )
+    if problem is None:
+        if not as_json:
+            say(f"ok: reachable, at head {state.head}, no drift, instance key {key.describe()}")
+        return
+    raise CommandFailed(problem, code, differences)
+
+
+def verdict(
+    state: DatabaseState,
+    differences: list[str],
+    two_factor: TwoFactorHealth | None,
+    key: KeyHealth,
+) -> tuple[str | None, int]:
+    """The first problem ``check`` found and its exit code; (None, 0) when healthy."""
+    if not state.at_head:
+        return (
+            f"not at head: database at {state.current or 'none'}, head {state.head}: "
+            "run pfd-db migrate",
+            BEHIND_HEAD,
+        )
+    if differences:
+        return (
+            f"schema drift: {len(differences)} differences from the models "
+            "(the schema was changed by hand?)",
+            SCHEMA_DRIFT,
+        )
+    if two_factor is not None and not two_factor.ok:
+        return two_factor.problem, KEY_MISSING
+    if not key.usable:
+        return (
+            f"no usable instance key ({key.problem}): 2FA setup would fail; "
+            "run pfd-db init to create the key file, or set PFD_DB_SECRET_KEY",
+            KEY_MISSING,
+        )
+    return None, 0
+
+
+@app.command()
+def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Show the database, server, revision, rows per table, pool and instance key.
+
+    Reads only: a read-only SQLite file can be inspected.
+    """
+    from pfd_db import migrations
+    from pfd_db.config import get_settings
+
+    with database(url, INSPECT) as engine:
+        state = migrations.state(engine)
+        server = server_version(engine)
+        counts = row_counts(engine)
+        key = key_health()
+        settings = get_settings()
+        shown = target_of(url).shown
+    pool = {
+        "size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "timeout": settings.pool_timeout,
+        "recycle": settings.pool_recycle,
+        "pre_ping": settings.pool_pre_ping,
+    }
+    if as_json:
+        print_json(
+            {
+                "url": shown,
+                "dialect": engine.dialect.name,
+                "server_version": server,
+                "revision": state.current,
+                "head": state.head,
+                "at_head": state.at_head,
+                "tables": counts,
+                "pool": pool,
+                "instance_key": key.as_json(),
+            }
+        )
+        return
+    from rich.table import Table
+
+    from pfd_db.models import Base
+
+    say(f"database  {shown}")
+    say(f"dialect   {engine.dialect.name} {server}")
+    say(f"revision  {state.current or 'none'} (head {state.head})")
+    table = Table("table", "rows", title=f"{len(counts)} of {len(Base.metadata.tables)} tables")
+    for name, count in counts.items():
+        table.add_row(name, str(count))
+    console.print(table)
+    say(
+        f"pool      size {pool['size']}, overflow {pool['max_overflow']}, "
+        f"timeout {pool['timeout']:g} s, recycle {pool['recycle']} s, "
+        f"pre-ping {'on' if pool['pre_ping'] else 'off'}"
+    )
+    say(f"key       {key.describe()}")
+
+
+def server_version(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return ".".join(str(part) for part in conn.dialect.server_version_info or ())
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """Rows in each of the models' tables that exist, by name."""
+    from sqlalchemy import func, inspect, select
+
+    from pfd_db.models import Base
+
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
+        return {
+            name: conn.scalar(select(func.count()).select_from(table)) or 0
+            for name, table in sorted(Base.metadata.tables.items())
+            if name in present
+        }

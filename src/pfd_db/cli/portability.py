@@ -154,7 +154,7 @@ def import_legacy_command(
     per table, rows read, imported, converted and skipped with the reasons.
     """
     from pfd_db.cli.common import INSPECT, check_file, locate, opened
-    from pfd_db.cli.schema import ensure_instance_key
+    from pfd_db.cli.health import ensure_instance_key
     from pfd_db.errors import DatabaseUnavailable
     from pfd_db.portability.legacy import check_options, import_legacy
 

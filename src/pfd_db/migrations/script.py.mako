@@ -14,6 +14,9 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
+# Whether downgrade() deletes data (drops a table or column, deletes rows):
+# `pfd-db downgrade` asks before running it. Decide, then keep or change.
+downgrade_loses_data = True
 
 
 def upgrade() -> None:

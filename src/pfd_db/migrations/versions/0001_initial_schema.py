@@ -18,6 +18,7 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+downgrade_loses_data = True
 
 TIMESTAMP = sa.DateTime(timezone=True)
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")

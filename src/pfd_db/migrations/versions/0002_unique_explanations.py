@@ -20,6 +20,7 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = False
 
 CONSTRAINT = "uq_explanations_experiment_id_signal_id_method"
 KEY = ["experiment_id", "signal_id", "method"]

@@ -29,6 +29,7 @@ revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = True
 
 TIMESTAMP = sa.DateTime(timezone=True)
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")

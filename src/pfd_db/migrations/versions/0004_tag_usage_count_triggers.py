@@ -20,6 +20,7 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = False
 
 RECOUNT = (
     "UPDATE tags SET usage_count = "

@@ -23,6 +23,7 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = True
 
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 

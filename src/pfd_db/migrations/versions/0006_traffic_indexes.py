@@ -4,7 +4,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-04
 
-What the queries of :mod:`pfd_db.store.ops.traffic`, :mod:`pfd_db.store.ops.audit`,
+What the queries of :mod:`pfd_db.store.ops.request_figures`, :mod:`pfd_db.store.ops.audit`,
 ``logins.history`` and ``api_keys.check_rate_limit`` read, so each is served by an
 index instead of a scan and a sort:
 
@@ -30,6 +30,7 @@ revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = False
 
 ERRORS_ONLY = sa.text("status_code >= 400")
 

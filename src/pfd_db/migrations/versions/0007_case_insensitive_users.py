@@ -25,6 +25,7 @@ revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = False
 
 INDEXES = {"username": "ux_users_username_lower", "email": "ux_users_email_lower"}
 SHOWN = 20  # colliding rows listed at most, per column

@@ -23,6 +23,7 @@ revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
+downgrade_loses_data = True
 
 TIMESTAMP = sa.DateTime(timezone=True)
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
