@@ -5,9 +5,9 @@ A dashboard-like mix on one database per dialect, every operation in a default
 uses pfd-db), from separate processes:
 
 - 8 reader processes, each a request every ``THINK_SECONDS``: ``search.search``
-  (one of a few queries), ``experiments.curve`` of a random experiment, or the
+  (one of a few queries), ``curves.curve`` of a random experiment, or the
   50 latest experiments;
-- writer processes, as fast as they can: ``experiments.log_epoch`` of the next
+- writer processes, as fast as they can: ``curves.log_epoch`` of the next
   epoch of their own experiment (half of their operations),
   ``tags.tag_experiment`` and ``api_keys.record_usage``, each committed;
 - one session that reads, then stays open and idle for ``IDLE_SECONDS`` while
@@ -42,7 +42,7 @@ from pfd_db import session as sessions
 from pfd_db.engine import make_engine
 from pfd_db.models import APIKey, Base, Experiment, ExperimentStatus, Tag
 from pfd_db.store.identity import api_keys, users
-from pfd_db.store.ml import datasets, experiments, search, tags
+from pfd_db.store.ml import curves, datasets, experiments, search, tags
 
 READERS = 8
 WRITERS = 8
@@ -181,7 +181,7 @@ def fill(url: str) -> Fixture:
                     )
                 )
             for experiment in made[:EXPERIMENTS:3]:
-                experiments.log_epochs(session, experiment, curve_rows(rng, CURVE_EPOCHS))
+                curves.log_epochs(session, experiment, curve_rows(rng, CURVE_EPOCHS))
             tag_ids = [tags.get_or_create_tag(session, name).id for name in TAG_NAMES]
             key_ids = [api_keys.issue(session, owner, f"writer {i}")[1].id for i in range(WRITERS)]
             session.commit()
@@ -298,7 +298,7 @@ def reads(fixture: Fixture, rng: random.Random) -> Callable[[], None]:
                 search.search(session, rng.choice(QUERIES))
             elif choice == 1:
                 experiment = session.get(Experiment, rng.choice(fixture.experiment_ids))
-                experiments.curve(session, experiment)
+                curves.curve(session, experiment)
             else:
                 session.scalars(
                     select(Experiment).order_by(Experiment.created_at.desc()).limit(50)
@@ -318,7 +318,7 @@ def writes(fixture: Fixture, rng: random.Random, index: int) -> Callable[[], Non
             if step < 2:
                 experiment = session.get(Experiment, own_experiment)
                 values = epoch_values(rng, next(epochs))
-                experiments.log_epoch(session, experiment, **values)
+                curves.log_epoch(session, experiment, **values)
             elif step == 2:
                 experiment_id = rng.choice(fixture.experiment_ids)
                 tags.tag_experiment(session, experiment_id, rng.choice(fixture.tag_ids))

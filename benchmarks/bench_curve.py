@@ -4,8 +4,8 @@ One experiment's curve of 200 epochs, each with the fixed metrics and three
 extra ones (``f1``, ``precision``, ``recall``), among 50 other curves, on a
 SQLite file and on PostgreSQL. Three ways to read it, in one session each call:
 
-- ``experiments.curve_columns(session, experiment)``: ``{"epoch": [...], ...}``;
-- ``experiments.curve(session, experiment)``: a ``TrainingRun`` per epoch;
+- ``curves.curve_columns(session, experiment)``: ``{"epoch": [...], ...}``;
+- ``curves.curve(session, experiment)``: a ``TrainingRun`` per epoch;
 - the baseline: a raw SQLAlchemy Core ``select`` of the same columns (epoch, the
   six fixed ones, the extra-metrics document), rows as Core returns them.
 
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.engine import make_engine
 from pfd_db.models import Base, Dataset, Experiment, TrainingRun
-from pfd_db.store.ml import experiments
+from pfd_db.store.ml import curves
 
 EPOCHS = 200
 CURVES = 51
@@ -43,7 +43,7 @@ GOAL_COLUMNS = 1.2
 TABLE = TrainingRun.__table__
 SAME_COLUMNS = [
     TABLE.c[name]
-    for name in ("epoch", *experiments.CURVE_FIXED, "metrics")  # what curve_columns reads
+    for name in ("epoch", *curves.CURVE_FIXED, "metrics")  # what curve_columns reads
 ]
 
 
@@ -88,7 +88,7 @@ def fill(engine: Engine) -> int:
         session.add_all(owners)
         session.commit()
         for n, owner in enumerate(owners):
-            experiments.log_epochs(session, owner, curve(n))
+            curves.log_epochs(session, owner, curve(n))
         session.commit()
         return owners[CURVES // 2].id
 
@@ -120,11 +120,11 @@ def readers(engine: Engine, experiment_id: int) -> list[Callable[[], Any]]:
 
     def columns() -> Any:
         with Session(engine) as session:
-            return experiments.curve_columns(session, experiment_id)
+            return curves.curve_columns(session, experiment_id)
 
     def objects() -> Any:
         with Session(engine) as session:
-            return experiments.curve(session, experiment_id)
+            return curves.curve(session, experiment_id)
 
     return [core, columns, objects]
 
@@ -132,7 +132,7 @@ def readers(engine: Engine, experiment_id: int) -> list[Callable[[], Any]]:
 def assert_same_curve(rows: Any, columns: dict[str, list[Any]], runs: Any) -> None:
     assert columns["epoch"] == [row.epoch for row in rows] == [run.epoch for run in runs]
     assert columns["f1"] == [row.metrics["f1"] for row in rows]
-    assert len(columns) == 1 + len(experiments.CURVE_FIXED) + 3
+    assert len(columns) == 1 + len(curves.CURVE_FIXED) + 3
 
 
 def interleaved(*calls: Callable[[], Any]) -> list[list[float]]:

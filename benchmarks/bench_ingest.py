@@ -1,4 +1,4 @@
-"""How fast do ``experiments.log_epochs`` and ``log_epoch`` write training curves?
+"""How fast do ``curves.log_epochs`` and ``log_epoch`` write training curves?
 
 Into the same ``training_runs`` table of the same database, SQLite file and
 PostgreSQL, against baselines measured in the same run, each a ratio of rows
@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.engine import make_engine
 from pfd_db.models import Base, Dataset, Experiment, TrainingRun
-from pfd_db.store.ml import experiments
+from pfd_db.store.ml import curves
 from pfd_db.types import utcnow
 
 EXPERIMENTS = 500
@@ -106,7 +106,7 @@ def calls_of_a_curve(engine: Engine, session: Session, owners: list[Experiment])
 
     def store() -> None:
         for owner, rows in zip(owners, curves, strict=True):
-            experiments.log_epochs(session, owner, rows)
+            curves.log_epochs(session, owner, rows)
             session.commit()
 
     def core_per_call() -> None:
@@ -137,7 +137,7 @@ def one_bulk_call(engine: Engine, session: Session, owner: Experiment) -> Ratio:
     tuples = as_driver_tuples(engine, owner, rows)
 
     def store() -> None:
-        experiments.log_epochs(session, owner, rows)
+        curves.log_epochs(session, owner, rows)
         session.commit()
 
     def driver() -> None:
@@ -181,7 +181,7 @@ def one_epoch_at_a_time(engine: Engine, session: Session, owners: list[Experimen
     def store() -> None:
         for owner, epochs in zip(owners, curves, strict=True):
             for epoch in epochs:
-                experiments.log_epoch(session, owner, **epoch)
+                curves.log_epoch(session, owner, **epoch)
                 session.commit()
 
     def core() -> None:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.models import APIMetricsSummary, APIRequestLog
-from pfd_db.store.ops import retention, traffic
+from pfd_db.store.ops import request_log, retention, rollups
 from pfd_db.types import utcnow
 
 LOGGED = 50_000
@@ -123,7 +123,7 @@ def logging(engine: Engine) -> Ratio:
 
     def store() -> None:
         with Session(engine) as session:
-            traffic.record_requests(session, rows)
+            request_log.record_requests(session, rows)
             session.commit()
 
     def core() -> None:
@@ -165,7 +165,7 @@ def rolling_up(engine: Engine) -> Ratio:
 
     def store() -> None:
         with Session(engine) as session:
-            written = traffic.rollup(session, "hourly", WEEK_START, WEEK_START + WEEK)
+            written = rollups.rollup(session, "hourly", WEEK_START, WEEK_START + WEEK)
             session.commit()
         assert written == 168, written
 
@@ -294,7 +294,7 @@ def cleaning(engine: Engine) -> Cleaning:
         with Session(engine) as session:
             while not stop.is_set():
                 began = time.perf_counter()
-                traffic.record_requests(session, fresh)
+                request_log.record_requests(session, fresh)
                 session.commit()
                 writes.append(time.perf_counter() - began)
 

@@ -14,7 +14,7 @@ from pfd_db import migrations
 from pfd_db.cli.charts import MARKERS
 from pfd_db.engine import make_engine
 from pfd_db.models import Dataset, TrainingRun
-from pfd_db.store.ml import experiments, tags
+from pfd_db.store.ml import curves, experiments, tags
 
 CHART_LEGENDS = ("● train_loss  ○ val_loss", "● train_accuracy  ○ val_accuracy")
 
@@ -36,7 +36,7 @@ def url(fresh_url):
                 session, name, name.split("-")[0], dataset, {"lr": 0.01}, notes="bearing run"
             )
             experiments.start(session, experiment)
-            experiments.log_epochs(session, experiment, curve(20, extra))
+            curves.log_epochs(session, experiment, curve(20, extra))
             experiments.finish(session, experiment, {"val_accuracy": score})
         tags.tag_experiment(session, experiment, tags.get_or_create_tag(session, "Best Run"))
         experiments.create_experiment(session, "lstm-c", "lstm", dataset, {})

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, TrainingRun
-from pfd_db.store.ml import experiments
-from pfd_db.store.ml.experiments import CURVE_FIXED, METRIC_NAME_MAX
+from pfd_db.store.ml import curves, experiments
+from pfd_db.store.ml.curves import CURVE_FIXED, METRIC_NAME_MAX
 from probes import executions
 
 FIXED = ["epoch", *CURVE_FIXED]
@@ -43,7 +43,7 @@ def epoch(number: int, **extra) -> dict:
 
 def stored_metrics(db, experiment) -> list:
     """Each stored epoch's extra metrics, by epoch, as the database holds them."""
-    return [run.metrics for run in experiments.curve(db, experiment)]
+    return [run.metrics for run in curves.curve(db, experiment)]
 
 
 def null_documents(db) -> int:
@@ -61,7 +61,7 @@ def row_count(db) -> int:
 
 
 def test_log_epoch_stores_any_metric(db, experiment):
-    experiments.log_epoch(
+    curves.log_epoch(
         db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.81, "precision": 0.79}
     )
     db.commit()
@@ -70,14 +70,14 @@ def test_log_epoch_stores_any_metric(db, experiment):
 
 def test_log_epochs_stores_each_rows_metrics_and_none_for_rows_without(db, experiment):
     rows = [epoch(0, metrics={"f1": 0.5}), epoch(1), epoch(2, metrics={"f1": 0.7, "auc": 0.9})]
-    assert experiments.log_epochs(db, experiment, rows) == 3
+    assert curves.log_epochs(db, experiment, rows) == 3
     db.commit()
     assert stored_metrics(db, experiment) == [{"f1": 0.5}, None, {"f1": 0.7, "auc": 0.9}]
     assert null_documents(db) == 1  # no metrics: SQL NULL, like the rows logged before 0005
 
 
 def test_an_empty_mapping_of_metrics_stores_none(db, experiment):
-    experiments.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={})
+    curves.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={})
     assert stored_metrics(db, experiment) == [None]
     assert null_documents(db) == 1
 
@@ -85,7 +85,7 @@ def test_an_empty_mapping_of_metrics_stores_none(db, experiment):
 def test_whole_numbers_are_stored_as_floats_and_values_come_back_exactly(db, experiment):
     tiny, huge = 5e-324, 1.7976931348623157e308
     metrics = {"count_like": 3, "tiny": tiny, "huge": huge, "negative": -0.1, "third": 1 / 3}
-    experiments.log_epochs(db, experiment, [epoch(0, metrics=metrics)])
+    curves.log_epochs(db, experiment, [epoch(0, metrics=metrics)])
     db.commit()
     [stored] = stored_metrics(db, experiment)
     assert stored == {
@@ -99,12 +99,12 @@ def test_whole_numbers_are_stored_as_floats_and_values_come_back_exactly(db, exp
 
 
 def test_logging_an_epoch_again_replaces_its_metrics(db, experiment):
-    experiments.log_epoch(db, experiment, 4, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.5, "auc": 0.6})
+    curves.log_epoch(db, experiment, 4, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.5, "auc": 0.6})
     db.commit()
-    experiments.log_epoch(db, experiment, 4, 0.8, 0.9, 0.7, 0.6, metrics={"f1": 0.55})
+    curves.log_epoch(db, experiment, 4, 0.8, 0.9, 0.7, 0.6, metrics={"f1": 0.55})
     db.commit()
     assert stored_metrics(db, experiment) == [{"f1": 0.55}]  # replaced, not merged
-    experiments.log_epochs(db, experiment, [epoch(4)])
+    curves.log_epochs(db, experiment, [epoch(4)])
     db.commit()
     assert stored_metrics(db, experiment) == [None]
     assert row_count(db) == 1
@@ -114,7 +114,7 @@ def test_logging_an_epoch_again_replaces_its_metrics(db, experiment):
     "name", ["f1", "top-5.accuracy", "val_f1_macro", "A.B-C_9", "x" * METRIC_NAME_MAX]
 )
 def test_metric_names_of_letters_digits_and_separators_are_accepted(db, experiment, name):
-    experiments.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={name: 0.5})
+    curves.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={name: 0.5})
     assert stored_metrics(db, experiment) == [{name: 0.5}]
 
 
@@ -145,20 +145,20 @@ def test_bad_metrics_are_refused_naming_them_and_nothing_is_written(
     db, experiment, metrics, message
 ):
     with pytest.raises(InvalidInput, match=message):
-        experiments.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics=metrics)
+        curves.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics=metrics)
     rows = [epoch(n) for n in range(10)]
     rows[6]["metrics"] = metrics
     with pytest.raises(InvalidInput, match=f"row 6: .*{message}"):
-        experiments.log_epochs(db, experiment, rows)
+        curves.log_epochs(db, experiment, rows)
     assert row_count(db) == 0
 
 
 def test_a_bad_row_after_good_ones_keeps_the_earlier_epochs_unchanged(db, experiment):
-    experiments.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.1})])
+    curves.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.1})])
     db.commit()
     rows = [epoch(0, metrics={"f1": 0.9}), epoch(1, metrics={"f1": math.nan})]
     with pytest.raises(InvalidInput, match="row 1"):
-        experiments.log_epochs(db, experiment, rows)
+        curves.log_epochs(db, experiment, rows)
     assert stored_metrics(db, experiment) == [{"f1": 0.1}]
 
 
@@ -166,9 +166,9 @@ def test_a_bad_row_after_good_ones_keeps_the_earlier_epochs_unchanged(db, experi
 
 
 def test_log_epoch_sends_one_insert_and_reads_nothing_back(db, engine, experiment):
-    experiments.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55)  # warm: prepared once
+    curves.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55)  # warm: prepared once
     with executions(engine) as sent:
-        experiments.log_epoch(db, experiment, 1, 0.8, 0.9, 0.7, 0.6, metrics={"f1": 0.6})
+        curves.log_epoch(db, experiment, 1, 0.8, 0.9, 0.7, 0.6, metrics={"f1": 0.6})
     assert len(sent) == 1
     [(sql, _)] = sent
     assert sql.startswith("INSERT INTO training_runs")
@@ -183,13 +183,13 @@ def test_log_epoch_after_a_commit_with_expiring_sessions_still_reads_nothing(
 
     with Session(engine) as session:  # expire_on_commit=True: the experiment is expired
         held = session.get(Experiment, experiment.id)
-        experiments.log_epoch(session, held, 0, 0.9, 1.0, 0.6, 0.55)
+        curves.log_epoch(session, held, 0, 0.9, 1.0, 0.6, 0.55)
         session.commit()
         with executions(engine) as sent:
-            experiments.log_epoch(session, held, 1, 0.8, 0.9, 0.7, 0.6)
+            curves.log_epoch(session, held, 1, 0.8, 0.9, 0.7, 0.6)
             session.commit()
         assert [sql.split()[0] for sql, _ in sent] == ["INSERT"]
-    assert [run.epoch for run in experiments.curve(db, experiment)] == [0, 1]
+    assert [run.epoch for run in curves.curve(db, experiment)] == [0, 1]
 
 
 def test_log_epoch_sees_an_experiment_created_in_the_same_session(db, experiment):
@@ -197,14 +197,14 @@ def test_log_epoch_sees_an_experiment_created_in_the_same_session(db, experiment
         name="unflushed", model_type="cnn", dataset_id=experiment.dataset_id, config={}
     )
     db.add(fresh)
-    experiments.log_epoch(db, fresh, 0, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.5})
+    curves.log_epoch(db, fresh, 0, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.5})
     db.commit()
     assert stored_metrics(db, fresh) == [{"f1": 0.5}]
 
 
 def test_log_epoch_of_a_missing_experiment_is_not_found(db, experiment):
     with pytest.raises(NotFound):
-        experiments.log_epoch(db, experiment.id + 1000, 0, 0.9, 1.0, 0.6, 0.55)
+        curves.log_epoch(db, experiment.id + 1000, 0, 0.9, 1.0, 0.6, 0.55)
     assert row_count(db) == 0
 
 
@@ -217,8 +217,8 @@ def test_curve_columns_gives_every_column_by_epoch_with_missing_values_as_none(d
         epoch(0, metrics={"precision": 0.4}),
         epoch(1, duration_seconds=30.0),
     ]
-    experiments.log_epochs(db, experiment, rows)
-    columns = experiments.curve_columns(db, experiment)
+    curves.log_epochs(db, experiment, rows)
+    columns = curves.curve_columns(db, experiment)
     assert list(columns) == [*FIXED, "f1", "precision"]
     assert columns["epoch"] == [0, 1, 2]
     assert columns["val_loss"] == [pytest.approx(1.2), pytest.approx(0.6), pytest.approx(0.4)]
@@ -229,52 +229,52 @@ def test_curve_columns_gives_every_column_by_epoch_with_missing_values_as_none(d
 
 
 def test_curve_columns_with_chosen_metrics_gives_epoch_and_those_in_order(db, experiment):
-    experiments.log_epochs(db, experiment, [epoch(n, metrics={"f1": n / 10}) for n in range(3)])
-    columns = experiments.curve_columns(db, experiment.id, ["f1", "val_loss", "auc", "f1"])
+    curves.log_epochs(db, experiment, [epoch(n, metrics={"f1": n / 10}) for n in range(3)])
+    columns = curves.curve_columns(db, experiment.id, ["f1", "val_loss", "auc", "f1"])
     assert list(columns) == ["epoch", "f1", "val_loss", "auc"]
     assert columns["f1"] == [0.0, 0.1, 0.2]
     assert columns["auc"] == [None, None, None]
-    only_fixed = experiments.curve_columns(db, experiment, ("epoch", "train_accuracy"))
+    only_fixed = curves.curve_columns(db, experiment, ("epoch", "train_accuracy"))
     assert only_fixed == {"epoch": [0, 1, 2], "train_accuracy": [0.5, 0.51, 0.52]}
 
 
 def test_curve_columns_reads_the_extra_metrics_only_when_asked_for(db, engine, experiment):
-    experiments.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.5})])
+    curves.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.5})])
     db.commit()
     with executions(engine) as sent:
-        experiments.curve_columns(db, experiment, ["val_loss"])
-        experiments.curve_columns(db, experiment, ["f1"])
+        curves.curve_columns(db, experiment, ["val_loss"])
+        curves.curve_columns(db, experiment, ["f1"])
     assert ["metrics" in sql for sql, _ in sent] == [False, True]
 
 
 def test_curve_columns_is_one_select_without_objects(db, engine, experiment):
-    experiments.log_epochs(db, experiment, [epoch(n) for n in range(5)])
+    curves.log_epochs(db, experiment, [epoch(n) for n in range(5)])
     db.commit()
     db.expunge_all()
     with executions(engine) as sent:
-        columns = experiments.curve_columns(db, experiment.id)
+        columns = curves.curve_columns(db, experiment.id)
     assert len(sent) == 1 and sent[0][0].startswith("SELECT")
     assert columns["epoch"] == [0, 1, 2, 3, 4]
     assert not any(isinstance(obj, TrainingRun) for obj in db.identity_map.values())
 
 
 def test_curve_columns_of_an_experiment_without_epochs_is_empty_columns(db, experiment):
-    assert experiments.curve_columns(db, experiment.id) == {name: [] for name in FIXED}
-    assert experiments.curve_columns(db, experiment, ["f1"]) == {"epoch": [], "f1": []}
+    assert curves.curve_columns(db, experiment.id) == {name: [] for name in FIXED}
+    assert curves.curve_columns(db, experiment, ["f1"]) == {"epoch": [], "f1": []}
 
 
 def test_curve_columns_shows_what_was_logged_since_it_was_last_read(db, experiment):
-    experiments.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.1})])
-    assert experiments.curve_columns(db, experiment)["f1"] == [0.1]
-    experiments.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.2})
-    experiments.log_epoch(db, experiment, 1, 0.9, 1.0, 0.6, 0.55)
-    assert experiments.curve_columns(db, experiment)["f1"] == [0.2, None]
+    curves.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.1})])
+    assert curves.curve_columns(db, experiment)["f1"] == [0.1]
+    curves.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.55, metrics={"f1": 0.2})
+    curves.log_epoch(db, experiment, 1, 0.9, 1.0, 0.6, 0.55)
+    assert curves.curve_columns(db, experiment)["f1"] == [0.2, None]
 
 
 @pytest.mark.parametrize("missing", [10_000, 2**31, 2**63, 0, -1])
 def test_curve_columns_of_a_missing_experiment_is_not_found(db, experiment, missing):
     with pytest.raises(NotFound, match=str(missing)):
-        experiments.curve_columns(db, missing)
+        curves.curve_columns(db, missing)
 
 
 @pytest.mark.parametrize(
@@ -289,16 +289,16 @@ def test_curve_columns_of_a_missing_experiment_is_not_found(db, experiment, miss
 )
 def test_curve_columns_refuses_bad_metric_names(db, experiment, metrics, message):
     with pytest.raises(InvalidInput, match=message):
-        experiments.curve_columns(db, experiment, metrics)
+        curves.curve_columns(db, experiment, metrics)
 
 
 def test_curve_columns_keeps_two_experiments_apart(db, experiment):
     other = experiments.create_experiment(
         db, "resnet-2", "resnet18", experiment.dataset_id, {"lr": 0.01}
     )
-    experiments.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.1})])
-    experiments.log_epochs(db, other, [epoch(0, metrics={"auc": 0.2}), epoch(1)])
-    assert experiments.curve_columns(db, experiment)["epoch"] == [0]
-    columns = experiments.curve_columns(db, other)
+    curves.log_epochs(db, experiment, [epoch(0, metrics={"f1": 0.1})])
+    curves.log_epochs(db, other, [epoch(0, metrics={"auc": 0.2}), epoch(1)])
+    assert curves.curve_columns(db, experiment)["epoch"] == [0]
+    columns = curves.curve_columns(db, other)
     assert (columns["epoch"], columns["auc"]) == ([0, 1], [0.2, None])
     assert "f1" not in columns

@@ -24,8 +24,9 @@ from pfd_db.models import (
     Tag,
     TrainingRun,
 )
-from pfd_db.store.ml import experiments, tags
-from pfd_db.store.ml.experiments import ALLOWED, COLUMNS, EPOCH_BATCH
+from pfd_db.store.ml import curves, experiments, tags
+from pfd_db.store.ml.curves import COLUMNS, EPOCH_BATCH
+from pfd_db.store.ml.experiments import ALLOWED
 from probes import executions
 
 S = ExperimentStatus
@@ -298,7 +299,7 @@ def test_a_transition_of_a_deleted_experiment_is_not_found(db, engine, experimen
 
 
 def test_log_epoch_stores_the_epoch(db, experiment):
-    returned = experiments.log_epoch(
+    returned = curves.log_epoch(
         db,
         experiment,
         0,
@@ -312,7 +313,7 @@ def test_log_epoch_stores_the_epoch(db, experiment):
     )
     db.commit()
     assert returned is None  # nothing is read back
-    [run] = experiments.curve(db, experiment)
+    [run] = curves.curve(db, experiment)
     assert (run.experiment_id, run.epoch, run.train_loss, run.val_loss) == (
         experiment.id,
         0,
@@ -326,13 +327,13 @@ def test_log_epoch_stores_the_epoch(db, experiment):
 
 
 def test_log_epoch_again_replaces_the_epoch(db, experiment):
-    experiments.log_epoch(db, experiment, 3, 0.9, 1.0, 0.6, 0.55, checkpoint_path="a")
+    curves.log_epoch(db, experiment, 3, 0.9, 1.0, 0.6, 0.55, checkpoint_path="a")
     db.commit()
-    [first] = experiments.curve(db, experiment)
+    [first] = curves.curve(db, experiment)
     created = first.created_at
-    experiments.log_epoch(db, experiment, 3, 0.5, 0.6, 0.8, 0.75)
+    curves.log_epoch(db, experiment, 3, 0.5, 0.6, 0.8, 0.75)
     db.commit()
-    [again] = experiments.curve(db, experiment)
+    [again] = curves.curve(db, experiment)
     assert again is first  # the same row, refreshed
     assert (again.train_loss, again.val_accuracy, again.checkpoint_path) == (0.5, 0.75, None)
     assert again.created_at == created and again.updated_at >= created
@@ -341,8 +342,8 @@ def test_log_epoch_again_replaces_the_epoch(db, experiment):
 
 def test_log_epoch_of_an_experiment_given_by_id_reads_it_once(db, engine, experiment):
     with executions(engine) as sent:
-        experiments.log_epoch(db, experiment.id, 0, 0.9, 1.0, 0.6, 0.55)
-        experiments.log_epoch(db, experiment.id, 1, 0.8, 0.9, 0.7, 0.6)
+        curves.log_epoch(db, experiment.id, 0, 0.9, 1.0, 0.6, 0.55)
+        curves.log_epoch(db, experiment.id, 1, 0.8, 0.9, 0.7, 0.6)
     assert [sql.split()[0] for sql, _ in sent].count("SELECT") == 0  # held by the session
     assert [epoch for epoch, _, _ in stored_runs(db, experiment)] == [0, 1]
 
@@ -361,7 +362,7 @@ def test_log_epoch_of_an_experiment_given_by_id_reads_it_once(db, engine, experi
 )
 def test_log_epoch_refuses_bad_values_naming_the_field(db, experiment, arguments, field):
     with pytest.raises(InvalidInput, match=field):
-        experiments.log_epoch(db, experiment, *arguments)
+        curves.log_epoch(db, experiment, *arguments)
     assert count(db, TrainingRun) == 0
 
 
@@ -375,7 +376,7 @@ def test_log_epoch_refuses_bad_values_naming_the_field(db, experiment, arguments
 )
 def test_log_epoch_refuses_bad_options_naming_the_field(db, experiment, options, field):
     with pytest.raises(InvalidInput, match=field):
-        experiments.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.5, **options)
+        curves.log_epoch(db, experiment, 0, 0.9, 1.0, 0.6, 0.5, **options)
     assert count(db, TrainingRun) == 0
 
 
@@ -383,9 +384,9 @@ def test_log_epoch_refuses_bad_options_naming_the_field(db, experiment, options,
 
 
 def test_log_epochs_inserts_then_replaces_what_is_logged_again(db, experiment):
-    assert experiments.log_epochs(db, experiment, epoch_rows(range(100))) == 100
+    assert curves.log_epochs(db, experiment, epoch_rows(range(100))) == 100
     db.commit()
-    assert experiments.log_epochs(db, experiment, epoch_rows(range(25, 75), bump=10.0)) == 50
+    assert curves.log_epochs(db, experiment, epoch_rows(range(25, 75), bump=10.0)) == 50
     db.commit()
     stored = stored_runs(db, experiment)
     assert [epoch for epoch, _, _ in stored] == list(range(100))
@@ -396,15 +397,15 @@ def test_log_epochs_inserts_then_replaces_what_is_logged_again(db, experiment):
 
 
 def test_log_epochs_keeps_created_at_and_moves_updated_at(db, experiment):
-    experiments.log_epochs(db, experiment, epoch_rows(range(3)))
+    curves.log_epochs(db, experiment, epoch_rows(range(3)))
     db.commit()
     first = {
-        run.epoch: (run.created_at, run.updated_at) for run in experiments.curve(db, experiment)
+        run.epoch: (run.created_at, run.updated_at) for run in curves.curve(db, experiment)
     }
-    experiments.log_epochs(db, experiment, epoch_rows([1], bump=1.0))
+    curves.log_epochs(db, experiment, epoch_rows([1], bump=1.0))
     db.commit()
     after = {
-        run.epoch: (run.created_at, run.updated_at) for run in experiments.curve(db, experiment)
+        run.epoch: (run.created_at, run.updated_at) for run in curves.curve(db, experiment)
     }
     assert first[0] == after[0] and first[2] == after[2]
     assert after[1][0] == first[1][0]
@@ -415,7 +416,7 @@ def test_log_epochs_keeps_created_at_and_moves_updated_at(db, experiment):
 def test_log_epochs_writes_one_statement_per_batch(db, engine, experiment):
     rows = epoch_rows(range(2 * EPOCH_BATCH + 10))
     with executions(engine) as sent:
-        assert experiments.log_epochs(db, experiment, rows) == len(rows)
+        assert curves.log_epochs(db, experiment, rows) == len(rows)
     inserts = [(sql, params) for sql, params in sent if sql.startswith("INSERT INTO training_runs")]
     assert all("ON CONFLICT (experiment_id, epoch) DO UPDATE" in sql for sql, _ in inserts)
     assert [rows_in(params) for _, params in inserts] == [EPOCH_BATCH, EPOCH_BATCH, 10]
@@ -424,8 +425,8 @@ def test_log_epochs_writes_one_statement_per_batch(db, engine, experiment):
 
 def test_log_epochs_of_two_experiments_keep_apart(db, dataset, experiment):
     other = create(db, dataset)
-    experiments.log_epochs(db, experiment, epoch_rows(range(5)))
-    experiments.log_epochs(db, other, epoch_rows(range(5), bump=1.0))
+    curves.log_epochs(db, experiment, epoch_rows(range(5)))
+    curves.log_epochs(db, other, epoch_rows(range(5), bump=1.0))
     assert len(stored_runs(db, experiment)) == len(stored_runs(db, other)) == 5
     assert all(loss > 1 for _, loss, _ in stored_runs(db, other))
 
@@ -433,7 +434,7 @@ def test_log_epochs_of_two_experiments_keep_apart(db, dataset, experiment):
 def test_log_epochs_refuses_an_epoch_given_twice_and_writes_nothing(db, experiment):
     rows = epoch_rows([0, 1, 2, 3, 1])
     with pytest.raises(InvalidInput, match="row 4: epoch 1 repeats row 1"):
-        experiments.log_epochs(db, experiment, rows)
+        curves.log_epochs(db, experiment, rows)
     assert count(db, TrainingRun) == 0
 
 
@@ -458,7 +459,7 @@ def test_a_bad_epoch_row_is_named_by_index_and_field_and_nothing_is_written(
     rows = epoch_rows(range(100))
     rows[77] = {**rows[77], **change}
     with pytest.raises(InvalidInput, match=rf"row 77: .*{field}"):
-        experiments.log_epochs(db, experiment, rows)
+        curves.log_epochs(db, experiment, rows)
     assert count(db, TrainingRun) == 0
 
 
@@ -466,17 +467,17 @@ def test_a_missing_metric_is_named(db, experiment):
     row = epoch_rows([0])[0]
     del row["val_loss"]
     with pytest.raises(InvalidInput, match="row 0: val_loss"):
-        experiments.log_epochs(db, experiment, [row])
+        curves.log_epochs(db, experiment, [row])
 
 
 def test_no_rows_log_nothing(db, experiment):
-    assert experiments.log_epochs(db, experiment, []) == 0
+    assert curves.log_epochs(db, experiment, []) == 0
     assert count(db, TrainingRun) == 0
 
 
 def test_the_relationship_sees_epochs_logged_in_bulk(db, experiment):
     assert experiment.training_runs == []
-    experiments.log_epochs(db, experiment, epoch_rows(range(4)))
+    curves.log_epochs(db, experiment, epoch_rows(range(4)))
     assert [run.epoch for run in experiment.training_runs] == [0, 1, 2, 3]
 
 
@@ -486,26 +487,26 @@ def test_the_relationship_sees_epochs_logged_in_bulk(db, experiment):
 def test_curve_is_ordered_by_epoch_whatever_the_logging_order(db, experiment):
     epochs = list(range(60))
     random.Random(5).shuffle(epochs)
-    experiments.log_epochs(db, experiment, epoch_rows(epochs))
-    assert [run.epoch for run in experiments.curve(db, experiment)] == list(range(60))
+    curves.log_epochs(db, experiment, epoch_rows(epochs))
+    assert [run.epoch for run in curves.curve(db, experiment)] == list(range(60))
 
 
 def test_curve_shows_values_replaced_since_it_was_last_read(db, experiment):
-    experiments.log_epochs(db, experiment, epoch_rows(range(3)))
-    assert experiments.curve(db, experiment)[1].train_loss == pytest.approx(0.5)
-    experiments.log_epochs(db, experiment, epoch_rows([1], bump=2.0))
-    assert experiments.curve(db, experiment)[1].train_loss == pytest.approx(2.5)
+    curves.log_epochs(db, experiment, epoch_rows(range(3)))
+    assert curves.curve(db, experiment)[1].train_loss == pytest.approx(0.5)
+    curves.log_epochs(db, experiment, epoch_rows([1], bump=2.0))
+    assert curves.curve(db, experiment)[1].train_loss == pytest.approx(2.5)
 
 
 def test_curve_of_an_experiment_without_epochs_is_empty(db, experiment):
-    assert experiments.curve(db, experiment) == []
+    assert curves.curve(db, experiment) == []
 
 
 def test_curve_is_one_query(db, engine, experiment):
-    experiments.log_epochs(db, experiment, epoch_rows(range(10)))
+    curves.log_epochs(db, experiment, epoch_rows(range(10)))
     db.commit()
     with executions(engine) as sent:
-        experiments.curve(db, experiment)
+        curves.curve(db, experiment)
     assert len([sql for sql, _ in sent if sql.startswith("SELECT")]) == 1
 
 
@@ -523,7 +524,7 @@ def test_finish_records_best_epoch_total_epochs_metrics_and_duration(db, experim
     experiment.metrics = {"test_accuracy": 0.8, "note": "kept"}
     db.commit()
     experiments.start(db, experiment)
-    experiments.log_epochs(db, experiment, accuracies([0.5, 0.7, 0.9, 0.85, 0.9, 0.6]))
+    curves.log_epochs(db, experiment, accuracies([0.5, 0.7, 0.9, 0.85, 0.9, 0.6]))
     experiments.finish(db, experiment, {"test_accuracy": 0.88}, duration_seconds=420.0)
     db.commit()
     db.expire_all()
@@ -535,7 +536,7 @@ def test_finish_records_best_epoch_total_epochs_metrics_and_duration(db, experim
 
 def test_finish_can_end_in_failure(db, experiment):
     experiments.start(db, experiment)
-    experiments.log_epochs(db, experiment, accuracies([0.3, 0.2]))
+    curves.log_epochs(db, experiment, accuracies([0.3, 0.2]))
     experiments.finish(db, experiment, status=S.FAILED)
     assert (experiment.status, experiment.best_epoch, experiment.total_epochs) == (S.FAILED, 0, 2)
     assert stored_status(db, experiment) == S.FAILED
@@ -582,8 +583,8 @@ def test_finish_refuses_bad_input_naming_the_field(db, experiment, options, fiel
 
 def test_delete_cascades_to_runs_explanations_and_tag_links(db, dataset, experiment):
     keeper = create(db, dataset, name="keeper")
-    experiments.log_epochs(db, experiment, epoch_rows(range(20)))
-    experiments.log_epochs(db, keeper, epoch_rows(range(3)))
+    curves.log_epochs(db, experiment, epoch_rows(range(20)))
+    curves.log_epochs(db, keeper, epoch_rows(range(3)))
     db.add(
         Explanation(experiment_id=experiment.id, signal_id="s1", method="shap", explanation_data={})
     )

@@ -168,7 +168,16 @@ class World:
 
 def build_world(db) -> World:
     from pfd_db.store.identity import api_keys, sessions, twofactor, users
-    from pfd_db.store.ml import campaigns, datasets, experiments, explanations, jobs, search, tags
+    from pfd_db.store.ml import (
+        campaigns,
+        curves,
+        datasets,
+        experiments,
+        explanations,
+        jobs,
+        search,
+        tags,
+    )
 
     user = users.create_user(db, "fuzz_user", "fuzz@example.com", PASSWORD)
     other_user = users.create_user(db, "fuzz_other", "other@example.com", PASSWORD, "admin")
@@ -204,7 +213,7 @@ def build_world(db) -> World:
     for experiment in (running, paused, done):
         experiments.start(db, experiment)
     experiments.pause(db, paused)
-    experiments.log_epochs(db, done, [_epoch(e) for e in range(3)])
+    curves.log_epochs(db, done, [_epoch(e) for e in range(3)])
     experiments.finish(db, done, {"val_accuracy": 0.9}, duration_seconds=12.5)
 
     hpo = campaigns.create_hpo_campaign(
@@ -551,7 +560,7 @@ CALLS: dict[str, Entry] = {
             "status": "completed",
         }
     ),
-    "experiments.log_epoch": Entry(
+    "curves.log_epoch": Entry(
         lambda w: {
             "experiment": w.running,
             "epoch": 4,
@@ -565,7 +574,7 @@ CALLS: dict[str, Entry] = {
             "metrics": {"f1": 0.7, "val.top-5": 0.9},
         }
     ),
-    "experiments.log_epochs": Entry(
+    "curves.log_epochs": Entry(
         lambda w: {
             "experiment": w.running,
             "rows": [
@@ -580,8 +589,8 @@ CALLS: dict[str, Entry] = {
             ],
         }
     ),
-    "experiments.curve": Entry(lambda w: {"experiment": w.done}),
-    "experiments.curve_columns": Entry(
+    "curves.curve": Entry(lambda w: {"experiment": w.done}),
+    "curves.curve_columns": Entry(
         lambda w: {"experiment": w.done, "metrics": ["val_loss", "val_accuracy"]}
     ),
     # explanations
@@ -706,6 +715,14 @@ CALLS: dict[str, Entry] = {
         lambda w: {"time": LoginHistory.timestamp, "ident": LoginHistory.id, "before_id": 1},
         ("time", "ident"),
     ),
+    "paging.window": Entry(
+        lambda w: {
+            "column": LoginHistory.timestamp,
+            "since": _now() - timedelta(days=1),
+            "until": _now(),
+        },
+        ("column",),
+    ),
     "paging.moment": Entry(lambda w: {"value": _now(), "field": "since"}, ("field",)),
     "paging.newest_page": Entry(
         lambda w: {
@@ -827,7 +844,8 @@ CALLS: dict[str, Entry] = {
     "tags.bulk_untag": Entry(lambda w: {"experiments": [w.done], "tag": w.tag}),
     "tags.detach_all": Entry(lambda w: {"experiments": [w.done, w.running.id]}),
     # traffic
-    "traffic.record_requests": Entry(
+    "request_log.status_code": Entry(lambda w: {"value": 200}),
+    "request_log.record_requests": Entry(
         lambda w: {
             "rows": [
                 {
@@ -848,7 +866,7 @@ CALLS: dict[str, Entry] = {
             ]
         }
     ),
-    "traffic.recent_requests": Entry(
+    "request_lists.recent_requests": Entry(
         lambda w: {
             "since": _now() - timedelta(days=1),
             "until": _now(),
@@ -860,7 +878,7 @@ CALLS: dict[str, Entry] = {
             "before_id": 10**6,
         }
     ),
-    "traffic.error_logs": Entry(
+    "request_lists.error_logs": Entry(
         lambda w: {
             "since": _now() - timedelta(days=1),
             "endpoint": "/api/experiments",
@@ -868,18 +886,20 @@ CALLS: dict[str, Entry] = {
             "before_id": 10**6,
         }
     ),
-    "traffic.endpoint_metrics": Entry(
+    "request_figures.endpoint_metrics": Entry(
         lambda w: {"since": _now() - timedelta(days=1), "until": _now(), "limit": 10}
     ),
-    "traffic.timeline": Entry(
+    "request_figures.timeline": Entry(
         lambda w: {
             "since": _now() - timedelta(hours=3),
             "until": _now(),
             "bucket": timedelta(hours=1),
         }
     ),
-    "traffic.top_api_keys": Entry(lambda w: {"since": _now() - timedelta(days=1), "limit": 5}),
-    "traffic.key_usage": Entry(
+    "request_figures.top_api_keys": Entry(
+        lambda w: {"since": _now() - timedelta(days=1), "limit": 5}
+    ),
+    "request_figures.key_usage": Entry(
         lambda w: {"key": w.api_key, "since": _now() - timedelta(days=1), "endpoints": 5}
     ),
     # twofactor

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.store.identity import logins
-from pfd_db.store.ops import audit, retention, traffic
+from pfd_db.store.ops import audit, request_figures, request_lists, retention, rollups
 from probes import executions
 
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
@@ -130,43 +130,43 @@ REQUEST_TIME = ("ix_api_request_logs_request_time", "ix_api_request_logs_rollup"
 
 CASES = {
     "recent requests": (
-        lambda s: traffic.recent_requests(s, DAY_AGO, NOW, limit=50),
+        lambda s: request_lists.recent_requests(s, DAY_AGO, NOW, limit=50),
         "api_request_logs", REQUEST_TIME,
     ),
     "recent requests, next page": (
-        lambda s: traffic.recent_requests(s, DAY_AGO, NOW, limit=50, before_id=190_000),
+        lambda s: request_lists.recent_requests(s, DAY_AGO, NOW, limit=50, before_id=190_000),
         "api_request_logs", (*REQUEST_TIME, "pk_api_request_logs"),
     ),
     "recent requests of an endpoint": (
-        lambda s: traffic.recent_requests(s, START, NOW, endpoint="/api/v1/rare"),
+        lambda s: request_lists.recent_requests(s, START, NOW, endpoint="/api/v1/rare"),
         "api_request_logs", ("ix_api_request_logs_endpoint_time",),
     ),
     "recent requests of a key": (
-        lambda s: traffic.recent_requests(s, START, NOW, api_key=RARE_KEY),
+        lambda s: request_lists.recent_requests(s, START, NOW, api_key=RARE_KEY),
         "api_request_logs", ("ix_api_request_logs_key_time",),
     ),
     "error log": (
-        lambda s: traffic.error_logs(s, START, NOW, limit=100),
+        lambda s: request_lists.error_logs(s, START, NOW, limit=100),
         "api_request_logs", ("ix_api_request_logs_errors",),
     ),
     "endpoint metrics": (
-        lambda s: traffic.endpoint_metrics(s, HOUR_AGO, NOW),
+        lambda s: request_figures.endpoint_metrics(s, HOUR_AGO, NOW),
         "api_request_logs", (*REQUEST_TIME, "ix_api_request_logs_endpoint_time"),
     ),
     "timeline": (
-        lambda s: traffic.timeline(s, NOW - timedelta(hours=6), NOW, timedelta(minutes=10)),
+        lambda s: request_figures.timeline(s, NOW - timedelta(hours=6), NOW, timedelta(minutes=10)),
         "api_request_logs", REQUEST_TIME,
     ),
     "top api keys": (
-        lambda s: traffic.top_api_keys(s, DAY_AGO, NOW),
+        lambda s: request_figures.top_api_keys(s, DAY_AGO, NOW),
         "api_request_logs", (*REQUEST_TIME, "ix_api_request_logs_key_time"),
     ),
     "hourly rollup": (
-        lambda s: traffic.rollup(s, "hourly", HOUR_AGO, NOW),
+        lambda s: rollups.rollup(s, "hourly", HOUR_AGO, NOW),
         "api_request_logs", REQUEST_TIME,
     ),
     "key usage per day": (
-        lambda s: traffic.key_usage(s, RARE_KEY, NOW - timedelta(days=7), NOW),
+        lambda s: request_figures.key_usage(s, RARE_KEY, NOW - timedelta(days=7), NOW),
         "api_usage", ("ix_api_usage_key_time",),
     ),
     "login history": (

@@ -13,7 +13,16 @@ from sqlalchemy import func, select
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Base
 from pfd_db.store.identity import api_keys, sessions, twofactor, users
-from pfd_db.store.ml import campaigns, datasets, experiments, explanations, jobs, search, tags
+from pfd_db.store.ml import (
+    campaigns,
+    curves,
+    datasets,
+    experiments,
+    explanations,
+    jobs,
+    search,
+    tags,
+)
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -126,15 +135,15 @@ CALLS = {
         "experiment",
         lambda db, r, e: experiments.transition(db, e, "cancelled"),
     ),
-    "experiments.log_epoch": (
+    "curves.log_epoch": (
         "experiment",
         "experiment",
-        lambda db, r, e: experiments.log_epoch(db, e, 0, 1.0, 1.0, 0.5, 0.5),
+        lambda db, r, e: curves.log_epoch(db, e, 0, 1.0, 1.0, 0.5, 0.5),
     ),
-    "experiments.log_epochs": (
+    "curves.log_epochs": (
         "experiment",
         "experiment",
-        lambda db, r, e: experiments.log_epochs(
+        lambda db, r, e: curves.log_epochs(
             db,
             e,
             [
@@ -148,11 +157,11 @@ CALLS = {
             ],
         ),
     ),
-    "experiments.curve": ("experiment", "experiment", lambda db, r, e: experiments.curve(db, e)),
-    "experiments.curve_columns": (
+    "curves.curve": ("experiment", "experiment", lambda db, r, e: curves.curve(db, e)),
+    "curves.curve_columns": (
         "experiment",
         "experiment",
-        lambda db, r, e: experiments.curve_columns(db, e),
+        lambda db, r, e: curves.curve_columns(db, e),
     ),
     "experiments.delete_experiment": (
         "experiment",

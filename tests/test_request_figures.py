@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from pfd_db.errors import InvalidInput
-from pfd_db.store.ops import request_figures, traffic
+from pfd_db.store.ops import request_figures, request_log
 from test_traffic import HOUR, T0, close, python_percentiles, request, spread_requests
 
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_overall_figures_agree_with_python_over_any_time_range(db, seed):
     rows = spread_requests(seed, hours=3, per_hour=(250, 40, 1))
-    traffic.record_requests(db, rows)
+    request_log.record_requests(db, rows)
     db.commit()
     for since, until in [(T0, T0 + 3 * HOUR), (T0 + HOUR, T0 + 2 * HOUR), (T0 + 2 * HOUR, None)]:
         held = [
@@ -39,7 +39,7 @@ def test_overall_figures_agree_with_python_over_any_time_range(db, seed):
 
 
 def test_a_400_is_an_error_a_399_is_not_and_an_empty_range_has_no_figures(db):
-    traffic.record_requests(
+    request_log.record_requests(
         db, [request(T0, 1.0, 399), request(T0, 3.0, 400), request(T0 + HOUR, 99.0, 200)]
     )
     db.commit()

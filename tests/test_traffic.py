@@ -16,7 +16,7 @@ from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIMetricsSummary, APIRequestLog, APIUsage, User
 from pfd_db.models.enums import Aggregation
 from pfd_db.store.identity import api_keys
-from pfd_db.store.ops import rollups, traffic
+from pfd_db.store.ops import request_figures, request_lists, request_log, rollups
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, midnight
 HOUR = timedelta(hours=1)
@@ -80,7 +80,7 @@ def test_record_requests_writes_every_row_as_given(db, key):
         )
         for i in range(7)
     ]
-    assert traffic.record_requests(db, rows) == 7
+    assert request_log.record_requests(db, rows) == 7
     db.commit()
     logs = db.scalars(select(APIRequestLog).order_by(APIRequestLog.request_time)).all()
     assert [log.request_time for log in logs] == [T0 + timedelta(seconds=i) for i in range(7)]
@@ -103,7 +103,7 @@ def test_record_requests_writes_every_row_as_given(db, key):
 
 def test_defaults_fill_what_a_row_leaves_out(db):
     before = datetime.now(UTC)
-    traffic.record_requests(db, [{"endpoint": "/x", "method": "POST", "status_code": 201,
+    request_log.record_requests(db, [{"endpoint": "/x", "method": "POST", "status_code": 201,
                                   "response_time_ms": 3}])  # fmt: skip
     log = db.scalars(select(APIRequestLog)).one()
     assert before - timedelta(seconds=1) <= log.request_time <= datetime.now(UTC)
@@ -112,23 +112,23 @@ def test_defaults_fill_what_a_row_leaves_out(db):
 
 
 def test_client_text_is_clipped_and_escaped_like_the_login_history(db):
-    traffic.record_requests(
+    request_log.record_requests(
         db, [request(T0, 1.0, ip_address="1.2.3.4\x00" + "9" * 60, user_agent="U" * 5000)]
     )
     log = db.scalars(select(APIRequestLog)).one()
     assert log.ip_address.startswith("1.2.3.4\\x00") and len(log.ip_address) == 45
-    assert log.user_agent == "U" * traffic.USER_AGENT_MAX
+    assert log.user_agent == "U" * request_log.USER_AGENT_MAX
 
 
 def test_many_batches_in_one_call(db):
     rows = [request(T0 + timedelta(milliseconds=i), float(i % 97)) for i in range(12_345)]
-    assert traffic.record_requests(db, rows) == 12_345
+    assert request_log.record_requests(db, rows) == 12_345
     assert stored(db) == 12_345
-    assert traffic.record_requests(db, []) == 0
+    assert request_log.record_requests(db, []) == 0
 
 
 def test_nothing_is_written_when_the_caller_rolls_back(db):
-    traffic.record_requests(db, [request(T0, 1.0)] * 3)
+    request_log.record_requests(db, [request(T0, 1.0)] * 3)
     db.rollback()
     assert stored(db) == 0
 
@@ -166,22 +166,22 @@ def test_a_bad_row_is_refused_naming_its_index_and_field_and_nothing_is_written(
 ):
     rows = [request(T0, 1.0), request(T0, 2.0), {**request(T0, 3.0), **change}]
     with pytest.raises(InvalidInput, match=rf"row 2: .*{named}"):
-        traffic.record_requests(db, rows)
+        request_log.record_requests(db, rows)
     assert stored(db) == 0
 
 
 def test_rows_that_are_not_a_list_of_mappings_are_refused(db):
     with pytest.raises(InvalidInput, match="rows must be a list"):
-        traffic.record_requests(db, request(T0, 1.0))
+        request_log.record_requests(db, request(T0, 1.0))
     with pytest.raises(InvalidInput, match="row 1: must be a mapping"):
-        traffic.record_requests(db, [request(T0, 1.0), ("/a", "GET")])
+        request_log.record_requests(db, [request(T0, 1.0), ("/a", "GET")])
     assert stored(db) == 0
 
 
 def test_an_unknown_api_key_is_not_found_and_nothing_is_written(db, key):
     rows = [request(T0, 1.0, api_key_id=key.id), request(T0, 1.0, api_key_id=key.id + 99)]
     with pytest.raises(NotFound, match=rf"row 1: no APIKey with id {key.id + 99}"):
-        traffic.record_requests(db, rows)
+        request_log.record_requests(db, rows)
     assert stored(db) == 0
 
 
@@ -264,17 +264,17 @@ def assert_summaries_match(db, kind: Aggregation, expected: dict[datetime, dict]
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_hourly_percentiles_agree_with_python_statistics(db, seed):
     rows = spread_requests(seed, hours=6, per_hour=(1, 2, 3, 101, 997, 40))
-    traffic.record_requests(db, rows)
-    assert traffic.rollup(db, "hourly", T0, T0 + 6 * HOUR) == 6
+    request_log.record_requests(db, rows)
+    assert rollups.rollup(db, "hourly", T0, T0 + 6 * HOUR) == 6
     db.commit()
     assert_summaries_match(db, Aggregation.HOURLY, python_rollup(rows, HOUR, T0))
 
 
 def test_daily_and_weekly_periods_start_at_midnight_and_on_monday(db):
     rows = spread_requests(4, hours=24 * 9, per_hour=(3, 0, 5))  # Monday to Wednesday next week
-    traffic.record_requests(db, rows)
-    assert traffic.rollup(db, Aggregation.DAILY, T0 + HOUR, T0 + timedelta(days=9)) == 9
-    assert traffic.rollup(db, "weekly", T0 + timedelta(days=3), T0 + timedelta(days=8)) == 2
+    request_log.record_requests(db, rows)
+    assert rollups.rollup(db, Aggregation.DAILY, T0 + HOUR, T0 + timedelta(days=9)) == 9
+    assert rollups.rollup(db, "weekly", T0 + timedelta(days=3), T0 + timedelta(days=8)) == 2
     db.commit()
     assert_summaries_match(db, Aggregation.DAILY, python_rollup(rows, timedelta(days=1), T0))
     weekly = python_rollup(rows, timedelta(weeks=1), T0)
@@ -284,19 +284,19 @@ def test_daily_and_weekly_periods_start_at_midnight_and_on_monday(db):
 
 def test_a_rollup_run_again_replaces_its_rows(db):
     rows = spread_requests(5, hours=3, per_hour=(20,))
-    traffic.record_requests(db, rows)
-    traffic.rollup(db, "hourly", T0, T0 + 3 * HOUR)
+    request_log.record_requests(db, rows)
+    rollups.rollup(db, "hourly", T0, T0 + 3 * HOUR)
     db.commit()
     first = {s.period_start: (s.id, s.created_at, s.updated_at) for s in
              rollups.summaries(db, "hourly", T0)}  # fmt: skip
 
-    assert traffic.rollup(db, "hourly", T0, T0 + 3 * HOUR) == 3  # the same figures again
+    assert rollups.rollup(db, "hourly", T0, T0 + 3 * HOUR) == 3  # the same figures again
     db.commit()
     assert_summaries_match(db, Aggregation.HOURLY, python_rollup(rows, HOUR, T0))
 
     more = [request(T0 + HOUR + timedelta(minutes=5), 5000.0, 500, endpoint="/new")]
-    traffic.record_requests(db, more)
-    traffic.rollup(db, "hourly", T0 + HOUR, T0 + 2 * HOUR)
+    request_log.record_requests(db, more)
+    rollups.rollup(db, "hourly", T0 + HOUR, T0 + 2 * HOUR)
     db.commit()
     assert_summaries_match(db, Aggregation.HOURLY, python_rollup(rows + more, HOUR, T0))
     again = rollups.summaries(db, "hourly", T0)
@@ -308,30 +308,30 @@ def test_a_rollup_run_again_replaces_its_rows(db):
 
 
 def test_periods_without_requests_get_no_row_and_keep_the_one_they_had(db):
-    traffic.record_requests(db, [request(T0 + 2 * HOUR, 1.0)])
-    assert traffic.rollup(db, "hourly", T0, T0 + 5 * HOUR) == 1
+    request_log.record_requests(db, [request(T0 + 2 * HOUR, 1.0)])
+    assert rollups.rollup(db, "hourly", T0, T0 + 5 * HOUR) == 1
     db.execute(APIRequestLog.__table__.delete())  # as retention would
-    assert traffic.rollup(db, "hourly", T0, T0 + 5 * HOUR) == 0
+    assert rollups.rollup(db, "hourly", T0, T0 + 5 * HOUR) == 0
     db.commit()
     [summary] = rollups.summaries(db, "hourly", T0)
     assert (summary.period_start, summary.total_requests) == (T0 + 2 * HOUR, 1)
 
 
 def test_a_rollup_is_the_callers_to_commit(db):
-    traffic.record_requests(db, [request(T0, 1.0)])
+    request_log.record_requests(db, [request(T0, 1.0)])
     db.commit()
-    traffic.rollup(db, "daily", T0, T0 + HOUR)
+    rollups.rollup(db, "daily", T0, T0 + HOUR)
     db.rollback()
     assert db.scalar(select(func.count()).select_from(APIMetricsSummary)) == 0
 
 
 def test_a_rollup_leaves_the_callers_settings_as_they_were(db):
     """On PostgreSQL a rollup turns JIT off for its own statements only."""
-    traffic.record_requests(db, [request(T0, 1.0), request(T0 + HOUR, 3.0)])
+    request_log.record_requests(db, [request(T0, 1.0), request(T0 + HOUR, 3.0)])
     on_postgresql = db.get_bind().dialect.name == "postgresql"
     if on_postgresql:
         db.execute(text("SET LOCAL jit = on"))
-    assert traffic.rollup(db, "hourly", T0, T0 + 2 * HOUR) == 2
+    assert rollups.rollup(db, "hourly", T0, T0 + 2 * HOUR) == 2
     if on_postgresql:
         assert db.scalar(text("SELECT current_setting('jit')")) == "on"
     assert [s.avg_response_time_ms for s in rollups.summaries(db, "hourly", T0)] == [1.0, 3.0]
@@ -349,7 +349,7 @@ def test_a_rollup_leaves_the_callers_settings_as_they_were(db):
 )
 def test_rollup_refuses_bad_arguments(db, period, start, end, message):
     with pytest.raises(InvalidInput, match=message):
-        traffic.rollup(db, period, start, end)
+        rollups.rollup(db, period, start, end)
 
 
 def test_period_starts():
@@ -377,34 +377,36 @@ def logged(db, key):
         )
         for i in range(40)
     ]
-    traffic.record_requests(db, rows)
+    request_log.record_requests(db, rows)
     db.commit()
     return rows
 
 
 def test_recent_requests_are_newest_first_bounded_and_paged(db, logged):
-    page = traffic.recent_requests(db, T0, limit=15)
+    page = request_lists.recent_requests(db, T0, limit=15)
     assert [log.response_time_ms for log in page] == [float(i) for i in range(39, 24, -1)]
     seen = [log.id for log in page]
     while page:
-        page = traffic.recent_requests(db, T0, limit=15, before_id=page[-1].id)
+        page = request_lists.recent_requests(db, T0, limit=15, before_id=page[-1].id)
         seen += [log.id for log in page]
     assert sorted(seen) == sorted(db.scalars(select(APIRequestLog.id)))
     assert len(seen) == len(set(seen)) == 40
-    window = traffic.recent_requests(db, T0 + timedelta(minutes=10), T0 + timedelta(minutes=20))
+    window = request_lists.recent_requests(
+        db, T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+    )
     assert [log.response_time_ms for log in window] == [float(i) for i in range(19, 9, -1)]
 
 
 def test_recent_requests_filter_by_endpoint_key_status_and_failure(db, logged, key):
-    by_endpoint = traffic.recent_requests(db, T0, endpoint="/slow")
+    by_endpoint = request_lists.recent_requests(db, T0, endpoint="/slow")
     assert {log.endpoint for log in by_endpoint} == {"/slow"} and len(by_endpoint) == 8
-    by_key = traffic.recent_requests(db, T0, api_key=key)
+    by_key = request_lists.recent_requests(db, T0, api_key=key)
     assert {log.api_key_id for log in by_key} == {key.id} and len(by_key) == 20
-    assert len(traffic.recent_requests(db, T0, status_code=500)) == 10
-    failed = traffic.error_logs(db, T0, limit=3)
+    assert len(request_lists.recent_requests(db, T0, status_code=500)) == 10
+    failed = request_lists.error_logs(db, T0, limit=3)
     assert [log.response_time_ms for log in failed] == [36.0, 32.0, 28.0]
     assert all(log.error_message == "boom" for log in failed)
-    assert len(traffic.error_logs(db, T0, endpoint="/slow")) == 2  # minutes 0 and 20
+    assert len(request_lists.error_logs(db, T0, endpoint="/slow")) == 2  # minutes 0 and 20
 
 
 @pytest.mark.parametrize(
@@ -421,20 +423,20 @@ def test_recent_requests_filter_by_endpoint_key_status_and_failure(db, logged, k
 )
 def test_recent_requests_refuses_unbounded_or_bad_arguments(db, arguments, message):
     with pytest.raises(InvalidInput, match=message):
-        traffic.recent_requests(db, **arguments)
+        request_lists.recent_requests(db, **arguments)
 
 
 def test_a_cursor_whose_row_is_gone_ends_the_paging(db, logged):
-    page = traffic.recent_requests(db, T0, limit=5)
+    page = request_lists.recent_requests(db, T0, limit=5)
     db.execute(APIRequestLog.__table__.delete().where(APIRequestLog.id == page[-1].id))
-    assert traffic.recent_requests(db, T0, before_id=page[-1].id) == []
+    assert request_lists.recent_requests(db, T0, before_id=page[-1].id) == []
 
 
 def test_endpoint_metrics_are_computed_by_the_database(db):
     rows = spread_requests(6, hours=2, per_hour=(300,))
-    traffic.record_requests(db, rows)
+    request_log.record_requests(db, rows)
     db.commit()
-    figures = traffic.endpoint_metrics(db, T0, T0 + 2 * HOUR, limit=2)
+    figures = request_figures.endpoint_metrics(db, T0, T0 + 2 * HOUR, limit=2)
     per_endpoint: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         per_endpoint[row["endpoint"]].append(row)
@@ -453,12 +455,12 @@ def test_endpoint_metrics_are_computed_by_the_database(db):
 
 
 def test_the_timeline_has_every_bucket_empty_ones_included(db, logged):
-    points = traffic.timeline(db, T0, T0 + timedelta(minutes=60), timedelta(minutes=10))
+    points = request_figures.timeline(db, T0, T0 + timedelta(minutes=60), timedelta(minutes=10))
     assert [p.start for p in points] == [T0 + timedelta(minutes=10 * i) for i in range(6)]
     assert [p.requests for p in points] == [10, 10, 10, 10, 0, 0]
     assert [p.failures for p in points] == [3, 2, 3, 2, 0, 0]
     assert close(points[1].avg_response_time_ms, 14.5) and points[5].avg_response_time_ms is None
-    odd = traffic.timeline(db, T0 + timedelta(seconds=30), T0 + timedelta(minutes=3), HOUR)
+    odd = request_figures.timeline(db, T0 + timedelta(seconds=30), T0 + timedelta(minutes=3), HOUR)
     assert [(p.start, p.requests) for p in odd] == [(T0 + timedelta(seconds=30), 2)]
 
 
@@ -473,22 +475,22 @@ def test_the_timeline_has_every_bucket_empty_ones_included(db, logged):
 )
 def test_the_timeline_refuses_bad_buckets(db, bucket, message):
     with pytest.raises(InvalidInput, match=message):
-        traffic.timeline(db, T0, T0 + timedelta(days=1), bucket)
+        request_figures.timeline(db, T0, T0 + timedelta(days=1), bucket)
 
 
 def test_top_api_keys_counts_only_requests_made_with_a_key(db, logged, key):
     other_owner = db.get(User, key.user_id)
     _plain, other = api_keys.issue(db, other_owner, name="other")
-    traffic.record_requests(db, [request(T0, 9.0, api_key_id=other.id)] * 3)
+    request_log.record_requests(db, [request(T0, 9.0, api_key_id=other.id)] * 3)
     db.commit()
-    top = traffic.top_api_keys(db, T0, T0 + HOUR)
+    top = request_figures.top_api_keys(db, T0, T0 + HOUR)
     assert [(k.api_key_id, k.requests) for k in top] == [(key.id, 20), (other.id, 3)]
     first = top[0]
     assert (first.name, first.prefix, first.user_id) == ("ci", key.prefix, key.user_id)
     assert first.failures == 0  # the key made the odd-numbered requests, none failed
     assert close(first.avg_response_time_ms, statistics.fmean(range(1, 40, 2)))
     assert first.last_request == T0 + timedelta(minutes=39)
-    assert [k.api_key_id for k in traffic.top_api_keys(db, T0, limit=1)] == [key.id]
+    assert [k.api_key_id for k in request_figures.top_api_keys(db, T0, limit=1)] == [key.id]
 
 
 def test_key_usage_per_day_and_endpoint(db, key):
@@ -499,7 +501,7 @@ def test_key_usage_per_day_and_endpoint(db, key):
                 now=T0 + timedelta(days=day, hours=n),
             )  # fmt: skip
     db.commit()
-    usage = traffic.key_usage(db, key, T0, T0 + timedelta(days=3))
+    usage = request_figures.key_usage(db, key, T0, T0 + timedelta(days=3))
     assert [(d.day, d.requests, d.failures) for d in usage.days] == [
         (date(2026, 3, 2), 2, 1),
         (date(2026, 3, 3), 3, 1),
@@ -509,11 +511,11 @@ def test_key_usage_per_day_and_endpoint(db, key):
     assert (usage.requests, usage.failures) == (9, 3)
     assert usage.endpoints == {"/e0": 5, "/e1": 4}
     assert close(usage.avg_response_time_ms, (10 + 20 + 10 + 20 + 30 + 10 + 20 + 30 + 40) / 9)
-    assert traffic.key_usage(db, key, T0 + timedelta(days=5)).requests == 0
+    assert request_figures.key_usage(db, key, T0 + timedelta(days=5)).requests == 0
     with pytest.raises(InvalidInput, match="at most 3660 days"):
-        traffic.key_usage(db, key, T0 - timedelta(days=4000), T0)
+        request_figures.key_usage(db, key, T0 - timedelta(days=4000), T0)
     with pytest.raises(NotFound):
-        traffic.key_usage(db, key.id + 50, T0)
+        request_figures.key_usage(db, key.id + 50, T0)
 
 
 def test_usage_records_need_a_key_of_their_own(db, key):
@@ -528,7 +530,7 @@ def test_a_400_is_a_failure_and_a_399_a_success_in_every_figure(db, key):
     """One request each of 399 and 400 (and a 599 and a 100): each figure counts
     the 400 and the 599 as failures, the 399 and the 100 as successes."""
     statuses = (100, 399, 400, 599)
-    traffic.record_requests(
+    request_log.record_requests(
         db,
         [request(T0 + timedelta(minutes=i), 10.0 * (i + 1), s, api_key_id=key.id)
          for i, s in enumerate(statuses)],
@@ -536,36 +538,36 @@ def test_a_400_is_a_failure_and_a_399_a_success_in_every_figure(db, key):
     for i, status in enumerate(statuses):
         api_keys.record_usage(db, key, "/api/a", "GET", status, 5, now=T0 + timedelta(minutes=i))
     db.commit()
-    traffic.rollup(db, "hourly", T0, T0 + HOUR)
+    rollups.rollup(db, "hourly", T0, T0 + HOUR)
     db.commit()
-    [summary] = traffic.summaries(db, "hourly", T0)
+    [summary] = rollups.summaries(db, "hourly", T0)
     assert (summary.total_requests, summary.successful_requests, summary.failed_requests) == (
         4, 2, 2,
     )  # fmt: skip
     assert close(summary.error_rate, 0.5)
     per_endpoint = summary.endpoint_metrics["/api/a"]
     assert (per_endpoint["successes"], per_endpoint["failures"]) == (2, 2)
-    [figures] = traffic.endpoint_metrics(db, T0, T0 + HOUR)
+    [figures] = request_figures.endpoint_metrics(db, T0, T0 + HOUR)
     assert (figures.successes, figures.failures, figures.error_rate) == (2, 2, 0.5)
-    [point] = traffic.timeline(db, T0, T0 + HOUR, HOUR)
+    [point] = request_figures.timeline(db, T0, T0 + HOUR, HOUR)
     assert (point.requests, point.failures) == (4, 2)
-    [top] = traffic.top_api_keys(db, T0, T0 + HOUR)
+    [top] = request_figures.top_api_keys(db, T0, T0 + HOUR)
     assert top.failures == 2
-    usage = traffic.key_usage(db, key, T0, T0 + HOUR)
+    usage = request_figures.key_usage(db, key, T0, T0 + HOUR)
     assert (usage.failures, usage.days[0].failures) == (2, 2)
-    failed = traffic.error_logs(db, T0, T0 + HOUR)
+    failed = request_lists.error_logs(db, T0, T0 + HOUR)
     assert sorted(log.status_code for log in failed) == [400, 599]
-    assert len(traffic.recent_requests(db, T0, errors_only=True)) == 2
+    assert len(request_lists.recent_requests(db, T0, errors_only=True)) == 2
 
 
 def test_the_timeline_keeps_the_last_partial_bucket(db, logged):
     """40 requests a minute apart; buckets of 15 minutes up to minute 35: the last
     bucket (minutes 30 to 35) is shorter and still counted."""
-    points = traffic.timeline(db, T0, T0 + timedelta(minutes=35), timedelta(minutes=15))
+    points = request_figures.timeline(db, T0, T0 + timedelta(minutes=35), timedelta(minutes=15))
     assert [p.start for p in points] == [T0 + timedelta(minutes=m) for m in (0, 15, 30)]
     assert [p.requests for p in points] == [15, 15, 5]  # minute 35 is outside
     assert [p.failures for p in points] == [4, 4, 1]  # minutes 0, 4, ..., 32
     assert close(points[2].avg_response_time_ms, statistics.fmean(range(30, 35)))
-    one_second_over = traffic.timeline(db, T0, T0 + timedelta(minutes=30, seconds=1),
+    one_second_over = request_figures.timeline(db, T0, T0 + timedelta(minutes=30, seconds=1),
                                        timedelta(minutes=15))  # fmt: skip
     assert [p.requests for p in one_second_over] == [15, 15, 1]

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, HPOMethod, User
+from pfd_db.progress import Progress, no_progress
 from pfd_db.seed import FAULT_TYPES, SEVERITY_LEVELS
-from pfd_db.store.ml import campaigns, datasets, experiments, search, tags
+from pfd_db.store.ml import campaigns, curves, datasets, experiments, search, tags
 
 MODEL_TYPES = ("cnn1d", "resnet1d", "lstm", "transformer", "wavenet", "random_forest")
 SEVERITY_FACTOR = {"incipient": 1.2, "mild": 1.6, "moderate": 2.3, "severe": 3.4}

@@ -83,7 +83,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show an experiment: its summary, and charts of loss and accuracy by epoch."""
-    from pfd_db.store.ml.experiments import curve_columns, get_experiment
+    from pfd_db.store.ml.curves import curve_columns
+    from pfd_db.store.ml.experiments import get_experiment
 
     with transaction(url, READ) as session:
         experiment = get_experiment(session, name)

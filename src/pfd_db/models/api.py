@@ -72,7 +72,7 @@ ERRORS_ONLY = text("status_code >= 400")
 class APIRequestLog(IndexedTimestamps, Base):
     __tablename__ = "api_request_logs"
     __table_args__ = (
-        # Added by revision 0006, for the dashboard's queries (pfd_db.store.ops.traffic):
+        # Added by revision 0006, for the dashboard's queries (pfd_db.store.ops.request_figures):
         # the rollup and timeline read the figures of a time range from this index alone.
         Index(
             "ix_api_request_logs_rollup",

@@ -48,6 +48,16 @@ def in_range(
     return conditions
 
 
+def window(
+    column: InstrumentedAttribute[datetime], since: datetime, until: datetime | None
+) -> list[ColumnElement[bool]]:
+    """:func:`in_range` for a read that must be bounded: ``since`` is required
+    (InvalidInput when None), so a read never grows with the table."""
+    if since is None:
+        raise InvalidInput("since is required: every such read covers a time range")
+    return in_range(column, since, until)
+
+
 def before(
     session: Session,
     time: InstrumentedAttribute[datetime],

@@ -369,7 +369,7 @@ def _endpoint_fields(per_endpoint: Any) -> list[Any]:
     ]
 
 
-# --- per-endpoint figures of a time range (traffic.endpoint_metrics) ------------------
+# --- per-endpoint figures of a time range (request_figures.endpoint_metrics) ---------
 
 
 @dataclass(frozen=True)
