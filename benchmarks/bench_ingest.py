@@ -100,12 +100,12 @@ def bench_dialect(dialect: str, url: str) -> list[Ratio]:
 
 def calls_of_a_curve(engine: Engine, session: Session, owners: list[Experiment]) -> list[Ratio]:
     dialect = engine.dialect.name
-    curves = [curve(n, EPOCHS) for n in range(len(owners))]
-    table_rows = [as_table_rows(o, rows) for o, rows in zip(owners, curves, strict=True)]
+    drawn = [curve(n, EPOCHS) for n in range(len(owners))]
+    table_rows = [as_table_rows(o, rows) for o, rows in zip(owners, drawn, strict=True)]
     all_rows = [row for rows in table_rows for row in rows]
 
     def store() -> None:
-        for owner, rows in zip(owners, curves, strict=True):
+        for owner, rows in zip(owners, drawn, strict=True):
             curves.log_epochs(session, owner, rows)
             session.commit()
 
@@ -174,12 +174,12 @@ def copy_rows(cursor: Any, tuples: list[tuple[Any, ...]]) -> None:
 
 def one_epoch_at_a_time(engine: Engine, session: Session, owners: list[Experiment]) -> list[Ratio]:
     dialect = engine.dialect.name
-    curves = [curve(n, EPOCHS) for n in range(len(owners))]
-    table_rows = [as_table_rows(o, rows) for o, rows in zip(owners, curves, strict=True)]
-    rows = sum(map(len, curves))
+    drawn = [curve(n, EPOCHS) for n in range(len(owners))]
+    table_rows = [as_table_rows(o, rows) for o, rows in zip(owners, drawn, strict=True)]
+    rows = sum(map(len, drawn))
 
     def store() -> None:
-        for owner, epochs in zip(owners, curves, strict=True):
+        for owner, epochs in zip(owners, drawn, strict=True):
             for epoch in epochs:
                 curves.log_epoch(session, owner, **epoch)
                 session.commit()
@@ -196,7 +196,7 @@ def one_epoch_at_a_time(engine: Engine, session: Session, owners: list[Experimen
         Ratio(dialect, "log_epoch + commit ÷ Core insert + commit", store_s, core_s, 0.5, rows)
     ]
     if dialect == "sqlite" and importlib.util.find_spec("optuna") is not None:
-        optuna_s = optuna_per_step(curves)
+        optuna_s = optuna_per_step(drawn)
         results.append(
             Ratio(dialect, "log_epoch + commit ÷ Optuna trial.report", store_s, optuna_s, 1.0,
                   rows)
