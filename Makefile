@@ -21,12 +21,14 @@ test: venv
 	$(PY) -m pip install -q -e '.[test]'
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 lint: venv
 	$(PY) -m pip install -q -e '.[test]'
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
