@@ -25,9 +25,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pfd_db.engine import make_engine
-from pfd_db.portability import Progress, filling
+from pfd_db.portability import filling
 from pfd_db.portability.backup import backup, count_rows, restore, verify_backup
 from pfd_db.portability.copy import copy_database
+from pfd_db.progress import Progress
 
 FORK = multiprocessing.get_context("fork")
 

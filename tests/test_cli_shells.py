@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from cli_support import assert_refused, pfd_db, pfd_db_process
-from pfd_db.cli.common import locate
-from pfd_db.cli.shells import client_command
 from pfd_db.engine import make_engine
 from pfd_db.models import User
+from pfd_db.target import locate
+from pgserver import worker_name
 
 
 @pytest.fixture
@@ -63,22 +63,23 @@ def test_dbshell_starts_sqlite3_on_the_file(tmp_path):
 
 
 def test_dbshell_starts_psql_with_the_password_in_its_environment(pg_server):
-    pg_server.create_database("pfd_dbshell")
+    name = worker_name("pfd_dbshell")
+    pg_server.create_database(name)
     try:
-        url = pg_server.url("pfd_dbshell")
+        url = pg_server.url(name)
         pfd_db("init", "--quiet", "--url", url)
         given = url.replace("postgres@", "postgres:s3cret-pw@")
         done = pfd_db_process("dbshell", "--url", given, "--", "-tAc", "select username from users")
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "admin"
-        command = client_command(locate(given), ["-tAc", "select 1"])
+        command = locate(given).client_command("psql", ["-tAc", "select 1"])
         assert command.argv == ["psql", "-tAc", "select 1"]
         assert command.environment["PGPASSWORD"] == "s3cret-pw"
         assert command.environment["PGHOST"] == str(pg_server.sockdir)
-        assert command.environment["PGDATABASE"] == "pfd_dbshell"
+        assert command.environment["PGDATABASE"] == name
         assert "s3cret-pw" not in " ".join(command.argv)
     finally:
-        pg_server.drop_database("pfd_dbshell")
+        pg_server.drop_database(name)
 
 
 def test_dbshell_says_when_the_client_is_not_installed(tmp_path):

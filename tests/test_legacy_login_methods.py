@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from legacy_db import make_legacy
 from pfd_db.cli import app
-from pfd_db.config import normalise_url
 from pfd_db.engine import make_engine
 from pfd_db.models import LoginHistory
+from pfd_db.target import normalise_url
 
 runner = CliRunner()
 METHODS = {  # legacy login_method -> (pfd-db login_method, login_method_detail)

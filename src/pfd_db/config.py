@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfd_db.errors import ConfigurationError
+from pfd_db.target import normalise_url
 
 DEFAULT_URL = "sqlite:///./pfd.db"
 
@@ -29,14 +30,6 @@ def _is_network(entry: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def normalise_url(url: str) -> str:
-    """The URL with a PostgreSQL scheme pointed at psycopg 3 (``postgres://`` too)."""
-    for scheme in ("postgres://", "postgresql://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
 
 
 class Settings(BaseSettings):

@@ -27,10 +27,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy.engine import make_url
 
 from pfd_db.config import get_settings
 from pfd_db.errors import ConfigurationError
+from pfd_db.target import instance_key_path
 
 
 def sha256_hex(value: str) -> str:
@@ -41,14 +41,6 @@ def sha256_hex(value: str) -> str:
 def random_token(nbytes: int = 32) -> str:
     """``nbytes`` random bytes, URL-safe base64 without padding."""
     return secrets.token_urlsafe(nbytes)
-
-
-def default_key_path(url: str) -> Path | None:
-    """Where the key of a SQLite file database lives (``<file>.key``); None otherwise."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(f"{parsed.database}.key")
 
 
 _database_url: str | None = None  # set by session.configure; None: the settings' URL
@@ -79,7 +71,7 @@ def key_file_path() -> Path | None:
     settings = get_settings()
     if settings.secret_key_file is not None:
         return settings.secret_key_file
-    return default_key_path(_database_url or settings.url)
+    return instance_key_path(_database_url or settings.url)
 
 
 def create_key_file(path: Path) -> bool:

@@ -16,12 +16,13 @@ from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, DataError, DBAPIError
+from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy.exc import DataError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool, StaticPool
 
-from pfd_db.config import Settings, get_settings, normalise_url
-from pfd_db.errors import ConfigurationError, DatabaseUnavailable, InvalidInput
+from pfd_db.config import Settings, get_settings
+from pfd_db.errors import ConfigurationError, InvalidInput
+from pfd_db.target import IN_MEMORY, parse_url
 from pfd_db.transactions import (
     READ_ONLY,
     refuse_writes_when_read_only,
@@ -64,40 +65,7 @@ class PoolCounters:
 _counters: WeakKeyDictionary[Engine, PoolCounters] = WeakKeyDictionary()
 
 
-SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
-"""The database each backend is reached through: the standard library's sqlite3, psycopg 3."""
-URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DBNAME"
-
-
-def parse_url(url: str) -> URL:
-    """``url`` parsed, or :class:`DatabaseUnavailable` naming what is wrong with it:
-    not a URL, or a database or driver pfd-db does not work with."""
-    try:
-        parsed = make_url(normalise_url(url))
-    except ArgumentError as exc:
-        raise DatabaseUnavailable(f"not a database URL: expected {URL_FORMS}") from exc
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend not in SUPPORTED_DRIVERS or driver not in ("", SUPPORTED_DRIVERS[backend]):
-        raise DatabaseUnavailable(
-            f"unsupported database URL scheme {parsed.drivername}:// "
-            f"({mask_password(parsed)}): use {URL_FORMS} (psycopg 3)"
-        )
-    return parsed
-
-
-def mask_password(url: str | URL) -> str:
-    """The URL as text with its password hidden, whether it is given in the user
-    info (``user:secret@host``) or as a ``password`` query parameter."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "<unparseable URL>"
-    if "password" in parsed.query:
-        parsed = parsed.update_query_dict({"password": "MASKED"})
-    return parsed.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
-
-
-def make_engine(url: str | None = None, **overrides: Any) -> Engine:
+def make_engine(url: str | URL | None = None, **overrides: Any) -> Engine:
     """A configured engine for ``url`` (default: the settings' URL).
 
     ``overrides`` replace settings of the same name (one of ``ENGINE_SETTINGS``:
@@ -149,7 +117,7 @@ def _pool_args(settings: Settings) -> dict[str, Any]:
 
 
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
-    in_memory = url.database in (None, "", ":memory:")
+    in_memory = url.database in IN_MEMORY
     connect_args = {"check_same_thread": False}
     if in_memory:  # one connection, shared, or every checkout would see a new empty database
         engine = create_engine(
@@ -265,13 +233,3 @@ def read_only(engine: Engine) -> Engine:
     :class:`~pfd_db.errors.ReadOnlySession` and writes nothing (see
     :mod:`pfd_db.transactions`). Connections and pool are shared with ``engine``."""
     return engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
-
-
-def verify_connection(engine: Engine) -> None:
-    """Open and close one connection, or raise :class:`DatabaseUnavailable`."""
-    try:
-        with engine.connect():
-            pass
-    except DBAPIError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise DatabaseUnavailable(f"cannot reach {mask_password(engine.url)}: {reason}") from exc

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from pfd_db.cli import demo, experiments, health, identity, keys, migrate, seed, shells
-from pfd_db.cli.common import Commands
+from pfd_db.cli.errors import Commands
 
 app = typer.Typer(
     cls=Commands,

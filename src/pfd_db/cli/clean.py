@@ -11,18 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pfd_db.cli.common import (
-    READ,
-    WRITE,
-    JsonOption,
-    UrlOption,
-    YesOption,
-    confirm_or_refuse,
-    console,
-    database,
-    print_json,
-    say,
-)
+from pfd_db.cli.database import READ, WRITE, database
+from pfd_db.cli.options import JsonOption, UrlOption, YesOption
+from pfd_db.cli.output import confirm_or_refuse, console, print_json, say
 
 if TYPE_CHECKING:
     from pfd_db.store.ops.retention import Removed
@@ -86,7 +77,7 @@ def clean(
     batch it committed removed, and running it again finishes. --dry-run only
     counts (on a read-only connection).
     """
-    from pfd_db.cli.portability import progress_bar
+    from pfd_db.cli.progress_bar import progress_bar
     from pfd_db.store.ops.retention import TABLES, check_arguments, clean
 
     age = None if older_than is None else parse_age(older_than)

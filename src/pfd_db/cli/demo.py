@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
-from pfd_db.cli.common import INSPECT, UrlOption, console, database, make_console, say, transaction
+from pfd_db.cli.database import INSPECT, database, transaction
+from pfd_db.cli.options import UrlOption
+from pfd_db.cli.output import console, say
+from pfd_db.cli.progress_bar import progress_bar
 
 app = typer.Typer()
 
@@ -28,10 +31,9 @@ def demo(
     Datasets and signals, experiments with training curves, tags, an HPO and a
     NAS campaign and saved searches; the same --seed gives the same data.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from sqlalchemy import select
 
-    from pfd_db.cli.demo_data import build_demo, steps
+    from pfd_db.cli.demo_data import build_demo
     from pfd_db.cli.health import row_counts
     from pfd_db.cli.seed import report_seed
     from pfd_db.errors import Conflict
@@ -41,20 +43,7 @@ def demo(
     with transaction(url) as session:
         report_seed(seed(session))
         owner = session.scalars(select(User).where(User.username == ADMIN_USERNAME)).one()
-        bar_console = make_console()
-        with Progress(
-            TextColumn("{task.description:<44}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            console=bar_console,
-            transient=True,
-            disable=not bar_console.is_terminal,  # off a terminal it would leave a blank line
-        ) as bar:
-            task = bar.add_task("demo", total=steps(experiments))
-
-            def tick(what: str) -> None:
-                bar.update(task, description=what, advance=1)
-
+        with progress_bar("demo") as tick:
             try:
                 summary = build_demo(
                     session, owner, experiment_count=experiments, seed=seed_value, progress=tick

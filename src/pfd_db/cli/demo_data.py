@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +51,6 @@ FINAL_STATUSES = [ExperimentStatus.COMPLETED] * 7 + [
     ExperimentStatus.CANCELLED,
 ]
 
-Progress = Callable[[str], None]
-
-
 @dataclass
 class DemoSummary:
     datasets: int = 0
@@ -79,22 +75,23 @@ def build_demo(
     *,
     experiment_count: int = 24,
     seed: int = 42,
-    progress: Progress = lambda _: None,
+    progress: Progress = no_progress,
 ) -> DemoSummary:
     """Fill the database with a demo set drawn from ``seed``; flushes, the caller commits."""
     rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
     summary = DemoSummary()
-    progress("datasets and signals")
+    total = steps(experiment_count)
+    progress("datasets and signals", 0, total)
     dataset = _dataset(session, rng, seed, owner, summary)
     made = []
     for index in range(experiment_count):
-        progress(f"experiment {index + 1} of {experiment_count}")
+        progress(f"experiment {index + 1} of {experiment_count}", 1 + index, total)
         made.append(_experiment(session, rng, seed, index, dataset, owner, summary))
-    progress("tags")
+    progress("tags", 1 + experiment_count, total)
     _tag(session, rng, made, owner, summary)
-    progress("hyper-parameter and architecture searches")
+    progress("hyper-parameter and architecture searches", 2 + experiment_count, total)
     _campaigns(session, rng, seed, dataset, owner, made, summary)
-    progress("saved searches")
+    progress("saved searches", 3 + experiment_count, total)
     _saved_searches(session, seed, owner, summary)
     session.flush()
     return summary
@@ -161,7 +158,7 @@ def _experiment(
     )
     experiments.transition(session, experiment, ExperimentStatus.RUNNING)
     curve = _training_curve(rng, lr, epochs=rng.randint(20, 60))
-    summary.epochs += experiments.log_epochs(session, experiment, curve)
+    summary.epochs += curves.log_epochs(session, experiment, curve)
     final = rng.choice(FINAL_STATUSES) if index >= 2 else ExperimentStatus.COMPLETED
     best = max(row["val_accuracy"] for row in curve)
     metrics = {"val_accuracy": round(best, 4), "test_accuracy": round(best - 0.01, 4)}
@@ -173,7 +170,8 @@ def _experiment(
 
 
 def _training_curve(rng: random.Random, lr: float, epochs: int) -> list[dict[str, Any]]:
-    """Losses that fall and flatten, validation that lags and overfits a little."""
+    """Losses that fall and flatten, validation that lags and overfits a little; the
+    validation F1 and AUC as extra metrics."""
     ceiling = rng.uniform(0.88, 0.99)
     speed = rng.uniform(0.08, 0.2) * (lr / 1e-3) ** 0.3
     rows = []
@@ -193,6 +191,10 @@ def _training_curve(rng: random.Random, lr: float, epochs: int) -> list[dict[str
                 "val_accuracy": round(val_acc, 5),
                 "learning_rate": lr * 0.5 ** (epoch // 15),
                 "duration_seconds": round(rng.uniform(35, 48), 2),
+                "metrics": {
+                    "val_f1": round(max(0.0, val_acc - rng.uniform(0.005, 0.03)), 5),
+                    "val_auc": round(min(0.9999, 0.5 + (val_acc - 0.1) * 0.56), 5),
+                },
             }
         )
     return rows

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pfd_db.cli.common import READ, JsonOption, UrlOption, console, print_json, say, transaction
+from pfd_db.cli.database import READ, transaction
+from pfd_db.cli.options import JsonOption, UrlOption
+from pfd_db.cli.output import console, print_json, say
 
 if TYPE_CHECKING:
     from pfd_db.models import Experiment
@@ -82,7 +84,8 @@ def show(
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show an experiment: its summary, and charts of loss and accuracy by epoch."""
+    """Show an experiment: its summary, and charts of loss, accuracy and any other
+    metric logged by epoch."""
     from pfd_db.store.ml.curves import curve_columns
     from pfd_db.store.ml.experiments import get_experiment
 
@@ -159,12 +162,16 @@ def _pairs(document: dict[str, Any] | None) -> str:
 
 
 def print_charts(curve: dict[str, list[Any]], width: int) -> None:
+    """Loss and accuracy by epoch, then the extra metrics logged (``f1``, ...), if any."""
     from pfd_db.cli.charts import line_chart
+    from pfd_db.store.ml.curves import CURVE_FIXED
 
     if not curve["epoch"]:
         say("no epochs logged")
         return
-    for title, names in CHARTS.items():
+    extra = tuple(name for name in curve if name != "epoch" and name not in CURVE_FIXED)
+    charts = {**CHARTS, "other metrics": extra} if extra else CHARTS
+    for title, names in charts.items():
         say("")
         say(title)
         for line in line_chart(curve["epoch"], {n: curve[n] for n in names}, width=width):

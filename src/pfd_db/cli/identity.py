@@ -6,19 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pfd_db.cli.common import (
-    READ,
-    WRITE,
-    JsonOption,
-    QuietOption,
-    UrlOption,
-    console,
-    database,
-    print_json,
-    say,
-    show_secret,
-    transaction,
-)
+from pfd_db.cli.database import READ, WRITE, database, transaction
+from pfd_db.cli.options import JsonOption, QuietOption, UrlOption
+from pfd_db.cli.output import console, print_json, say, show_secret
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 
-from pfd_db.cli.common import WRITE, JsonOption, UrlOption, database, print_json, say
+from pfd_db.cli.database import WRITE, database
+from pfd_db.cli.options import JsonOption, UrlOption
+from pfd_db.cli.output import print_json, say
 
 app = typer.Typer(help="Rotate the instance key.", no_args_is_help=True)
 

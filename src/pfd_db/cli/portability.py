@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pfd_db.cli.common import (
-    CREATE,
-    READ,
-    JsonOption,
-    UrlOption,
-    YesOption,
-    confirm_or_refuse,
-    console,
-    database,
-    make_console,
-    print_json,
-    say,
-)
+from pfd_db.cli.database import CREATE, READ, database
+from pfd_db.cli.options import JsonOption, UrlOption, YesOption
+from pfd_db.cli.output import confirm_or_refuse, console, print_json, say
+from pfd_db.cli.progress_bar import progress_bar
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from pfd_db.portability import Progress
     from pfd_db.portability.backup import BackupReport
     from pfd_db.portability.copy import CopyReport
     from pfd_db.portability.legacy import LegacyReport
@@ -153,18 +141,16 @@ def import_legacy_command(
     backup codes are dropped. The legacy database is never written. Prints,
     per table, rows read, imported, converted and skipped with the reasons.
     """
-    from pfd_db.cli.common import INSPECT, check_file, locate, opened
+    from pfd_db.cli.database import INSPECT, opened, target_of
     from pfd_db.cli.health import ensure_instance_key
     from pfd_db.errors import DatabaseUnavailable
     from pfd_db.portability.legacy import check_options, import_legacy
 
     check_options(source_timezone, default_role)  # before any file is opened or created
-    legacy = locate(from_url)
-    if legacy.path is not None:
-        if not legacy.path.exists():
-            raise DatabaseUnavailable(f"no legacy database at {legacy.path}: check --from")
-        check_file(legacy.path, INSPECT)
-    with opened(legacy, writable=False) as source, database(url, CREATE) as destination:
+    legacy = target_of(from_url)
+    if legacy.path is not None and not legacy.path.exists():
+        raise DatabaseUnavailable(f"no legacy database at {legacy.path}: check --from")
+    with opened(legacy, INSPECT) as source, database(url, CREATE) as destination:
         confirm_replace(destination, replace, yes)
         ensure_instance_key(quiet=as_json)
         with progress_bar("import") as progress:
@@ -199,31 +185,8 @@ def confirm_replace(destination: Engine, replace: bool, yes: bool) -> None:
         )
 
 
-@contextmanager
-def progress_bar(what: str) -> Iterator[Progress]:
-    """A progress bar on stderr, and the :data:`~pfd_db.portability.Progress` that moves it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar_console = make_console(stderr=True)
-    with Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=bar_console,
-        transient=True,
-        disable=not bar_console.is_terminal,  # off a terminal it would leave a blank line
-    ) as bar:
-        task = bar.add_task(what, total=None)
-
-        def tick(current: str, done: int, total: int) -> None:
-            bar.update(task, description=f"{what}: {current}", completed=done, total=total)
-
-        yield tick
-
-
 def _shown(engine: Engine) -> str:
-    from pfd_db.engine import mask_password
+    from pfd_db.target import mask_password
 
     return mask_password(engine.url)
 

@@ -6,38 +6,22 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pfd_db.cli.common import INSPECT, WRITE, Target, UrlOption, database, locate, url_in_settings
+from pfd_db.cli.database import INSPECT, WRITE, database, target_of, url_in_settings
+from pfd_db.cli.options import UrlOption
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from pfd_db.target import Target
 
 app = typer.Typer()
 
 CLIENTS = {"sqlite": ("sqlite3", "sqlite3"), "postgresql": ("psql", "postgresql-client")}
 """The client program of each backend, and the Debian package that has it."""
-
-PG_ENVIRONMENT = {
-    "host": "PGHOST",
-    "port": "PGPORT",
-    "user": "PGUSER",
-    "password": "PGPASSWORD",
-    "dbname": "PGDATABASE",
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "application_name": "PGAPPNAME",
-    "options": "PGOPTIONS",
-}
-"""libpq's environment variables for the URL's parts and query options: the
-password travels in the environment, never on the command line."""
-
 
 # --- shell -----------------------------------------------------------------------
 
@@ -55,7 +39,7 @@ def shell(url: UrlOption = None) -> None:
         sessions.configure(engine=engine)
         namespace = shell_namespace(engine)
         try:
-            interact(namespace, banner(namespace, locate(url)))
+            interact(namespace, banner(namespace, target_of(url)))
         finally:
             namespace["session"].close()
             sessions.reset()
@@ -123,14 +107,6 @@ def interact(namespace: dict[str, Any], text: str) -> None:
 # --- dbshell -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ClientCommand:
-    """A database client to run: its arguments and the environment it needs."""
-
-    argv: list[str]
-    environment: dict[str, str]
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def dbshell(ctx: typer.Context, url: UrlOption = None) -> None:
     """Start the database's own client on it: sqlite3 or psql.
@@ -140,39 +116,15 @@ def dbshell(ctx: typer.Context, url: UrlOption = None) -> None:
     from pfd_db.errors import ConfigurationError
 
     with database(url, INSPECT), url_in_settings(url):  # it exists and answers
-        target = locate(url)
-    command = client_command(target, list(ctx.args))
-    program = shutil.which(command.argv[0])
+        target = target_of(url)
+    name, package = CLIENTS[target.url.get_backend_name()]
+    program = shutil.which(name)
     if program is None:
-        name, package = CLIENTS[target.url.get_backend_name()]
         raise ConfigurationError(
             f"{name} is not installed (not found on PATH): install it (e.g. apt-get install "
             f"{package}), or use pfd-db shell"
         )
+    command = target.client_command(name, ctx.args)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(program, command.argv, command.environment)  # noqa: S606 - the client replaces us
-
-
-def client_command(target: Target, extra: list[str]) -> ClientCommand:
-    """The client for ``target``, with ``extra`` arguments: ``sqlite3 FILE``, or
-    ``psql`` reading host, port, user, password and database from libpq's
-    environment variables (so no password shows in the process list)."""
-    environment = dict(os.environ)
-    if target.url.get_backend_name() == "sqlite":
-        return ClientCommand(["sqlite3", str(target.path or ":memory:"), *extra], environment)
-    url = target.url
-    parts: dict[str, Any] = {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "dbname": url.database,
-    }
-    for name, value in url.query.items():
-        if name in PG_ENVIRONMENT:
-            parts[name] = value if isinstance(value, str) else value[-1]
-    environment.update(
-        {PG_ENVIRONMENT[name]: str(value) for name, value in parts.items() if value is not None}
-    )
-    return ClientCommand(["psql", *extra], environment)

@@ -25,7 +25,6 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect
 
-from pfd_db.engine import verify_connection
 from pfd_db.errors import MigrationError, SchemaDrift, UnversionedDatabase
 from pfd_db.migrations.compare import (
     extra_drift,
@@ -33,6 +32,7 @@ from pfd_db.migrations.compare import (
     quiet_expression_index_reflection,
 )
 from pfd_db.models import Base
+from pfd_db.target import verify_reachable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 ALEMBIC_INI = MIGRATIONS_DIR / "alembic.ini"
@@ -101,7 +101,7 @@ def _single(down: Any) -> str | None:
 
 def state(engine: Engine) -> DatabaseState:
     """The database's revision and tables, after checking it can be reached."""
-    verify_connection(engine)
+    verify_reachable(engine)
     with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         current = MigrationContext.configure(conn).get_current_revision()

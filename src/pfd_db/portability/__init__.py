@@ -14,17 +14,7 @@ take) and :mod:`~pfd_db.portability.filling` (the database being filled).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pfd_db.errors import PfdDbError
-
-Progress = Callable[[str, int, int], None]
-"""Told ``(what, done, total)`` as work goes on: the table at hand, rows done and
-rows in all (for a backup: pages or tables)."""
-
-
-def no_progress(_what: str, _done: int, _total: int) -> None:
-    """A :data:`Progress` that shows nothing."""
 
 
 class CopyMismatch(PfdDbError):

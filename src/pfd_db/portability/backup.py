@@ -22,7 +22,6 @@ archive is loaded with ``pg_restore`` in one transaction, then migrated to head.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -32,23 +31,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from psycopg.conninfo import make_conninfo
 from sqlalchemy import Connection, Engine, func, inspect, select
 
 from pfd_db import migrations
 from pfd_db.engine import make_engine, read_only
 from pfd_db.errors import Conflict, InvalidInput, PfdDbError
 from pfd_db.models import Base
-from pfd_db.portability import Progress, filling, manifest, no_progress
+from pfd_db.portability import filling, manifest
 from pfd_db.portability.copy import (
     CopyReport,
     copy_database,
     copy_key_file,
     shown,
-    sqlite_file,
 )
+from pfd_db.progress import Progress, no_progress
+from pfd_db.target import key_beside, locate, sqlite_uri
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = b"PGDMP"
@@ -113,8 +111,8 @@ def backup(
         described = manifest.describe(partial, report.method, report.revision, report.tables)
         manifest.publish(partial, path, described)
     report.path = path
-    held = sqlite_file(source) if source.dialect.name == "sqlite" else None
-    report.key_file = copy_key_file(Path(f"{held}.key"), Path(f"{path}.key")) if held else None
+    held = locate(source.url).key_path
+    report.key_file = copy_key_file(held, key_beside(path)) if held else None
     return report
 
 
@@ -204,9 +202,8 @@ def restore(
         report = copy_database(
             source, destination, replace=replace, progress=progress, operation="restore"
         )
-    held = Path(f"{path}.key")
-    wanted = sqlite_file(destination) if destination.dialect.name == "sqlite" else None
-    key = copy_key_file(held, Path(f"{wanted}.key")) if wanted else None
+    wanted = locate(destination.url).key_path
+    key = copy_key_file(key_beside(path), wanted) if wanted else None
     tables = {t.name: t.source.rows for t in report.tables}
     return BackupReport(f"copy from {ONLINE_BACKUP} file", path, tables, key, report)
 
@@ -316,30 +313,18 @@ def _pg_restore(
 
 
 def run_tool(command: list[str], engine: Engine, on_line: Callable[[str], None]) -> None:
-    """Run a PostgreSQL client tool on ``engine``'s database (the password passed in
-    the environment, never on the command line), feeding each line it writes to
-    stderr to ``on_line``; :class:`PfdDbError` with its last words if it fails."""
-    url = engine.url
-    conninfo = make_conninfo(
-        **{
-            key: str(value)
-            for key, value in {
-                "host": url.host,
-                "port": url.port,
-                "user": url.username,
-                "dbname": url.database,
-                **dict(url.query),
-            }.items()
-            if value is not None
-        }
-    )
-    env = {**os.environ}
-    if url.password is not None:
-        env["PGPASSWORD"] = str(url.password)
-    argv = [*command, f"--dbname={conninfo}"]
+    """Run a PostgreSQL client tool on ``engine``'s database (see
+    :meth:`~pfd_db.target.Target.client_command`: the password in the environment,
+    never on the command line), feeding each line it writes to stderr to
+    ``on_line``; :class:`PfdDbError` with its last words if it fails."""
+    tool_command = locate(engine.url).client_command(command[0], command[1:], name_database=True)
     said: list[str] = []
     with subprocess.Popen(  # noqa: S603 - a client tool found on the PATH, no shell
-        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        tool_command.argv,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=tool_command.environment,
     ) as tool:
         assert tool.stderr is not None
         for line in tool.stderr:
@@ -354,8 +339,8 @@ def sqlite_engine(path: Path, *, writable: bool = False) -> Engine:
     """An engine on the SQLite file ``path``: read-only unless ``writable`` (then
     created if missing)."""
     if writable:
-        return make_engine(f"sqlite:///{path}")
-    return read_only(make_engine(f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"))
+        return make_engine(sqlite_uri(path, "rwc"))
+    return read_only(make_engine(sqlite_uri(path, "ro")))
 
 
 def count_rows(engine: Engine) -> dict[str, int]:

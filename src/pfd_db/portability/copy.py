@@ -34,10 +34,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from pfd_db import migrations
-from pfd_db.engine import mask_password, read_only
+from pfd_db.engine import read_only
 from pfd_db.errors import Conflict, MigrationError
 from pfd_db.models import Base
-from pfd_db.portability import CopyMismatch, Progress, filling, no_progress
+from pfd_db.portability import CopyMismatch, filling
 from pfd_db.portability.rows import (
     Fingerprint,
     Layout,
@@ -47,6 +47,8 @@ from pfd_db.portability.rows import (
     stream_rows,
     write_rows,
 )
+from pfd_db.progress import Progress, no_progress
+from pfd_db.target import locate
 
 DEFAULT_BATCH_SIZE = 20_000
 
@@ -228,37 +230,31 @@ def require_distinct(source: Engine, destination: Engine) -> None:
 
 
 def _identity(engine: Engine) -> str:
-    if engine.dialect.name == "sqlite":
-        file = sqlite_file(engine)
-        if file is not None:
-            return str(file)
+    file = sqlite_file(engine)
+    if file is not None:
+        return str(file.resolve())
     return engine.url.render_as_string(hide_password=True)
 
 
 def shown(engine: Engine) -> str:
     """How to name ``engine``'s database to the operator: a SQLite file by its path,
     a server by its URL without the password."""
-    file = sqlite_file(engine) if engine.dialect.name == "sqlite" else None
-    return str(file) if file is not None else mask_password(engine.url)
+    return locate(engine.url).described
 
 
 def sqlite_file(engine: Engine) -> Path | None:
-    """The file of a SQLite database, however its URL names it (None: in memory)."""
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql("PRAGMA database_list").all()
-    file = next((row[2] for row in rows if row[1] == "main"), "")
-    return Path(file).resolve() if file else None
+    """The file of a SQLite database, however its URL names it (None: in memory or
+    a server)."""
+    return locate(engine.url).path
 
 
 def carry_instance_key(source: Engine, destination: Engine) -> Path | None:
     """Copy the key file of a SQLite source (``<file>.key``) beside a SQLite target
     that has none, with mode 0600; the path written, or None."""
-    if source.dialect.name != "sqlite" or destination.dialect.name != "sqlite":
-        return None
-    held, wanted = sqlite_file(source), sqlite_file(destination)
+    held, wanted = locate(source.url).key_path, locate(destination.url).key_path
     if held is None or wanted is None:
         return None
-    return copy_key_file(Path(f"{held}.key"), Path(f"{wanted}.key"))
+    return copy_key_file(held, wanted)
 
 
 def copy_key_file(held: Path, wanted: Path) -> Path | None:

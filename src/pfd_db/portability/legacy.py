@@ -33,14 +33,15 @@ from sqlalchemy import Connection, Engine, column, func, inspect, select, table
 from sqlalchemy.exc import DBAPIError
 
 from pfd_db import crypto
-from pfd_db.engine import mask_password
 from pfd_db.errors import InvalidInput, PfdDbError
 from pfd_db.models import Base, Role
-from pfd_db.portability import CopyMismatch, Progress, filling, no_progress
+from pfd_db.portability import CopyMismatch, filling
 from pfd_db.portability.copy import later_references, snapshot
 from pfd_db.portability.legacy_rows import Context, Skip, as_row, convert
 from pfd_db.portability.rows import Layout, Row, layout_of, write_rows
+from pfd_db.progress import Progress, no_progress
 from pfd_db.store.validation import require_member
+from pfd_db.target import locate
 from pfd_db.types import utcnow
 
 DEFAULT_BATCH_SIZE = 2000
@@ -106,7 +107,7 @@ def import_legacy(
     ``source_timezone`` (an IANA name) is the zone of the legacy server's clock,
     which stamped ``api_keys`` and ``api_usage``; ``default_role`` is given to
     legacy users whose role is ``'user'`` (or unknown). ``source`` is only read:
-    open a SQLite file with ``mode=ro`` to be sure of it.
+    open a SQLite file read-only (:func:`pfd_db.target.sqlite_uri`) to be sure of it.
     """
     context = Context(_zone(source_timezone), _role(default_role), utcnow())
     layouts = [layout_of(t) for t in Base.metadata.sorted_tables]
@@ -114,16 +115,16 @@ def import_legacy(
         present = set(inspect(reader).get_table_names())
         if "alembic_version" in present:
             raise InvalidInput(
-                f"{_described(source)} is a pfd-db database, not an LSTM_PFD one: "
+                f"{locate(source.url).described} is a pfd-db database, not an LSTM_PFD one: "
                 "use pfd-db copy or pfd-db restore"
             )
         if "users" not in present or "experiments" not in present:
-            raise InvalidInput(f"{_described(source)} is not an LSTM_PFD database")
+            raise InvalidInput(f"{locate(source.url).described} is not an LSTM_PFD database")
         _require_instance_key_if_needed(reader)
         filling.prepare(
             destination,
             operation="import-legacy",
-            source=mask_password(source.url),
+            source=locate(source.url).described,
             replace=replace,
         )
         run = _Import(reader, destination, layouts, context, batch_size, progress)
@@ -133,14 +134,6 @@ def import_legacy(
     _check_counts(destination, report)
     filling.finish(destination)
     return report
-
-
-def _described(source: Engine) -> str:
-    """The source as its user named it: a SQLite file's path (not the read-only URI
-    it is opened with), else the URL with its password hidden."""
-    if source.dialect.name == "sqlite" and source.url.database:
-        return source.url.database.removeprefix("file:")
-    return mask_password(source.url)
 
 
 class _Import:

@@ -47,7 +47,7 @@ from pfd_db.models import (
     WebhookLog,
 )
 from pfd_db.models.enums import EmailStatus, WebhookStatus
-from pfd_db.portability import Progress, no_progress
+from pfd_db.progress import Progress, no_progress
 from pfd_db.store.validation import require_count, require_flag, require_items
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
