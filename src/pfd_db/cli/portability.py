@@ -186,9 +186,11 @@ def confirm_replace(destination: Engine, replace: bool, yes: bool) -> None:
 
 
 def _shown(engine: Engine) -> str:
-    from pfd_db.target import mask_password
+    """A SQLite file by its path (not the URI it is opened with), a server by its
+    URL without the password."""
+    from pfd_db.target import locate
 
-    return mask_password(engine.url)
+    return locate(engine.url).described
 
 
 def _size(count: int) -> str:
