@@ -126,7 +126,8 @@ def test_show_prints_the_summary_and_charts_of_loss_and_accuracy(url):
                      "notes            bearing run", *CHART_LEGENDS):  # fmt: skip
         assert expected in out, expected
     plotted = [line for line in out.splitlines() if "┤" in line]
-    assert len(plotted) == 20  # two charts of ten rows
+    assert len(plotted) == 30  # three charts of ten rows: loss, accuracy, the extra f1
+    assert "other metrics" in out
     assert all(len(line.split("┤")[1]) <= 30 for line in plotted)
     assert all(marker in out for marker in MARKERS[:2])
 

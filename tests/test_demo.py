@@ -20,7 +20,7 @@ from pfd_db.models import (
     Tag,
     TrainingRun,
 )
-from pfd_db.store.ml import search
+from pfd_db.store.ml import curves, search
 
 runner = CliRunner()
 
@@ -72,6 +72,24 @@ def test_demo_curves_look_like_training(demo_engine):
             assert curve[-1].val_accuracy > curve[0].val_accuracy
             assert experiment.best_epoch is not None
             assert experiment.total_epochs == len(curve)
+
+
+def test_demo_logs_f1_and_auc_per_epoch_and_experiment_show_charts_them(demo_engine):
+    url, engine = demo_engine
+    assert run_demo(url, "--experiments", "3", "--seed", "7").exit_code == 0
+    with Session(engine) as session:
+        experiment = session.scalars(select(Experiment).order_by(Experiment.id)).first()
+        columns = curves.curve_columns(session, experiment)
+        name, epochs = experiment.name, experiment.total_epochs
+    for metric in ("val_f1", "val_auc"):
+        assert len(columns[metric]) == epochs and None not in columns[metric]
+        assert all(0 <= value <= 1 for value in columns[metric])
+    assert columns["val_auc"][-1] > columns["val_auc"][0]
+    assert all(f1 < acc for f1, acc in zip(columns["val_f1"], columns["val_accuracy"], strict=True))
+    shown = runner.invoke(app, ["experiment", "show", name, "--url", url])
+    assert shown.exit_code == 0, shown.output
+    charts = shown.output.split("other metrics", 1)
+    assert len(charts) == 2 and "val_f1" in charts[1] and "val_auc" in charts[1]
 
 
 def test_demo_saved_searches_run(demo_engine):
