@@ -356,9 +356,8 @@ CALLS: dict[str, Entry] = {
             "error": None,
         }
     ),
-    "audit.about": Entry(  # the store's own call, with a user it loaded
-        lambda w: {"user": w.other_user, "action": "user.role_changed", "role": "admin"},
-        ("user",),
+    "audit.about": Entry(
+        lambda w: {"user": w.other_user, "action": "user.role_changed", "role": "admin"}
     ),
     "audit.entries": Entry(
         lambda w: {
@@ -1068,6 +1067,15 @@ CALLS: dict[str, Entry] = {
     "writes.load": Entry(
         lambda w: {"model": Experiment, "record": w.done.id, "field": "experiment"},
         ("model", "field"),
+    ),
+    "writes.load_one_of": Entry(
+        lambda w: {
+            "kinds": (HPOCampaign, NASCampaign),
+            "record": w.hpo.id,
+            "kind": HPOCampaign,
+            "field": "campaign",
+        },
+        ("kinds", "field"),
     ),
     "writes.one_of_kinds": Entry(
         lambda w: {"record": w.hpo, "kinds": (HPOCampaign, NASCampaign), "field": "campaign"},

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pfd_db.errors import InvalidInput, NotFound
-from pfd_db.models import Base
+from pfd_db.models import Base, DatasetGeneration, DatasetImport, HPOCampaign, NASCampaign
 from pfd_db.store.identity import api_keys, sessions, twofactor, users
 from pfd_db.store.ml import (
     campaigns,
@@ -23,6 +23,7 @@ from pfd_db.store.ml import (
     search,
     tags,
 )
+from pfd_db.store.ops import audit
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -41,6 +42,8 @@ def records(db, plaintexts) -> SimpleNamespace:
     nas = campaigns.create_nas_campaign(db, "nas", dataset)
     plaintext, key = api_keys.issue(db, user, "ci")
     saved = search.save_search(db, user, "mine", "vibration")
+    generation = jobs.create_generation(db, "gen", {})
+    running = jobs.start(db, jobs.create_import(db, "imp", {}))
     db.commit()
     plaintexts.extend([PASSWORD, plaintext])
     return SimpleNamespace(
@@ -53,6 +56,8 @@ def records(db, plaintexts) -> SimpleNamespace:
         nas=nas,
         key=key,
         saved=saved,
+        generation=generation,
+        running=running,
     )
 
 
@@ -242,6 +247,38 @@ CALLS = {
         "saved",
         lambda db, r, s: search.delete_saved_search(db, s),
     ),
+    "audit.about": ("user", "user", lambda db, r, u: audit.about(db, u, "user.checked")),
+    # records of several kinds: an id comes with kind= naming the model
+    "campaigns.transition": (
+        "nas",
+        "campaign",
+        lambda db, r, c: campaigns.transition(db, c, "running", kind=NASCampaign),
+    ),
+    "jobs.start": (
+        "generation",
+        "job",
+        lambda db, r, j: jobs.start(db, j, kind=DatasetGeneration),
+    ),
+    "jobs.cancel": (
+        "generation",
+        "job",
+        lambda db, r, j: jobs.cancel(db, j, kind=DatasetGeneration),
+    ),
+    "jobs.update_progress": (
+        "running",
+        "job",
+        lambda db, r, j: jobs.update_progress(db, j, 40, kind=DatasetImport),
+    ),
+    "jobs.complete": (
+        "running",
+        "job",
+        lambda db, r, j: jobs.complete(db, j, duration_seconds=1.0, kind=DatasetImport),
+    ),
+    "jobs.fail": (
+        "running",
+        "job",
+        lambda db, r, j: jobs.fail(db, j, "disk full", kind=DatasetImport),
+    ),
 }
 
 
@@ -275,10 +312,22 @@ def test_a_record_or_its_id_is_taken_and_anything_else_refused(db, records, name
 
 
 @pytest.mark.parametrize("value", [1, "1", None])
-def test_calls_over_several_kinds_take_only_objects(db, records, value):
-    job = jobs.create_generation(db, "gen", {})
+def test_calls_over_several_kinds_need_the_kind_with_an_id(db, records, value):
+    """An id alone does not say which model: without kind= it is refused, naming
+    the parameter, as is a kind outside the function's models or one the object
+    given is not. Nothing is written."""
+    before = table_rows(db)
     with pytest.raises(InvalidInput, match="job"):
         jobs.start(db, value)
     with pytest.raises(InvalidInput, match="campaign"):
         campaigns.transition(db, value, "running")
-    assert jobs.start(db, job) is job and campaigns.transition(db, records.nas, "running")
+    with pytest.raises(InvalidInput, match="kind"):
+        jobs.start(db, records.generation.id, kind=HPOCampaign)
+    with pytest.raises(InvalidInput, match="not a DatasetImport"):
+        jobs.start(db, records.generation, kind=DatasetImport)
+    with pytest.raises(InvalidInput, match="kind"):
+        campaigns.transition(db, records.nas.id, "running", kind=DatasetGeneration)
+    db.rollback()
+    assert table_rows(db) == before
+    assert jobs.start(db, records.generation) is records.generation
+    assert campaigns.transition(db, records.nas, "running") is records.nas

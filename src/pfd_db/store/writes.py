@@ -117,6 +117,38 @@ def unread_id(session: Session, model: type[M], record: M | int, field: str) -> 
     return row_id(session, load(session, model, record, field))  # raises, as load does
 
 
+def load_one_of(
+    session: Session,
+    kinds: tuple[type[M], ...],
+    record: M | int,
+    kind: type[M] | None,
+    field: str,
+) -> M:
+    """:func:`load` for functions that take records of several models: ``record``
+    if it is one of ``kinds``, else the row of model ``kind`` whose id it is (an
+    id alone does not say which model: ``kind`` is then required, and must be one
+    of ``kinds``). :class:`InvalidInput` naming ``field`` or ``kind`` otherwise;
+    :class:`NotFound` for an id that no row of ``kind`` has."""
+    names = " or ".join(model.__name__ for model in kinds)
+    if kind is not None and kind not in kinds:
+        raise InvalidInput(f"kind must be {names} (got {_shown_kind(kind)})")
+    if isinstance(record, kinds):
+        if kind is not None and not isinstance(record, kind):
+            raise InvalidInput(f"{field} is a {type(record).__name__}, not a {kind.__name__}")
+        return record
+    if kind is None:
+        raise InvalidInput(
+            f"{field} must be a {names} object, or its id with kind= naming which "
+            f"(got {type(record).__name__})"
+        )
+    return load(session, kind, record, field)
+
+
+def _shown_kind(kind: object) -> str:
+    """``kind`` for a message: a class by its name, anything else by its type."""
+    return kind.__name__ if isinstance(kind, type) else type(kind).__name__
+
+
 def one_of_kinds(record: object, kinds: tuple[type[M], ...], field: str) -> M:
     """``record`` if it is one of ``kinds``: for functions that take records of
     several models, where an id alone could not say which it is (and for the

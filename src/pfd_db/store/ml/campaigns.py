@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -42,10 +42,11 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import add_unique, id_of, load, one_of_kinds
+from pfd_db.store.writes import add_unique, id_of, load, load_one_of
 from pfd_db.values import INT64_MAX
 
 Campaign = TypeVar("Campaign", HPOCampaign, NASCampaign)
+KINDS = (HPOCampaign, NASCampaign)  # an id alone does not say which: kind= names it
 
 S = ExperimentStatus
 TRANSITIONS: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {
@@ -63,17 +64,24 @@ RESULT_KEYS = frozenset({*REAL_RESULTS, *COUNT_RESULTS, "metrics"})
 # --- both kinds ------------------------------------------------------------------
 
 
-def transition(session: Session, campaign: Campaign, status: ExperimentStatus | str) -> Campaign:
-    """Move ``campaign`` to ``status``: pending → running | cancelled, running →
-    paused | completed | failed | cancelled, paused → running; anything else
-    raises InvalidTransition.
+def transition(
+    session: Session,
+    campaign: Campaign | int,
+    status: ExperimentStatus | str,
+    *,
+    kind: type[Campaign] | None = None,
+) -> Campaign:
+    """Move ``campaign`` (the object, or its id with ``kind=HPOCampaign`` or
+    ``NASCampaign``: an id alone does not say which) to ``status``: pending →
+    running | cancelled, running → paused | completed | failed | cancelled,
+    paused → running; anything else raises InvalidTransition.
 
     One conditional UPDATE from the status ``campaign`` shows (see
     :mod:`pfd_db.store.status`): if another session moved it first,
     ``campaign`` is read again and InvalidTransition names its status now."""
-    one_of_kinds(campaign, (HPOCampaign, NASCampaign), "campaign")
+    found = cast(Campaign, load_one_of(session, KINDS, campaign, kind, "campaign"))
     new = require_member(status, ExperimentStatus, "status")
-    return move_status(session, campaign, new, TRANSITIONS)
+    return move_status(session, found, new, TRANSITIONS)
 
 
 def _lock_campaign(session: Session, campaign: HPOCampaign | NASCampaign) -> ExperimentStatus:

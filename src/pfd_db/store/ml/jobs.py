@@ -1,7 +1,9 @@
 """Background data jobs: dataset generations and imports, with their progress.
 
 A job goes pending -> running -> completed | failed | cancelled, or pending ->
-cancelled; its progress (0-100) only moves forward. Every change is one
+cancelled; its progress (0-100) only moves forward. Every function takes the job
+object, or its id with ``kind=`` naming the model (``DatasetGeneration`` or
+``DatasetImport``): an id alone does not say which. Every change is one
 conditional UPDATE (:mod:`pfd_db.store.status`), so workers racing on one job
 can neither skip a step nor move its progress back.
 """
@@ -9,7 +11,7 @@ can neither skip a step nor move its progress back.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
@@ -22,10 +24,10 @@ from pfd_db.store.validation import (
     require_object,
     require_text,
 )
-from pfd_db.store.writes import one_of_kinds
+from pfd_db.store.writes import load_one_of
 
 Job = TypeVar("Job", DatasetGeneration, DatasetImport)
-KINDS = (DatasetGeneration, DatasetImport)  # an id alone does not say which: objects only
+KINDS = (DatasetGeneration, DatasetImport)  # an id alone does not say which: kind= names it
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
@@ -70,19 +72,24 @@ def _create(
     return job
 
 
+def _load(session: Session, job: Job | int, kind: type[Job] | None) -> Job:
+    return cast(Job, load_one_of(session, KINDS, job, kind, "job"))
+
+
 def _move(session: Session, job: Job, status: JobStatus, **values: Any) -> Job:
-    one_of_kinds(job, KINDS, "job")
     return move_status(session, job, status, ALLOWED, **values)
 
 
-def start(session: Session, job: Job) -> Job:
+def start(session: Session, job: Job | int, *, kind: type[Job] | None = None) -> Job:
     """Mark the job running (see :mod:`pfd_db.store.status`: of several workers
     starting one pending job, exactly one succeeds; the others get
     :class:`InvalidTransition`)."""
-    return _move(session, job, JobStatus.RUNNING)
+    return _move(session, _load(session, job, kind), JobStatus.RUNNING)
 
 
-def update_progress(session: Session, job: Job, progress: int) -> Job:
+def update_progress(
+    session: Session, job: Job | int, progress: int, *, kind: type[Job] | None = None
+) -> Job:
     """Record ``progress`` (0-100) of a running job; it never goes backwards.
 
     One conditional UPDATE (``... WHERE status = 'running' AND progress <=
@@ -91,7 +98,7 @@ def update_progress(session: Session, job: Job, progress: int) -> Job:
     already higher; :class:`InvalidTransition` naming the status if the job is
     not running; either way ``job`` is read again and nothing is written.
     """
-    one_of_kinds(job, KINDS, "job")
+    job = _load(session, job, kind)
     progress = require_count(progress, "progress", 0, 100)
     model = type(job)
     running_and_not_ahead = (model.status == JobStatus.RUNNING, model.progress <= progress)
@@ -105,16 +112,17 @@ def update_progress(session: Session, job: Job, progress: int) -> Job:
 
 def complete(
     session: Session,
-    job: Job,
+    job: Job | int,
     *,
     duration_seconds: float,
     output_path: str | None = None,
+    kind: type[Job] | None = None,
     **counts: int,
 ) -> Job:
     """Mark the job completed at 100 % with its duration, output and counts
     (``num_signals``/``num_faults`` for generations, ``num_signals``/``num_files``
     for imports), all in the statement that moves its status."""
-    one_of_kinds(job, KINDS, "job")
+    job = _load(session, job, kind)
     unknown = set(counts) - COUNTS[type(job)]
     if unknown:
         raise InvalidInput(f"unknown counts for {type(job).__name__}: {sorted(unknown)}")
@@ -125,12 +133,15 @@ def complete(
     return _move(session, job, JobStatus.COMPLETED, progress=100, **results)
 
 
-def fail(session: Session, job: Job, error_message: str) -> Job:
+def fail(
+    session: Session, job: Job | int, error_message: str, *, kind: type[Job] | None = None
+) -> Job:
     """Mark the job failed with ``error_message``."""
+    job = _load(session, job, kind)
     message = require_text(error_message, "error_message", 100_000)
     return _move(session, job, JobStatus.FAILED, error_message=message)
 
 
-def cancel(session: Session, job: Job) -> Job:
+def cancel(session: Session, job: Job | int, *, kind: type[Job] | None = None) -> Job:
     """Cancel a pending or running job."""
-    return _move(session, job, JobStatus.CANCELLED)
+    return _move(session, _load(session, job, kind), JobStatus.CANCELLED)

@@ -58,7 +58,7 @@ from pfd_db.store.validation import (
     require_member,
     require_text,
 )
-from pfd_db.store.writes import id_of
+from pfd_db.store.writes import id_of, load
 
 ACTION_MAX = 100
 ERROR_MAX = 1000
@@ -112,7 +112,7 @@ def record(
 
 def about(
     session: Session,
-    user: User,
+    user: User | int,
     action: str,
     status: LogStatus | str = LogStatus.SUCCESS,
     **details: Any,
@@ -120,6 +120,7 @@ def about(
     """Record ``action`` on ``user``'s account by the session's actor (see
     :func:`acting_as`): the details name the account (``user_id``, ``username``)
     and add ``details``. What the store's security operations call."""
+    user = load(session, User, user, "user")
     named = {"user_id": user.id, "username": user.username, **details}
     return record(session, actor(session), action, status, named)
 
