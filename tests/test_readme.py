@@ -5,7 +5,8 @@ Every ```python and ```sh block runs in a fresh directory on a database that
 `pfd-db init` has just set up: on SQLite the default ./pfd.db (no PFD_DB_URL),
 on PostgreSQL a new database of the suite's server named by PFD_DB_URL. A block
 that exports a PostgreSQL URL of its own runs on PostgreSQL only, with that URL
-pointed at the suite's server. A block of `make` commands (Quick start) is
+pointed at the suite's server. Python blocks run with DeprecationWarning as an
+error, so they keep to the current API. A block of `make` commands (Quick start) is
 checked with `make -n`, since `make test` is this very suite.
 """
 
@@ -82,12 +83,23 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
 def test_readme_example_runs_as_written(dialect, language, code, database, tmp_path):
     if OWN_URL.search(code):
         code = OWN_URL.sub(database["PFD_DB_URL"], code)
-    argv = [sys.executable, "-c", code] if language == "python" else [
-        "bash", "-euo", "pipefail", "-c", code]  # fmt: skip
+    argv = [sys.executable, "-W", "error::DeprecationWarning", "-c", code] if language == "python" \
+        else ["bash", "-euo", "pipefail", "-c", code]  # fmt: skip
     done = subprocess.run(argv, cwd=tmp_path, env=database, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stderr
+
+
+def test_every_python_block_is_run():
+    """No example hides under another fence or an indent: every block is python or
+    sh, and every python block is a case of the test above."""
+    openings = re.findall(r"^\s*```(.*)$", README, re.MULTILINE)[0::2]
+    assert set(openings) <= {"python", "sh"}, openings
+    python = [code for language, code, _ in blocks() if language == "python"]
+    assert len(python) == openings.count("python") >= 3
+    run = {code for _, language, code in (case.values for case in CASES) if language == "python"}
+    assert run == set(python)
 
 
 def test_the_quick_start_make_targets_exist():
