@@ -1,5 +1,6 @@
 """A 64-bit API-key prefix that another key already has is drawn again inside
-``api_keys.issue``: never an ``IntegrityError``."""
+``api_keys.issue``: never an ``IntegrityError``. The prefix's uniqueness takes the
+one path every unique key takes (``writes.add_unique``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict
 from pfd_db.models import APIKey, User
+from pfd_db.store import writes
 from pfd_db.store.identity import api_keys
 
 
@@ -77,15 +79,23 @@ def test_a_prefix_a_concurrent_writer_takes_first_is_drawn_again(engine, db, own
     handed = scripted_prefixes(monkeypatch, taken, fresh)
     outcome: dict[str, object] = {}
     checked = threading.Event()
-    real_taken = api_keys._prefix_taken
+    real_refuse = writes._refuse_taken  # add_unique's check, before and after the insert
     answers: list[tuple[str, bool]] = []
 
-    def prefix_taken(session, prefix):
-        answers.append((prefix, real_taken(session, prefix)))
-        checked.set()
-        return answers[-1][1]
+    def refuse_taken(session, keys, cause=None):
+        [(key, _message)] = keys
+        [prefix] = key.values()
+        try:
+            real_refuse(session, keys, cause)
+        except Conflict:
+            answers.append((prefix, True))
+            raise
+        else:
+            answers.append((prefix, False))
+        finally:
+            checked.set()
 
-    monkeypatch.setattr(api_keys, "_prefix_taken", prefix_taken)
+    monkeypatch.setattr(writes, "_refuse_taken", refuse_taken)
     with Session(engine) as other:
         other.add(APIKey(user_id=owner.id, name="first", prefix=taken, key_hash="0" * 64))
         other.flush()  # holds the prefix, not yet committed

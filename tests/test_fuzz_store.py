@@ -1064,6 +1064,15 @@ CALLS: dict[str, Entry] = {
         },
         internal=True,
     ),
+    "writes.set_unique": Entry(
+        lambda w: {
+            "row": w.tag,
+            "values": {"color": "#123456"},
+            "key": Tag.slug == "never-a-slug",
+            "conflict": "taken",
+        },
+        internal=True,
+    ),
     "writes.load": Entry(
         lambda w: {"model": Experiment, "record": w.done.id, "field": "experiment"},
         ("model", "field"),

@@ -10,7 +10,8 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
 from pfd_db.models import WebhookConfiguration, WebhookLog
@@ -145,6 +146,39 @@ def test_disable_and_enable(db, make_hook):
     db.commit()
     db.refresh(config)
     assert config.is_active and config.disabled_reason is None
+
+
+def test_a_url_change_onto_a_taken_url_is_a_conflict_and_changes_nothing(db, make_hook):
+    """The one uniqueness path (writes.set_unique): Conflict naming the URL, none of
+    the changes applied, and the caller's transaction still usable."""
+    make_hook()
+    other = make_hook("https://hooks.example.com/other")
+    with pytest.raises(Conflict, match="URL"):
+        webhooks.update_webhook(db, other, url=URL, name="renamed")
+    db.refresh(other)
+    assert other.webhook_url == "https://hooks.example.com/other" and other.name is None
+    webhooks.update_webhook(db, other, name="still usable")
+    db.commit()
+    assert other.name == "still usable" and count_hooks(db) == 2
+
+
+def test_enable_and_disable_are_conditional_updates_and_a_gone_webhook_is_not_found(
+    db, engine, make_hook
+):
+    """enable/disable go through store.status.update_if: the object shows what was
+    stored; a webhook another session deleted meanwhile is NotFound, nothing written."""
+    config = make_hook()
+    disabled = webhooks.disable(db, config.id, reason="paused")
+    assert disabled is config and not config.is_active and config.disabled_reason == "paused"
+    db.commit()
+    with Session(engine) as other:
+        other.execute(delete(WebhookConfiguration).where(WebhookConfiguration.id == config.id))
+        other.commit()
+    for change in (webhooks.enable, webhooks.disable):
+        with pytest.raises(NotFound):
+            change(db, config)
+        db.rollback()
+    assert count_hooks(db) == 0
 
 
 # --- signing -------------------------------------------------------------------------

@@ -77,6 +77,30 @@ def add_unique(
         raise
 
 
+def set_unique(
+    session: Session,
+    row: object,
+    values: Mapping[str, Any],
+    key: Key,
+    *,
+    conflict: str,
+) -> None:
+    """Set ``values`` on ``row`` and flush, where ``key`` (a condition that finds
+    any *other* row holding the unique values ``row`` takes) must be free: the
+    path of :func:`add_unique` for a change. :class:`Conflict` with ``conflict``
+    found before writing or from the unique index's refusal; the change runs in a
+    savepoint, so the caller's transaction stays usable either way."""
+    keys = [(key, conflict)]
+    _refuse_taken(session, keys)
+    try:
+        with session.begin_nested():
+            for attribute, value in values.items():
+                setattr(row, attribute, value)
+    except IntegrityError as exc:
+        _refuse_taken(session, keys, cause=exc)
+        raise
+
+
 def _refuse_taken(
     session: Session, keys: list[tuple[Key, str]], cause: BaseException | None = None
 ) -> None:

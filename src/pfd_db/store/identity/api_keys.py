@@ -23,8 +23,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Select, bindparam, exists, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, contains_eager
 
 from pfd_db.crypto import random_token, sha256_hex
@@ -33,7 +32,7 @@ from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store.identity.credentials import presented
 from pfd_db.store.ops import audit
 from pfd_db.store.validation import require_count, require_items, require_str, require_text
-from pfd_db.store.writes import ID_MAX, load, one_of_kinds
+from pfd_db.store.writes import ID_MAX, add_unique, load, one_of_kinds
 from pfd_db.types import as_utc, utc_or_now, utcnow
 
 KEY_TAG = "pfd"
@@ -85,16 +84,11 @@ def issue(
         session.flush()
     for _attempt in range(PREFIX_ATTEMPTS):
         prefix = secrets.token_hex(PREFIX_BYTES)
-        if _prefix_taken(session, prefix):
-            continue
         plaintext = f"{KEY_TAG}_{prefix}_{random_token(SECRET_BYTES)}"
         record = APIKey(user_id=user.id, prefix=prefix, key_hash=sha256_hex(plaintext), **fields)
         try:
-            with session.begin_nested():
-                session.add(record)
-        except IntegrityError:
-            if not _prefix_taken(session, prefix):
-                raise
+            add_unique(session, record, {APIKey.prefix: prefix}, conflict="prefix taken")
+        except Conflict:
             continue
         break
     else:
@@ -104,10 +98,6 @@ def issue(
         session, user, "api_key.issued", key_id=record.id, prefix=record.prefix, name=record.name
     )
     return plaintext, record
-
-
-def _prefix_taken(session: Session, prefix: str) -> bool:
-    return bool(session.scalar(select(exists().where(APIKey.prefix == prefix))))
 
 
 def _valid_scopes(scopes: Iterable[str]) -> list[str]:

@@ -33,19 +33,19 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
 from pfd_db.crypto import decrypt, encrypt, random_token
-from pfd_db.errors import Conflict, InvalidInput, NotFound
+from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import NOTIFIABLE_EVENTS, EventType, WebhookProvider, WebhookStatus
 from pfd_db.store import paging
 from pfd_db.store.notify.webhook_targets import check_url
 from pfd_db.store.ops import audit
 from pfd_db.store.ops.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
+from pfd_db.store.status import reread, update_if
 from pfd_db.store.validation import (
     optional_text,
     require_items,
@@ -54,7 +54,7 @@ from pfd_db.store.validation import (
     require_str,
     require_text,
 )
-from pfd_db.store.writes import add_unique, load, one_of_kinds, require_id
+from pfd_db.store.writes import add_unique, load, one_of_kinds, require_id, set_unique
 from pfd_db.types import utc_or_now
 from pfd_db.values import shown
 
@@ -173,27 +173,23 @@ def update_webhook(
     if "settings" in changes:
         values["settings"] = require_object(changes["settings"], "settings")
     url, old_url = values.get("webhook_url"), config.webhook_url
-    if url is not None and url != old_url and _url_taken(session, config, url):
-        raise Conflict(URL_TAKEN)
-    try:
-        with session.begin_nested():
-            for attribute, value in values.items():
-                setattr(config, attribute, value)
-    except IntegrityError as exc:  # another writer took the URL meanwhile
-        raise Conflict(URL_TAKEN) from exc
     if url is not None and url != old_url:
+        set_unique(session, config, values, _others_with_url(config, url), conflict=URL_TAKEN)
         _audit(session, "webhook.url_changed", config, from_host=_host_of(old_url))
+    else:
+        for attribute, value in values.items():
+            setattr(config, attribute, value)
+        session.flush()
     return config
 
 
 def enable(session: Session, webhook: WebhookConfiguration | int) -> WebhookConfiguration:
     """Activate the webhook, with its failure count reset and its disable reason cleared."""
     config = load(session, WebhookConfiguration, webhook, "webhook")
-    config.is_active = True
-    config.consecutive_failures = 0
-    config.disabled_reason = None
-    session.flush()
-    return config
+    changed = update_if(
+        session, config, is_active=True, consecutive_failures=0, disabled_reason=None
+    )
+    return config if changed else reread(session, config)  # NotFound: deleted meanwhile
 
 
 def disable(
@@ -202,10 +198,9 @@ def disable(
     """Deactivate the webhook, recording why; its pending deliveries wait until it is
     enabled again (a ``test.webhook`` delivery still goes out)."""
     config = load(session, WebhookConfiguration, webhook, "webhook")
-    config.disabled_reason = require_text(reason, "reason", ERROR_MAX)
-    config.is_active = False
-    session.flush()
-    return config
+    reason = require_text(reason, "reason", ERROR_MAX)
+    changed = update_if(session, config, is_active=False, disabled_reason=reason)
+    return config if changed else reread(session, config)  # NotFound: deleted meanwhile
 
 
 def delete_webhook(session: Session, webhook: WebhookConfiguration | int) -> None:
@@ -331,24 +326,21 @@ def record_failure(
     """A delivery attempt failed: count it, in one atomic update, and disable the
     webhook with the reason when the count reaches ``webhook_failure_limit``.
     (Called by :func:`pfd_db.store.notify.deliveries.fail`.)"""
-    webhook_id = require_id(session, WebhookConfiguration, webhook, "webhook")
+    row = load(session, WebhookConfiguration, webhook, "webhook")
     error = require_text(error, "error", ERROR_MAX)
     now = utc_or_now(now)
     config = WebhookConfiguration
     limit = get_settings().webhook_failure_limit
     reaches_limit = and_(config.is_active, config.consecutive_failures + 1 >= limit)
     reason = f"disabled after {limit} consecutive failed deliveries; the last: {error}"
-    session.execute(
-        update(config)
-        .where(config.id == webhook_id)
-        .values(
-            consecutive_failures=config.consecutive_failures + 1,
-            last_error=error,
-            last_used_at=now,
-            disabled_reason=case((reaches_limit, reason[:ERROR_MAX]), else_=config.disabled_reason),
-            is_active=case((reaches_limit, False), else_=config.is_active),
-        ),
-        execution_options={"synchronize_session": False},
+    update_if(
+        session,
+        row,
+        consecutive_failures=config.consecutive_failures + 1,
+        last_error=error,
+        last_used_at=now,
+        disabled_reason=case((reaches_limit, reason[:ERROR_MAX]), else_=config.disabled_reason),
+        is_active=case((reaches_limit, False), else_=config.is_active),
     )
 
 
@@ -432,15 +424,10 @@ def _events(values: object) -> list[str]:
     return events
 
 
-def _url_taken(session: Session, config: WebhookConfiguration, url: str) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    WebhookConfiguration.user_id == config.user_id,
-                    WebhookConfiguration.webhook_url == url,
-                    WebhookConfiguration.id != config.id,
-                )
-            )
-        )
+def _others_with_url(config: WebhookConfiguration, url: str) -> ColumnElement[bool]:
+    """Another webhook of ``config``'s owner posting to ``url``."""
+    return and_(
+        WebhookConfiguration.user_id == config.user_id,
+        WebhookConfiguration.webhook_url == url,
+        WebhookConfiguration.id != config.id,
     )
