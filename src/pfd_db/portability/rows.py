@@ -66,8 +66,8 @@ def kind_of(column: Column[Any]) -> Kind:
     """The :class:`Kind` of a model column."""
     if isinstance(column.type.dialect_impl(_PG), postgresql.ARRAY):
         return Kind.LIST
-    if isinstance(column.type, JSON):
-        return Kind.JSON
+    if isinstance(column.type, JSON) or isinstance(getattr(column.type, "impl", None), JSON):
+        return Kind.JSON  # a TypeDecorator over JSON (EpochMetrics) travels as JSON too
     if isinstance(column.type, UTCDateTime):
         return Kind.TIME
     if isinstance(column.type, Boolean):
