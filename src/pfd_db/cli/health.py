@@ -290,6 +290,7 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 
 def server_version(engine: Engine) -> str:
+    """The database server's version, as ``16.2``."""
     with engine.connect() as conn:
         return ".".join(str(part) for part in conn.dialect.server_version_info or ())
 

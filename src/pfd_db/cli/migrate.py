@@ -108,6 +108,7 @@ def check_adoptable(url: str | None) -> None:
 
 
 def describe_upgrade(lead: str, before: DatabaseState, after: DatabaseState) -> str:
+    """The line that says what an upgrade did, after ``lead``."""
     if before.current == after.current:
         return f"{lead}already at {after.current}: nothing to do"
     return f"{lead}upgraded from {before.current or 'empty'} to {after.current}"
@@ -206,6 +207,7 @@ def history(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 
 def revision_json(rev: Revision, applied: str | None) -> dict[str, Any]:
+    """One revision of ``history --json``."""
     return {
         "revision": rev.revision,
         "down_revision": rev.down_revision,
