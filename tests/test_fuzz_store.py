@@ -639,7 +639,7 @@ CALLS: dict[str, Entry] = {
     "logins.record_attempt": Entry(
         lambda w: {"attempt": _attempt(w), "reason": "wrong password"}, internal=True
     ),
-    "logins.storable": Entry(lambda w: {"text": "Mozilla/5.0", "length": 500}, internal=True),
+
     "logins.address": Entry(lambda w: {"ip": "10.0.0.1"}, internal=True),
     "logins.recent_failures": Entry(
         lambda w: {
@@ -843,6 +843,12 @@ CALLS: dict[str, Entry] = {
     "tags.bulk_untag": Entry(lambda w: {"experiments": [w.done], "tag": w.tag}),
     "tags.detach_all": Entry(lambda w: {"experiments": [w.done, w.running.id]}),
     # traffic
+    "remote_text.storable": Entry(
+        lambda w: {"text": "Mozilla/5.0", "length": 500}, internal=True
+    ),
+    "remote_text.checked": Entry(
+        lambda w: {"value": "Mozilla/5.0", "field": "user_agent", "length": 500}, ("field",)
+    ),
     "request_log.status_code": Entry(lambda w: {"value": 200}),
     "request_log.record_requests": Entry(
         lambda w: {

@@ -22,6 +22,6 @@ def presented(value: object, field: str) -> str:
 
 def optional_client_text(value: object, field: str) -> str | None:
     """``value`` if it is None or a string: an address or user agent as the client
-    sent it (stored clipped and escaped, see :func:`pfd_db.store.identity.logins.storable`);
+    sent it (stored clipped and escaped, see :func:`pfd_db.store.remote_text.storable`);
     :class:`InvalidInput` naming ``field`` otherwise."""
     return None if value is None else presented(value, field)

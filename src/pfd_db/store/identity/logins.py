@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from pfd_db.models import LoginHistory, User
 from pfd_db.models.enums import LoginMethod
 from pfd_db.store import paging
+from pfd_db.store.remote_text import storable
 from pfd_db.store.validation import require_flag
 from pfd_db.store.writes import load
-from pfd_db.values import text_problem
 
 NAME_LENGTH = 255
 IP_LENGTH = 45
@@ -63,15 +63,6 @@ def record_attempt(session: Session, attempt: Attempt, reason: str | None) -> Lo
     session.add(entry)
     session.flush()
     return entry
-
-
-def storable(text: str | None, length: int) -> str | None:
-    """``text`` clipped to ``length``, with NULs and lone surrogates escaped; None for ""."""
-    if not text:
-        return None
-    if text_problem(text) is not None:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return text[:length]
 
 
 def address(ip: str | None) -> str | None:

@@ -22,8 +22,9 @@ from pfd_db.errors import AuthenticationFailed, InvalidInput, NotFound
 from pfd_db.models import SessionLog, User
 from pfd_db.store.identity import useragent
 from pfd_db.store.identity.credentials import optional_client_text, presented
-from pfd_db.store.identity.logins import USER_AGENT_LENGTH, address, storable
+from pfd_db.store.identity.logins import USER_AGENT_LENGTH, address
 from pfd_db.store.ops import audit
+from pfd_db.store.remote_text import storable
 from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now, utcnow
 

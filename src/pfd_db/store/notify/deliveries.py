@@ -46,6 +46,7 @@ from pfd_db.config import get_settings
 from pfd_db.errors import InvalidInput, LeaseLost
 from pfd_db.models import EmailLog, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import EmailStatus, EventType, WebhookStatus
+from pfd_db.store import remote_text
 from pfd_db.store.notify import webhooks
 from pfd_db.store.validation import (
     require_count,
@@ -332,19 +333,10 @@ def _result(
     if http_status_code is not None:
         values["http_status_code"] = require_count(http_status_code, "http_status_code", 100, 599)
     if response_body is not None:
-        values["response_body"] = _storable_excerpt(response_body, "response_body", RESPONSE_MAX)
+        values["response_body"] = remote_text.checked(response_body, "response_body", RESPONSE_MAX)
     if response_time_ms is not None:
         values["response_time_ms"] = require_non_negative(response_time_ms, "response_time_ms")
     return values
-
-
-def _storable_excerpt(value: object, field: str, limit: int) -> str:
-    """What a remote party sent, made storable: cut to ``limit`` characters, NUL
-    and unencodable characters replaced (it is a record, not an input to refuse)."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string (got {type(value).__name__})")
-    text = value[:limit].replace("\x00", "\ufffd")
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _channel_of(delivery: object) -> Channel:

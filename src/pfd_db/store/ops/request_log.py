@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import APIKey, APIRequestLog
-from pfd_db.store import paging
+from pfd_db.store import paging, remote_text
 from pfd_db.store.bulk import Bulk, Row, Writer, writer_for
-from pfd_db.store.identity.logins import storable
 from pfd_db.store.validation import (
     optional_str,
     require_count,
@@ -126,8 +125,8 @@ def _checked_row(row: object, writer: Writer, now: Any) -> Row:
         require_non_negative(get("response_time_ms"), "response_time_ms"),
         _size(get("request_size_bytes", 0), "request_size_bytes"),
         _size(get("response_size_bytes", 0), "response_size_bytes"),
-        _client_text(get("ip_address"), "ip_address", IP_MAX),
-        _client_text(get("user_agent"), "user_agent", USER_AGENT_MAX),
+        remote_text.checked(get("ip_address"), "ip_address", IP_MAX),
+        remote_text.checked(get("user_agent"), "user_agent", USER_AGENT_MAX),
         _key_id(get("api_key_id")),
         optional_str(get("error_message"), "error_message", ERROR_MAX),
         document(require_json(get("request_payload_sample"), "request_payload_sample")),
@@ -142,12 +141,6 @@ def status_code(value: object) -> int:
 
 def _size(value: object, field: str) -> int | None:
     return None if value is None else require_count(value, field, 0, INT32_MAX)
-
-
-def _client_text(value: object, field: str, length: int) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string (got {type(value).__name__})")
-    return storable(value, length)
 
 
 def _key_id(value: object) -> int | None:
