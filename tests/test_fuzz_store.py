@@ -847,7 +847,8 @@ CALLS: dict[str, Entry] = {
         lambda w: {"text": "Mozilla/5.0", "length": 500}, internal=True
     ),
     "remote_text.checked": Entry(
-        lambda w: {"value": "Mozilla/5.0", "field": "user_agent", "length": 500}, ("field",)
+        lambda w: {"value": "Mozilla/5.0", "field": "user_agent", "length": 500},
+        ("field", "length"),  # the column's length: the programmer's
     ),
     "request_log.status_code": Entry(lambda w: {"value": 200}),
     "request_log.record_requests": Entry(
