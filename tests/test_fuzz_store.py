@@ -494,7 +494,7 @@ CALLS: dict[str, Entry] = {
     "deliveries.backoff": Entry(lambda w: {"attempts": 3}),
     "delivery_history.history": Entry(
         lambda w: {"channel": "webhook", "user": w.user, "webhook": w.extra["webhook"]}
-        | {"limit": 10, "offset": 0}
+        | {"limit": 10, "before_id": 1}
     ),
     "delivery_history.counts_by_status": Entry(
         lambda w: {"channel": "webhook", "user": w.user, "webhook": w.extra["webhook"]}

@@ -1,39 +1,27 @@
 """Past deliveries: a user's e-mails and webhook calls, or one webhook's calls.
 
-The read side of the delivery queue (:mod:`pfd_db.store.notify.deliveries`): pages,
-newest first, of at most :data:`PAGE_MAX` rows, and counts by status. A user's
+The read side of the delivery queue (:mod:`pfd_db.store.notify.deliveries`): keyset
+pages, newest first, of at most 1000 rows (:mod:`pfd_db.store.paging`, as every
+log), and counts by status. A user's
 rows are found through ``user_id``'s index, a webhook's through
 ``webhook_config_id``'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput
-from pfd_db.models import User, WebhookConfiguration, WebhookLog
+from pfd_db.models import EmailLog, User, WebhookConfiguration, WebhookLog
 from pfd_db.models.enums import EventType
+from pfd_db.store import paging
 from pfd_db.store.notify.deliveries import MODELS, STATUSES, Channel
-from pfd_db.store.validation import require_count, require_member
+from pfd_db.store.validation import require_member
 from pfd_db.store.writes import require_id
 from pfd_db.types import utc_or_now
-
-PAGE_MAX = 1000
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a history, newest first, and how many rows the filter matches."""
-
-    items: list[Any]
-    total: int
-    limit: int
-    offset: int
 
 
 def history(
@@ -47,26 +35,20 @@ def history(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 50,
-    offset: int = 0,
-) -> Page:
+    before_id: int | None = None,
+) -> list[EmailLog | WebhookLog]:
     """``user``'s e-mails or webhook deliveries, or ``webhook``'s deliveries (channel
-    ``webhook``; with both, those of the webhook that are the user's), newest first,
-    one page of ``limit`` (at most 1000) from ``offset``, optionally only those with
-    ``status``, of ``event_type``, or created in ``[since, until)``."""
+    ``webhook``; with both, those of the webhook that are the user's), newest first
+    (by creation time, then id), at most ``limit`` (up to 1000), optionally only
+    those with ``status``, of ``event_type``, or created in ``[since, until)``.
+
+    Keyset pages (:func:`pfd_db.store.paging.newest_page`): the next page is
+    ``before_id`` = the id of the last delivery of this one. How many match in all:
+    the sum of :func:`counts_by_status`."""
     channel = require_member(channel, Channel, "channel")
     model = MODELS[channel]
     where = _filters(session, channel, user, webhook, status, event_type, since, until)
-    limit = require_count(limit, "limit", 1, PAGE_MAX)
-    offset = require_count(offset, "offset")
-    total = session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-    items = session.scalars(
-        select(model)
-        .where(*where)
-        .order_by(model.created_at.desc(), model.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return Page(list(items), total, limit, offset)
+    return paging.newest_page(session, model.created_at, model.id, where, limit, before_id)
 
 
 def counts_by_status(
