@@ -201,13 +201,10 @@ def _count_trial(session: Session, campaign: HPOCampaign) -> None:
         (HPOCampaign.status == S.PENDING, S.RUNNING.value),
         else_=HPOCampaign.status,
     )
-    session.execute(
-        update(HPOCampaign)
-        .where(HPOCampaign.id == campaign.id)
-        .values(trials_completed=HPOCampaign.trials_completed + 1, status=status)
-        .returning(HPOCampaign)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).all()
+    if not update_if(
+        session, campaign, trials_completed=HPOCampaign.trials_completed + 1, status=status
+    ):
+        raise NotFound(f"HPO campaign {campaign.name!r} no longer exists")
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,12 @@ def _attach_webhooks(session: Session, calls: Sequence[WebhookLog]) -> None:
 
 def _report(session: Session, delivery: Delivery, worker: str, values: dict[str, Any]) -> Delivery:
     """Apply ``values`` and release the lease, if ``worker`` still holds the lease
-    on the attempt ``delivery`` records."""
+    on the attempt ``delivery`` records.
+
+    The documented exception to :mod:`pfd_db.store.status`: the condition is the
+    lease (owner and attempt), not a status machine, and ``delivery`` may be a
+    copy of what the worker was handed, attached to no session, so the UPDATE
+    names the row by its id rather than through ``status.update_if``."""
     model = type(delivery)
     worker = require_text(worker, "worker", WORKER_MAX)
     done = session.scalars(
