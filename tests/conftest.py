@@ -5,6 +5,10 @@ run once per dialect; ``dialect`` is session-scoped, so pytest runs all SQLite
 tests on one database, then all PostgreSQL tests on another. The PostgreSQL
 server is a private, throwaway one started by the suite (see pgserver.py).
 
+Under pytest-xdist (``make test`` runs ``pytest -n 2``) the controller starts that
+one server before the workers and stops it when the run ends; each worker works in
+databases of its own on it (``pfd_test_gw0``, ...).
+
 The package is imported inside the fixtures so that collection works while it is
 still being written.
 """
@@ -12,6 +16,7 @@ still being written.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pgserver import PostgresNotFoundError, PostgresServer
+from pgserver import BASE_ENV, PostgresNotFoundError, PostgresServer, worker_name
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData
@@ -40,9 +45,44 @@ NO_DB = "no-db"
 # --- servers and databases ---------------------------------------------------
 
 
+_controller_server = pytest.StashKey[PostgresServer]()
+
+
+def _distributing(config: pytest.Config) -> bool:
+    """True in the controller of an xdist run (workers have ``workerinput``)."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return False
+    return bool(config.getoption("numprocesses", None)) and config.getoption("dist") != "no"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller starts the one server; workers find it through BASE_ENV."""
+    if not _distributing(config) or os.environ.get(BASE_ENV):
+        return
+    try:
+        server = PostgresServer()
+    except PostgresNotFoundError:
+        return  # each worker's pg_server fails with the message, as in a serial run
+    server.start()  # registers its own stop at exit and on SIGTERM
+    config.stash[_controller_server] = server
+    os.environ[BASE_ENV] = str(server.base)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the controller's server when the run ends (also after Ctrl-C)."""
+    server = config.stash.get(_controller_server, None)
+    if server is not None:
+        os.environ.pop(BASE_ENV, None)
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    """The suite's running PostgreSQL server; stopped and deleted at session end."""
+    """The suite's running PostgreSQL server; stopped and deleted at session end
+    (an xdist worker uses the controller's, which the controller stops)."""
+    if os.environ.get(BASE_ENV):
+        yield PostgresServer.attach(Path(os.environ[BASE_ENV]))
+        return
     try:
         server = PostgresServer()
     except PostgresNotFoundError as exc:
@@ -56,6 +96,23 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_state_between_tests() -> Iterator[None]:
+    """What an in-process ``pfd-db`` run (or a test) leaves behind is undone after
+    each test: the environment, the cached settings, the session's engine (the
+    ``shell`` command configures it). The key caches are keyed by key text and
+    file, so they cannot leak."""
+    environment = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(environment) - {"PYTEST_CURRENT_TEST"}:
+        del os.environ[name]
+    os.environ.update({k: v for k, v in environment.items() if k != "PYTEST_CURRENT_TEST"})
+    if "pfd_db.session" in sys.modules:  # imported only once a test used the package
+        sys.modules["pfd_db.session"].reset()
+    if "pfd_db.config" in sys.modules:
+        sys.modules["pfd_db.config"].get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session", params=DIALECTS, ids=DIALECTS)
@@ -73,11 +130,12 @@ def db_url(
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'pfd_test.db'}"
         return
     server: PostgresServer = request.getfixturevalue("pg_server")
-    server.create_database("pfd_test")
+    name = worker_name("pfd_test")
+    server.create_database(name)
     try:
-        yield server.url("pfd_test")
+        yield server.url(name)
     finally:
-        server.drop_database("pfd_test")
+        server.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,10 @@ stopped and deleted by :meth:`PostgresServer.stop`.
 
 PostgreSQL refuses to run as root, so when the suite runs as root the server runs
 as an unprivileged system user (:data:`PG_USER`, created on first use).
+
+Under pytest-xdist the controller starts the one server and names its directory in
+:data:`BASE_ENV`; each worker :meth:`~PostgresServer.attach`-es to it and keeps its
+databases apart with :func:`worker_name`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from psycopg import sql
 
 PG_USER = "pfd_pgtest"
 BINDIR_ENV = "PFD_TEST_PG_BINDIR"
+BASE_ENV = "PFD_TEST_PG_BASE"  # the running server's directory, for xdist workers
 
 # Appended to postgresql.conf: socket only, no durability, room for many pools.
 SERVER_SETTINGS = {
@@ -94,6 +99,13 @@ def _ensure_pg_user() -> pwd.struct_passwd:
     return pwd.getpwnam(PG_USER)
 
 
+def worker_name(name: str) -> str:
+    """``name`` made unique to this xdist worker (``pfd_test`` -> ``pfd_test_gw0``);
+    unchanged outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"{name}_{worker}" if worker else name
+
+
 class PostgresServer:
     """A private PostgreSQL cluster: ``start()`` it, use ``url()``, ``stop()`` it."""
 
@@ -101,7 +113,18 @@ class PostgresServer:
         self.bindir = find_bindir()
         self.base: Path | None = None
         self.started = False
+        self.owned = True  # False when attached: another process stops it
         self._user: pwd.struct_passwd | None = _ensure_pg_user() if os.geteuid() == 0 else None
+
+    @classmethod
+    def attach(cls, base: Path) -> PostgresServer:
+        """The server another process started in ``base``; ``stop()`` leaves it running."""
+        server = cls()
+        server.base = base
+        server.owned = False
+        if not (server.datadir / "postmaster.pid").exists():
+            raise RuntimeError(f"no PostgreSQL server running in {base}")
+        return server
 
     @property
     def datadir(self) -> Path:
@@ -159,6 +182,9 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Stop the server at once (no checkpoint) and delete its directory. Idempotent."""
+        if not self.owned:
+            self.base = None
+            return
         if self.base is None:
             return
         try:

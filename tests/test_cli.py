@@ -16,6 +16,7 @@ from cli_support import assert_refused, pfd_db
 from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.models import Base, Dataset, User
+from pgserver import worker_name
 
 HEAD = migrations.head_revision()
 FIRST = migrations.history()[0].revision
@@ -352,15 +353,16 @@ def test_status_never_shows_a_password(pg_server):
 
 
 def test_init_never_shows_the_url_password(pg_server):
-    pg_server.create_database("pfd_cli_masked")
+    name = worker_name("pfd_cli_masked")
+    pg_server.create_database(name)
     try:
-        url = pg_server.url("pfd_cli_masked")
+        url = pg_server.url(name)
         for given in (url.replace("postgres@", "postgres:s3cret-pw@"), f"{url}&password=s3cret-pw"):
             result = pfd_db("init", "--url", given)
             assert result.exit_code == 0, result.output
             assert "s3cret-pw" not in result.output and "ready: " in result.output
     finally:
-        pg_server.drop_database("pfd_cli_masked")
+        pg_server.drop_database(name)
 
 
 def test_a_bad_url_is_one_line_and_exit_2():

@@ -32,13 +32,16 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy.engine import make_url
 from typer.main import get_command
 
 from cli_support import PFD_DB, assert_refused, error_lines, pfd_db
 from pfd_db import migrations
 from pfd_db.cli import app
 from pfd_db.engine import make_engine
+from pgserver import worker_name
 
+MATRIX_PREFIX = worker_name("pfd_matrix") + "_"  # this worker's matrix databases
 SECRET = "s3cret-in-url"  # every URL's password: never printed
 NOBODY = 65534
 
@@ -199,8 +202,15 @@ class PostgresPlace(Place):
     database: str | None = None
 
     def snapshot(self) -> object:
+        # Other xdist workers create and drop their own databases meanwhile: only
+        # this test's (the URL's and the matrix's) are compared.
+        own = {make_url(self.url).database, self.database}
         with self.server.connect() as conn:  # type: ignore[attr-defined]
-            databases = sorted(r[0] for r in conn.execute("SELECT datname FROM pg_database"))
+            databases = sorted(
+                name
+                for (name,) in conn.execute("SELECT datname FROM pg_database")
+                if name in own or name.startswith(MATRIX_PREFIX)
+            )
         if self.database is None:
             return databases, None
         with self.server.connect(self.database) as conn:  # type: ignore[attr-defined]
@@ -223,7 +233,7 @@ class PostgresPlace(Place):
     def clone(self) -> PostgresPlace:
         if self.database is None:
             return self
-        name = f"pfd_matrix_{uuid.uuid4().hex[:10]}"
+        name = f"{MATRIX_PREFIX}{uuid.uuid4().hex[:10]}"
         with self.server.connect() as conn:  # type: ignore[attr-defined]
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -311,7 +321,7 @@ def build_postgres(name: str, tmp: Path, server: object) -> Place:
     if name == "missing database":
         return PostgresPlace(server, tmp, f"postgresql://postgres:{SECRET}@/pfd_no_such_db"
                              f"?host={socket_dir}")  # fmt: skip
-    database = f"pfd_matrix_{uuid.uuid4().hex[:10]}"
+    database = f"{MATRIX_PREFIX}{uuid.uuid4().hex[:10]}"
     server.create_database(database)  # type: ignore[attr-defined]
     url = server.url(database)  # type: ignore[attr-defined]
     if name == "unmigrated":
@@ -325,7 +335,7 @@ def build_postgres(name: str, tmp: Path, server: object) -> Place:
     return PostgresPlace(server, tmp, url, database)
 
 
-PASSWORD_ROLE = "pfd_matrix_pw"
+PASSWORD_ROLE = worker_name("pfd_matrix_pw")  # roles are the whole server's
 
 
 def password_role(server: object) -> str:

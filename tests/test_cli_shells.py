@@ -3,10 +3,7 @@ psql on the database), run as programs with their input piped in."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select
@@ -87,12 +84,7 @@ def test_dbshell_says_when_the_client_is_not_installed(tmp_path):
     pfd_db("init", "--quiet", "--url", url)
     empty = tmp_path / "bin"
     empty.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", "from pfd_db.cli import app; app()", "dbshell", "--url", url],
-        env={**os.environ, "PATH": str(empty)},
-        capture_output=True,
-        text=True,
-    )
+    done = pfd_db("dbshell", "--url", url, env={"PATH": str(empty)})
     assert_refused(done, "sqlite3 is not installed", "apt-get install sqlite3")
 
 

@@ -30,6 +30,7 @@ from pfd_db.portability.rows import canonical, layout_of, stream_rows
 from pfd_db.seed import ADMIN_USERNAME, seed
 from pfd_db.store.identity import users
 from pfd_db.store.ml import search, tags
+from pgserver import worker_name
 
 runner = CliRunner()
 
@@ -94,8 +95,9 @@ def demo_url(tmp_path: Path) -> str:
 
 
 def test_demo_copied_to_postgresql_and_back_is_identical(demo_url, pg_server, tmp_path):
-    pg_server.create_database("copy_roundtrip")
-    pg_url = pg_server.url("copy_roundtrip")
+    name = worker_name("copy_roundtrip")
+    pg_server.create_database(name)
+    pg_url = pg_server.url(name)
     back_url = f"sqlite:///{tmp_path / 'back.db'}"
     try:
         there = copy(demo_url, pg_url)
@@ -112,7 +114,7 @@ def test_demo_copied_to_postgresql_and_back_is_identical(demo_url, pg_server, tm
             assert_new_rows_get_new_ids(url)
             assert_search_finds_the_experiments(url)
     finally:
-        pg_server.drop_database("copy_roundtrip")
+        pg_server.drop_database(name)
 
 
 def assert_new_rows_get_new_ids(url: str) -> None:

@@ -57,6 +57,8 @@ terms = st.tuples(st.booleans(), words | phrases | filters).map(
 )
 
 PARSE_ONLY = settings(max_examples=150, deadline=None)
+# The examples share one test's `db` and `corpus` on purpose: they only read, and
+# each asserts the data is unchanged, so the function-scoped-fixture check misfires.
 WITH_DB = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
