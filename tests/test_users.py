@@ -343,3 +343,29 @@ def test_reset_password_sets_the_password_given_after_checking_it(db, ada):
         users.reset_password(db, ada, "short")
     assert users.reset_password(db, ada, OTHER_PASSWORD) == OTHER_PASSWORD
     assert login(db, OTHER_PASSWORD) is ada
+
+
+def test_a_user_deactivated_twice_or_by_a_stale_copy_is_deactivated_and_audited_once(
+    db, engine, ada
+):
+    """deactivate is one conditional UPDATE (store.status.update_if): a second
+    deactivation, even from a session still showing the user active, audits
+    nothing and leaves the user inactive with no live session."""
+    from sqlalchemy.orm import Session
+
+    from pfd_db.store.ops import audit
+
+    sessions.start_session(db, ada)
+    db.commit()
+    with Session(engine) as other:
+        stale = other.get(User, ada.id)
+        assert stale.is_active
+        users.deactivate(db, ada)
+        db.commit()
+        assert users.deactivate(other, stale) is stale
+        other.commit()
+        assert stale.is_active is False
+    db.expire_all()
+    assert db.get(User, ada.id).is_active is False
+    assert sessions.active_sessions(db, ada) == []
+    assert len(audit.entries(db, action="user.deactivated")) == 1

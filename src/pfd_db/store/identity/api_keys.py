@@ -31,6 +31,7 @@ from pfd_db.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pfd_db.models import APIKey, APIUsage, User
 from pfd_db.store.identity.credentials import presented
 from pfd_db.store.ops import audit
+from pfd_db.store.status import reread, update_if
 from pfd_db.store.validation import require_count, require_items, require_str, require_text
 from pfd_db.store.writes import ID_MAX, add_unique, load, one_of_kinds
 from pfd_db.types import as_utc, utc_or_now, utcnow
@@ -221,14 +222,11 @@ def _touch(session: Session, record: APIKey, now: datetime) -> None:
 def revoke(session: Session, key: APIKey | int) -> APIKey:
     """Turn ``key`` off for good. Revoking twice keeps the first ``revoked_at``."""
     key = load(session, APIKey, key, "key")
-    # Locked and read again: of concurrent revocations only the first is one.
-    session.refresh(key, ["is_active", "revoked_at"], with_for_update=True)
-    first_time = key.revoked_at is None
-    key.is_active = False
-    key.revoked_at = key.revoked_at or utcnow()
-    session.flush()
-    if first_time:
+    # One conditional UPDATE (store.status): of concurrent revocations only the first is one.
+    if update_if(session, key, APIKey.revoked_at.is_(None), is_active=False, revoked_at=utcnow()):
         audit.about(session, key.user, "api_key.revoked", key_id=key.id, prefix=key.prefix)
+    else:
+        reread(session, key)  # as stored: revoked earlier, perhaps by another session
     return key
 
 

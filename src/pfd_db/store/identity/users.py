@@ -73,6 +73,7 @@ from pfd_db.store.identity.sessions import end_all_sessions
 from pfd_db.store.notify.notifications import add_default_preferences
 from pfd_db.store.ops import audit
 from pfd_db.store.own_transaction import in_own_transaction
+from pfd_db.store.status import reread, update_if
 from pfd_db.store.validation import require_member
 from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utc_or_now
@@ -208,9 +209,10 @@ def set_role(session: Session, user: User | int, role: Role | str) -> User:
 def deactivate(session: Session, user: User | int) -> User:
     """Stop the user from logging in and end all their sessions."""
     found = load(session, User, user, "user")
-    was_active, found.is_active = found.is_active, False
+    was_active = update_if(session, found, User.is_active.is_(True), is_active=False)
+    if not was_active:
+        reread(session, found)  # as stored: deactivated earlier, perhaps by another session
     ended = end_all_sessions(session, found)
-    session.flush()
     if was_active:
         audit.about(session, found, "user.deactivated", sessions_ended=ended)
     return found
