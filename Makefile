@@ -22,7 +22,7 @@ test: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q -n auto --dist loadscope
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup
 
 lint: venv
 	$(PY) -m pip install -q -e '.[test]'

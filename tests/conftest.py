@@ -296,6 +296,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.user_properties.append(("dialect", name))
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Keep a module's tests on one xdist worker (``--dist loadgroup``) when they
+    share a module fixture: it is built once, not once per worker. (Marked here:
+    xdist reads the marks in its own collection_modifyitems.)"""
+    if _shares_a_module_fixture(item):
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(d.scope in ("module", "class") for defs in definitions for d in defs)
+
+
 _outcomes: dict[str, tuple[str, str]] = {}  # nodeid -> (dialect, outcome)
 
 
