@@ -69,9 +69,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
         name = f"pfd_readme_{uuid.uuid4().hex[:10]}"
         server.create_database(name)
         env["PFD_DB_URL"] = server.url(name)
-    init = subprocess.run([f"{VENV_BIN}/pfd-db", "init", "--quiet"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)  # fmt: skip
-    assert init.returncode == 0, init.stderr
+    with pytest.MonkeyPatch.context() as patch:  # `pfd-db init` in-process, in tmp_path
+        patch.chdir(tmp_path)
+        init = pfd_db("init", "--quiet", env={"PFD_DB_URL": env.get("PFD_DB_URL", ""),
+                                              "DATABASE_URL": ""})  # fmt: skip
+    assert init.exit_code == 0, init.output
     try:
         yield env
     finally:
