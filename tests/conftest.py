@@ -138,6 +138,27 @@ def db_url(
         server.drop_database(name)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def create_all_keeps_every_foreign_key() -> None:
+    """After ``create_all`` on PostgreSQL the models' ``use_alter`` foreign keys are
+    left out of every later CREATE TABLE in this process: SQLAlchemy's ALTER TABLE
+    ADD CONSTRAINT (``AddConstraint(isolate_from_table=True)``) sets their create
+    rule for good, and SQLite only has CREATE TABLE. A serial run makes the SQLite
+    tables first; an xdist worker may not, so the rule is undone after each
+    ``create_all``."""
+    from sqlalchemy import event
+
+    from pfd_db.models import Base
+
+    def undo_isolation(metadata: MetaData, connection: object, **kw: object) -> None:
+        for table in metadata.tables.values():
+            for constraint in table.foreign_key_constraints:
+                if constraint.use_alter:
+                    constraint._create_rule = None
+
+    event.listen(Base.metadata, "after_create", undo_isolation)
+
+
 @pytest.fixture(scope="session")
 def engine(db_url: str) -> Iterator[Engine]:
     """The package's engine on the test database, with every model table created."""
