@@ -121,8 +121,10 @@ def _sqlite_sender(
         before, after = converted(shared, head), converted(shared, tail)
         if len(rows) == 1:
             connection.exec_driver_sql(statement, before + rows[0] + after)
-        else:
+        elif before:
             connection.exec_driver_sql(statement, [before + row + after for row in rows])
+        else:  # the common case: one tuple built per row, not two
+            connection.exec_driver_sql(statement, [row + after for row in rows])
 
     return send
 
