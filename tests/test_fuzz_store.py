@@ -872,6 +872,20 @@ CALLS: dict[str, Entry] = {
             ]
         }
     ),
+    "usage_log.record_usage": Entry(
+        lambda w: {
+            "rows": [
+                {
+                    "api_key_id": w.api_key.id,
+                    "endpoint": "/api/v1/experiments/{id}",
+                    "method": "get",
+                    "status_code": 200,
+                    "response_time_ms": 3,
+                    "timestamp": _now(),
+                }
+            ]
+        }
+    ),
     "request_lists.recent_requests": Entry(
         lambda w: {
             "since": _now() - timedelta(days=1),
