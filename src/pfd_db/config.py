@@ -147,6 +147,44 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=100_000, description="pfd-db clean: rows deleted per transaction."
     )
 
+    server_host: str = Field(default="127.0.0.1", description="pfd-db serve: address to listen on.")
+    server_port: int = Field(
+        default=8000, ge=0, le=65_535, description="pfd-db serve: port to listen on."
+    )
+    server_workers: int = Field(
+        default=1, ge=1, le=64, description="pfd-db serve: worker processes (1 on SQLite)."
+    )
+    server_body_limit_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest request body accepted (10 MB)."
+    )
+    server_cors_origins: str = Field(
+        default="",
+        description="Origins browsers may call the API from, comma-separated; none by default.",
+    )
+    server_trusted_proxies: str = Field(
+        default="",
+        description="Proxies whose X-Forwarded-For gives the client address, comma-separated "
+        "addresses or networks; none by default.",
+    )
+
+    @field_validator("server_cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        entries = [entry.strip().rstrip("/") for entry in value.split(",")]
+        for entry in filter(None, entries):
+            if entry != "*" and not re.fullmatch(r"https?://[^\s/]+", entry):
+                raise ValueError(f"{entry!r} is not an origin like https://example.org")
+        return ",".join(filter(None, entries))
+
+    @field_validator("server_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",")]
+        for entry in filter(None, entries):
+            if entry != "*" and not _is_network(entry):
+                raise ValueError(f"{entry!r} is not an address or network like 10.0.0.0/8")
+        return ",".join(filter(None, entries))
+
     @field_validator("url")
     @classmethod
     def _use_psycopg(cls, url: str) -> str:

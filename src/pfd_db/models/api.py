@@ -32,6 +32,10 @@ class APIKey(IndexedTimestamps, Base):
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true(), index=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The hourly rate limit's fixed window (revision 0009; store.identity.rate_limits):
+    # when the current window began, and the requests counted in it.
+    rate_window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rate_window_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     user: Mapped[User] = relationship(back_populates="api_keys")
     usage_records: WriteOnlyMapped[APIUsage] = relationship(

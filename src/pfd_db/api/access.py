@@ -1,0 +1,107 @@
+"""Who is calling, and whether the route allows them.
+
+The auth middleware (:mod:`pfd_db.api.middleware`) puts a :class:`Caller` on
+``request.state.caller`` for every ``/api`` request it lets through. Routes ask
+for one of the dependencies below, which cost no thread hop::
+
+    def get_thing(caller: Annotated[Caller, Depends(read_access)]) -> ...
+
+Each checks both the key's scope (read for reads, write for changes, admin for
+admin routes; admin implies write implies read) and its owner's role
+(:mod:`pfd_db.rbac`): reads need ``view_experiments`` (every role), changes
+need an operator, admin routes an admin. ``own_account_access`` is for changes
+to the caller's own account (notifications read, preferences, their own keys):
+write scope, any role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from pfd_db.api.problems import ApiProblem
+from pfd_db.models.enums import Role
+from pfd_db.rbac import Permission, has_permission, has_role
+
+SCOPE_LEVELS = {"read": 1, "write": 2, "admin": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The verified API key of a request, and its owner (a snapshot, cached briefly)."""
+
+    key_id: int
+    key_prefix: str
+    user_id: int
+    username: str
+    role: str
+    scopes: tuple[str, ...]
+    rate_limit: int
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the owner is an admin (sees every user's resources)."""
+        return has_role(self.role, Role.ADMIN)
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the key grants ``scope`` (admin implies write implies read)."""
+        needed = SCOPE_LEVELS[scope]
+        return any(SCOPE_LEVELS.get(held, 0) >= needed for held in self.scopes)
+
+
+def current_caller(request: Request) -> Caller:
+    """The request's caller; a 401 problem if the middleware put none there."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        raise unauthenticated("give an API key: Authorization: Bearer <key> or X-API-Key")
+    return caller
+
+
+def unauthenticated(detail: str) -> ApiProblem:
+    """The 401 problem, with the ``WWW-Authenticate`` challenge."""
+    return ApiProblem(
+        401, detail, title="Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="pfd-db"'}
+    )
+
+
+def _forbidden(detail: str) -> ApiProblem:
+    return ApiProblem(403, detail, title="Forbidden")
+
+
+async def read_access(request: Request) -> Caller:
+    """A caller whose key has the read scope (every active role may read)."""
+    caller = current_caller(request)
+    if not caller.has_scope("read"):
+        raise _forbidden("this key lacks the 'read' scope this route needs")
+    if not has_permission(caller.role, Permission.VIEW_EXPERIMENTS):
+        raise _forbidden("this account's role may not read")
+    return caller
+
+
+async def write_access(request: Request) -> Caller:
+    """A caller whose key has the write scope and whose role is operator or higher."""
+    caller = current_caller(request)
+    if not caller.has_scope("write"):
+        raise _forbidden("this key lacks the 'write' scope this route needs")
+    if not has_role(caller.role, Role.OPERATOR):
+        raise _forbidden("this route needs the role operator or higher")
+    return caller
+
+
+async def own_account_access(request: Request) -> Caller:
+    """A caller whose key has the write scope, changing their own account (any role)."""
+    caller = current_caller(request)
+    if not caller.has_scope("write"):
+        raise _forbidden("this key lacks the 'write' scope this route needs")
+    return caller
+
+
+async def admin_access(request: Request) -> Caller:
+    """A caller whose key has the admin scope and whose role is admin or higher."""
+    caller = current_caller(request)
+    if not caller.has_scope("admin"):
+        raise _forbidden("this key lacks the 'admin' scope this route needs")
+    if not has_role(caller.role, Role.ADMIN):
+        raise _forbidden("this route needs the role admin or higher")
+    return caller
