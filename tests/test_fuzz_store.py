@@ -673,6 +673,15 @@ CALLS: dict[str, Entry] = {
     "logins.succeeded_from": Entry(
         lambda w: {"attempt": _attempt(w), "window": timedelta(minutes=15)}, internal=True
     ),
+    # inbox: a user's notifications (their e-mails), read or unread
+    "inbox.notifications": Entry(
+        lambda w: {"user": w.user, "unread": True, "limit": 10, "before_id": 1}
+    ),
+    "inbox.unread_count": Entry(lambda w: {"user": w.user}),
+    "inbox.mark_read": Entry(
+        lambda w: {"user": w.user, "notification": w.extra["email_delivery"], "now": _now()}
+    ),
+    "inbox.mark_all_read": Entry(lambda w: {"user": w.user, "now": _now()}),
     # notifications
     "notifications.add_default_preferences": Entry(lambda w: {"user": w.other_user}),
     "notifications.preferences": Entry(lambda w: {"user": w.user}),
