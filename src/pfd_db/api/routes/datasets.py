@@ -20,6 +20,7 @@ from pfd_db.api.routes.experiments import RowId, visible_dataset
 from pfd_db.api.routes.listing import naming
 from pfd_db.api.schemas.common import PROBLEM_RESPONSES
 from pfd_db.api.schemas.datasets import DatasetCreate, DatasetOut
+from pfd_db.errors import InvalidInput
 from pfd_db.models import Dataset
 from pfd_db.store.ml import datasets
 from pfd_db.store.validation import require_str
@@ -39,10 +40,7 @@ def list_datasets(
     if not caller.is_admin:
         query = query.where(or_(Dataset.created_by.is_(None), Dataset.created_by == caller.user_id))
     if cursor is not None:
-        after = decode_cursor(cursor)
-        if not isinstance(after, str):
-            raise BadCursor("cursor: not a cursor of this list")
-        query = query.where(Dataset.name > require_str(after, "cursor"))
+        query = query.where(Dataset.name > _name_after(cursor))
     with read_session(request) as session:
         rows = list(session.scalars(query.order_by(Dataset.name).limit(limit + 1)))
         more = len(rows) > limit
@@ -50,6 +48,14 @@ def list_datasets(
     return Page[DatasetOut](
         items=items, next_cursor=encode_cursor(items[-1].name) if more else None
     )
+
+
+def _name_after(cursor: str) -> str:
+    """The dataset name a cursor holds (storable text), or a 422 naming ``cursor``."""
+    try:
+        return require_str(decode_cursor(cursor), "cursor")
+    except InvalidInput:
+        raise BadCursor("cursor: not a cursor of this list") from None
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=PROBLEM_RESPONSES)

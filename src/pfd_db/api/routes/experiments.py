@@ -8,7 +8,8 @@ so its existence does not leak. The curve routes are :mod:`pfd_db.api.routes.cur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -28,11 +29,11 @@ from pfd_db.api.schemas.experiments import (
     ExperimentOut,
     TagOut,
 )
-from pfd_db.errors import NotFound
+from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, Tag
 from pfd_db.store.ml import experiments, search, tags
 from pfd_db.store.validation import require_str
-from pfd_db.values import INT64_MAX
+from pfd_db.values import INT32_MAX, INT64_MAX
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
@@ -155,10 +156,12 @@ def _time_and_id(value: Any) -> tuple[datetime, int]:
 def _search_page(
     session: Session, caller: Caller, q: str, limit: int, cursor: str | None
 ) -> Page[ExperimentOut]:
+    with naming("q"):
+        require_str(q, "q")  # a NUL never reaches the database
     offset = 0
     if cursor is not None:
         offset = decode_cursor(cursor)
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= INT32_MAX:
             raise BadCursor("cursor: not a cursor of this list")
     size = min(limit, SEARCH_PAGE_MAX)
     results = search.search(session, q, size, offset)
@@ -261,16 +264,27 @@ def finish(
 # --- tags ------------------------------------------------------------------------------
 
 
-TagName = Annotated[str, "a tag's name or slug"]
+TagName = Annotated[str, Path(description="a tag's name or slug")]
+
+
+@contextmanager
+def _tag_field() -> Iterator[None]:
+    """A refused tag name is the path's ``tag`` field (the store calls it ``name``)."""
+    try:
+        yield
+    except InvalidInput as exc:
+        exc.field = "tag"  # type: ignore[attr-defined]
+        raise
 
 
 @router.put("/{experiment_id}/tags/{tag}", response_model=TagOut, responses=PROBLEM_RESPONSES)
 def put_tag(experiment_id: RowId, tag: TagName, caller: Writer, request: Request) -> TagOut:
     """Put the tag on the experiment, creating the tag if there is none by that name
     or slug; ``added`` is False when it was there already (nothing changes)."""
-    with write_session(request) as session, naming("name", "tag"):
+    with write_session(request) as session:
         experiment = visible_experiment(session, caller, experiment_id)
-        found = tags.get_or_create_tag(session, tag, created_by=caller.user_id)
+        with _tag_field():
+            found = tags.get_or_create_tag(session, tag, created_by=caller.user_id)
         added = tags.tag_experiment(session, experiment, found, caller.user_id)
         return TagOut(experiment_id=experiment.id, tag=found.name, slug=found.slug, added=added)
 
@@ -285,9 +299,9 @@ def delete_tag(experiment_id: RowId, tag: TagName, caller: Writer, request: Requ
     there, 404 for an unknown experiment or tag."""
     with write_session(request) as session:
         experiment = visible_experiment(session, caller, experiment_id)
-        found = session.scalar(
-            select(Tag).where(or_(Tag.name == tag, Tag.slug == tags.slugify(tag))).limit(1)
-        )
+        with _tag_field():
+            slug = tags.slugify(tag)
+        found = session.scalar(select(Tag).where(or_(Tag.name == tag, Tag.slug == slug)).limit(1))
         if found is None:
             raise NotFound(f"no tag named {tag!r}")
         tags.untag_experiment(session, experiment, found)
