@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         "addresses or networks; none by default.",
     )
 
+    server_metrics_addresses: str = Field(
+        default="",
+        description="Addresses or networks that may read GET /metrics without an admin key, "
+        "comma-separated; none by default.",
+    )
+
     @field_validator("server_cors_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -176,7 +182,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not an origin like https://example.org")
         return ",".join(filter(None, entries))
 
-    @field_validator("server_trusted_proxies")
+    @field_validator("server_trusted_proxies", "server_metrics_addresses")
     @classmethod
     def _proxies(cls, value: str) -> str:
         entries = [entry.strip() for entry in value.split(",")]

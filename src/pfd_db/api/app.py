@@ -3,7 +3,8 @@
 The app holds on ``app.state``: ``engine``, ``sessions`` (a sessionmaker),
 ``read_sessions`` (one that refuses writes), ``auth_cache``, ``request_log``
 (the request-log buffer) and ``metrics``. Its middleware, outermost first:
-trusted-proxy client addresses (only when configured), CORS (only when
+trusted-proxy client addresses (only when configured), request timing (metrics
+and the request log, :mod:`pfd_db.api.request_timing`), CORS (only when
 origins are configured), API-key auth, the body limit. Routes are every
 ``router`` of :data:`pfd_db.api.routes.ROUTERS`.
 """
@@ -21,7 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from pfd_db import __version__
 from pfd_db.api import problems
 from pfd_db.api.auth_cache import AuthCache
+from pfd_db.api.metrics import Metrics
 from pfd_db.api.middleware import AuthMiddleware, BodyLimitMiddleware
+from pfd_db.api.request_log import RequestLog
+from pfd_db.api.request_timing import RequestTiming
 from pfd_db.api.routes import ROUTERS
 from pfd_db.config import Settings, get_settings
 from pfd_db.engine import make_engine
@@ -34,15 +38,6 @@ DESCRIPTION = (
     "authenticated response carries `RateLimit-Limit`, `RateLimit-Remaining` and "
     "`RateLimit-Reset`."
 )
-
-
-class _NoRequestLog:
-    """Stands in for the request-log buffer until one is installed: logs nothing."""
-
-    depth = 0
-
-    def close(self) -> None:
-        """Nothing to flush."""
 
 
 def create_app(url: str | None = None, *, engine: Engine | None = None) -> Any:
@@ -79,8 +74,8 @@ def create_app(url: str | None = None, *, engine: Engine | None = None) -> Any:
         bind=read_only_engine(engine), autoflush=False, expire_on_commit=False
     )
     app.state.auth_cache = AuthCache()
-    app.state.request_log = _NoRequestLog()
-    app.state.metrics = None
+    app.state.request_log = RequestLog(app.state.sessions)
+    app.state.metrics = Metrics(engine, app.state.request_log, settings.server_metrics_addresses)
     app.state.settings = settings
     problems.install(app)
     for router in ROUTERS:
@@ -106,6 +101,9 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
                 "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"
             ],
         )
+    app.add_middleware(
+        RequestTiming, request_log=app.state.request_log, metrics=app.state.metrics
+    )
     proxies = [p for p in settings.server_trusted_proxies.split(",") if p]
     if proxies:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware

@@ -16,6 +16,7 @@ from pfd_db.api.routes import (
     experiments,
     health,
     jobs,
+    metrics,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -30,4 +31,5 @@ ROUTERS: list[APIRouter] = [
     account_webhooks.router,
     admin.router,
     admin_traffic.router,
+    metrics.router,
 ]
