@@ -92,6 +92,10 @@ def test_store_refusals_name_the_field(client, user_key, dataset_id):
     key = user_key()
     problem(new(client, key, dataset_id, name="   "), 422, "name")
     problem(new(client, key, dataset_id, name="a\x00b"), 422, "name")
+    problem(new(client, key, dataset_id, notes="a\x00b"), 422, "notes")
+    problem(new(client, key, dataset_id, config={"a": "\x00"}), 422, "config")
+    problem(client.get(BASE, params={"q": "a\x00b"}, headers=auth(key)), 422, "q")
+    assert client.get(BASE, headers=auth(key)).json()["items"] == []
 
 
 def test_nan_and_infinity_are_refused(client, user_key, dataset_id):

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from pfd_db.api.access import Caller, read_access
 from pfd_db.api.db import read_session
 from pfd_db.api.paging import BadCursor, Cursor, Limit, Page, decode_cursor, encode_cursor
-from pfd_db.api.routes.experiments import RowId
+from pfd_db.api.routes.experiments import FOUND, RowId
 from pfd_db.api.schemas.campaigns import HPOCampaignOut, HPOTrialOut, NASCampaignOut, NASTrialOut
 from pfd_db.api.schemas.common import PROBLEM_RESPONSES
 from pfd_db.errors import NotFound
@@ -78,16 +78,14 @@ def list_hpo(
     return Page[HPOCampaignOut](items=items, next_cursor=next_cursor)
 
 
-@router.get("/hpo/{campaign_id}", response_model=HPOCampaignOut, responses=PROBLEM_RESPONSES)
+@router.get("/hpo/{campaign_id}", response_model=HPOCampaignOut, responses=FOUND)
 def get_hpo(campaign_id: RowId, caller: Reader, request: Request) -> HPOCampaignOut:
     """One HPO campaign (404 if unknown or another user's)."""
     with read_session(request) as session:
         return HPOCampaignOut.model_validate(_visible_hpo(session, caller, campaign_id))
 
 
-@router.get(
-    "/hpo/{campaign_id}/trials", response_model=Page[HPOTrialOut], responses=PROBLEM_RESPONSES
-)
+@router.get("/hpo/{campaign_id}/trials", response_model=Page[HPOTrialOut], responses=FOUND)
 def hpo_trials(
     campaign_id: RowId, caller: Reader, request: Request, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[HPOTrialOut]:
@@ -125,16 +123,14 @@ def _nas(session: Session, campaign_id: int) -> NASCampaign:
     return found
 
 
-@router.get("/nas/{campaign_id}", response_model=NASCampaignOut, responses=PROBLEM_RESPONSES)
+@router.get("/nas/{campaign_id}", response_model=NASCampaignOut, responses=FOUND)
 def get_nas(campaign_id: RowId, caller: Reader, request: Request) -> NASCampaignOut:
     """One NAS campaign."""
     with read_session(request) as session:
         return NASCampaignOut.model_validate(_nas(session, campaign_id))
 
 
-@router.get(
-    "/nas/{campaign_id}/trials", response_model=Page[NASTrialOut], responses=PROBLEM_RESPONSES
-)
+@router.get("/nas/{campaign_id}/trials", response_model=Page[NASTrialOut], responses=FOUND)
 def nas_trials(
     campaign_id: RowId, caller: Reader, request: Request, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[NASTrialOut]:

@@ -18,9 +18,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pfd_db.api.access import Caller, read_access, write_access
 from pfd_db.api.db import read_session, write_session
-from pfd_db.api.routes.experiments import RowId, visible_experiment
+from pfd_db.api.routes.experiments import FOUND, RowId, visible_experiment
 from pfd_db.api.routes.listing import naming
-from pfd_db.api.schemas.common import PROBLEM_RESPONSES
 from pfd_db.api.schemas.curves import Curve, EpochBatch, Written
 from pfd_db.errors import InvalidInput
 from pfd_db.store.ml import curves
@@ -38,7 +37,7 @@ MetricNames = Annotated[
 ]
 
 
-@router.post("/{experiment_id}/epochs", response_model=Written, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/epochs", response_model=Written, responses=FOUND)
 def log_epochs(
     experiment_id: RowId,
     body: EpochBatch,
@@ -62,7 +61,7 @@ def log_epochs(
     "/{experiment_id}/curve",
     response_model=Curve,
     responses={
-        **PROBLEM_RESPONSES,
+        **FOUND,
         200: {
             "description": "the curve's columns (JSON), or a CSV table with Accept: text/csv",
             "content": {CSV_TYPE: {"schema": {"type": "string"}}},

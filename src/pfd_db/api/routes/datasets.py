@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from pfd_db.api.access import Caller, read_access, write_access
 from pfd_db.api.db import read_session, write_session
 from pfd_db.api.paging import BadCursor, Cursor, Limit, Page, decode_cursor, encode_cursor
-from pfd_db.api.routes.experiments import RowId, visible_dataset
+from pfd_db.api.routes.experiments import FOUND, UNIQUE, RowId, visible_dataset
 from pfd_db.api.routes.listing import naming
 from pfd_db.api.schemas.common import PROBLEM_RESPONSES
 from pfd_db.api.schemas.datasets import DatasetCreate, DatasetOut
@@ -58,7 +58,7 @@ def _name_after(cursor: str) -> str:
         raise BadCursor("cursor: not a cursor of this list") from None
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, responses=PROBLEM_RESPONSES)
+@router.get("/{dataset_id}", response_model=DatasetOut, responses=FOUND)
 def get_dataset(
     dataset_id: RowId, caller: Annotated[Caller, Depends(read_access)], request: Request
 ) -> DatasetOut:
@@ -71,7 +71,7 @@ def get_dataset(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetOut,
-    responses=PROBLEM_RESPONSES,
+    responses=UNIQUE,
 )
 def create_dataset(
     body: DatasetCreate, caller: Annotated[Caller, Depends(write_access)], request: Request

@@ -21,7 +21,7 @@ from pfd_db.api.access import Caller, read_access, write_access
 from pfd_db.api.db import read_session, write_session
 from pfd_db.api.paging import BadCursor, Cursor, Limit, Page, decode_cursor, encode_cursor
 from pfd_db.api.routes.listing import naming
-from pfd_db.api.schemas.common import PROBLEM_RESPONSES
+from pfd_db.api.schemas.common import PROBLEM_RESPONSES, problem_responses
 from pfd_db.api.schemas.experiments import (
     ExperimentCreate,
     ExperimentFail,
@@ -32,7 +32,7 @@ from pfd_db.api.schemas.experiments import (
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, ExperimentStatus, Tag
 from pfd_db.store.ml import experiments, search, tags
-from pfd_db.store.validation import require_str
+from pfd_db.store.validation import optional_str, require_str
 from pfd_db.values import INT32_MAX, INT64_MAX
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
@@ -40,6 +40,10 @@ router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 Reader = Annotated[Caller, Depends(read_access)]
 Writer = Annotated[Caller, Depends(write_access)]
 SEARCH_PAGE_MAX = search.MAX_LIMIT
+FOUND = {**PROBLEM_RESPONSES, **problem_responses(404)}
+"""The errors of a route that names a row (404 for an unknown or hidden one)."""
+UNIQUE = {**PROBLEM_RESPONSES, **problem_responses(404, 409)}
+"""The errors of a route that creates a row with a unique name."""
 RowId = Annotated[int, Path(ge=1, le=INT64_MAX, description="a row's id")]
 
 
@@ -75,7 +79,7 @@ def visible_dataset(session: Session, caller: Caller, dataset: int | str) -> Dat
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ExperimentOut,
-    responses=PROBLEM_RESPONSES,
+    responses=UNIQUE,
 )
 def create_experiment(body: ExperimentCreate, caller: Writer, request: Request) -> ExperimentOut:
     """Create a pending experiment owned by the caller, on a dataset given by id or
@@ -89,7 +93,7 @@ def create_experiment(body: ExperimentCreate, caller: Writer, request: Request) 
             dataset,
             body.config,
             hyperparameters=body.hyperparameters,
-            notes=body.notes,
+            notes=optional_str(body.notes, "notes"),  # the store takes any str here
             created_by=caller.user_id,
         )
         return ExperimentOut.model_validate(experiment)
@@ -175,16 +179,14 @@ def _search_page(
     return Page[ExperimentOut](items=items, next_cursor=next_cursor)
 
 
-@router.get("/{experiment_id}", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.get("/{experiment_id}", response_model=ExperimentOut, responses=FOUND)
 def get_experiment(experiment_id: RowId, caller: Reader, request: Request) -> ExperimentOut:
     """One experiment (404 if unknown or another user's)."""
     with read_session(request) as session:
         return ExperimentOut.model_validate(visible_experiment(session, caller, experiment_id))
 
 
-@router.delete(
-    "/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=PROBLEM_RESPONSES
-)
+@router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=FOUND)
 def delete_experiment(experiment_id: RowId, caller: Writer, request: Request) -> Response:
     """Delete an experiment with its curve, explanations and tag links."""
     with write_session(request) as session:
@@ -206,31 +208,31 @@ def _move(
         return ExperimentOut.model_validate(experiment)
 
 
-@router.post("/{experiment_id}/start", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/start", response_model=ExperimentOut, responses=FOUND)
 def start(experiment_id: RowId, caller: Writer, request: Request) -> ExperimentOut:
     """pending or paused → running (422 naming the status for any other move)."""
     return _move(request, caller, experiment_id, experiments.start)
 
 
-@router.post("/{experiment_id}/pause", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/pause", response_model=ExperimentOut, responses=FOUND)
 def pause(experiment_id: RowId, caller: Writer, request: Request) -> ExperimentOut:
     """running → paused."""
     return _move(request, caller, experiment_id, experiments.pause)
 
 
-@router.post("/{experiment_id}/resume", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/resume", response_model=ExperimentOut, responses=FOUND)
 def resume(experiment_id: RowId, caller: Writer, request: Request) -> ExperimentOut:
     """paused → running."""
     return _move(request, caller, experiment_id, experiments.resume)
 
 
-@router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=FOUND)
 def cancel(experiment_id: RowId, caller: Writer, request: Request) -> ExperimentOut:
     """pending or running → cancelled."""
     return _move(request, caller, experiment_id, experiments.cancel)
 
 
-@router.post("/{experiment_id}/fail", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/fail", response_model=ExperimentOut, responses=FOUND)
 def fail(
     experiment_id: RowId, body: ExperimentFail, caller: Writer, request: Request
 ) -> ExperimentOut:
@@ -245,7 +247,7 @@ def fail(
     return _move(request, caller, experiment_id, failed)
 
 
-@router.post("/{experiment_id}/finish", response_model=ExperimentOut, responses=PROBLEM_RESPONSES)
+@router.post("/{experiment_id}/finish", response_model=ExperimentOut, responses=FOUND)
 def finish(
     experiment_id: RowId, caller: Writer, request: Request, body: ExperimentFinish | None = None
 ) -> ExperimentOut:
@@ -277,7 +279,7 @@ def _tag_field() -> Iterator[None]:
         raise
 
 
-@router.put("/{experiment_id}/tags/{tag}", response_model=TagOut, responses=PROBLEM_RESPONSES)
+@router.put("/{experiment_id}/tags/{tag}", response_model=TagOut, responses=UNIQUE)
 def put_tag(experiment_id: RowId, tag: TagName, caller: Writer, request: Request) -> TagOut:
     """Put the tag on the experiment, creating the tag if there is none by that name
     or slug; ``added`` is False when it was there already (nothing changes)."""
@@ -292,7 +294,7 @@ def put_tag(experiment_id: RowId, tag: TagName, caller: Writer, request: Request
 @router.delete(
     "/{experiment_id}/tags/{tag}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=PROBLEM_RESPONSES,
+    responses=FOUND,
 )
 def delete_tag(experiment_id: RowId, tag: TagName, caller: Writer, request: Request) -> Response:
     """Take the tag (by name or slug) off the experiment; 204 whether or not it was

@@ -20,7 +20,7 @@ from pfd_db.api.access import Caller, read_access, write_access
 from pfd_db.api.db import read_session, write_session
 from pfd_db.api.paging import Cursor, Limit, Page, encode_cursor
 from pfd_db.api.routes.campaigns import cursor_number
-from pfd_db.api.routes.experiments import RowId
+from pfd_db.api.routes.experiments import FOUND, RowId
 from pfd_db.api.routes.listing import naming
 from pfd_db.api.schemas.common import PROBLEM_RESPONSES
 from pfd_db.api.schemas.jobs import JobComplete, JobFail, JobKind, JobOut, JobProgress
@@ -68,7 +68,7 @@ def list_jobs(
     return Page[JobOut](items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
 
 
-@router.get("/{kind}/{job_id}", response_model=JobOut, responses=PROBLEM_RESPONSES)
+@router.get("/{kind}/{job_id}", response_model=JobOut, responses=FOUND)
 def get_job(kind: JobKind, job_id: RowId, caller: Reader, request: Request) -> JobOut:
     """One job, with its status and progress."""
     with read_session(request) as session:
@@ -84,14 +84,14 @@ def _change(
         return _out(kind, job)
 
 
-@router.post("/{kind}/{job_id}/start", response_model=JobOut, responses=PROBLEM_RESPONSES)
+@router.post("/{kind}/{job_id}/start", response_model=JobOut, responses=FOUND)
 def start_job(kind: JobKind, job_id: RowId, caller: Writer, request: Request) -> JobOut:
     """pending → running (of workers starting one job, exactly one succeeds; the
     others get 422)."""
     return _change(request, kind, job_id, jobs.start)
 
 
-@router.post("/{kind}/{job_id}/progress", response_model=JobOut, responses=PROBLEM_RESPONSES)
+@router.post("/{kind}/{job_id}/progress", response_model=JobOut, responses=FOUND)
 def report_progress(
     kind: JobKind, job_id: RowId, body: JobProgress, caller: Writer, request: Request
 ) -> JobOut:
@@ -104,7 +104,7 @@ def report_progress(
     return _change(request, kind, job_id, progress)
 
 
-@router.post("/{kind}/{job_id}/complete", response_model=JobOut, responses=PROBLEM_RESPONSES)
+@router.post("/{kind}/{job_id}/complete", response_model=JobOut, responses=FOUND)
 def complete_job(
     kind: JobKind, job_id: RowId, body: JobComplete, caller: Writer, request: Request
 ) -> JobOut:
@@ -124,7 +124,7 @@ def complete_job(
     return _change(request, kind, job_id, complete)
 
 
-@router.post("/{kind}/{job_id}/fail", response_model=JobOut, responses=PROBLEM_RESPONSES)
+@router.post("/{kind}/{job_id}/fail", response_model=JobOut, responses=FOUND)
 def fail_job(
     kind: JobKind, job_id: RowId, body: JobFail, caller: Writer, request: Request
 ) -> JobOut:
@@ -134,7 +134,7 @@ def fail_job(
     )
 
 
-@router.post("/{kind}/{job_id}/cancel", response_model=JobOut, responses=PROBLEM_RESPONSES)
+@router.post("/{kind}/{job_id}/cancel", response_model=JobOut, responses=FOUND)
 def cancel_job(kind: JobKind, job_id: RowId, caller: Writer, request: Request) -> JobOut:
     """pending or running → cancelled."""
     return _change(request, kind, job_id, jobs.cancel)
