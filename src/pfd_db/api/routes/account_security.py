@@ -18,7 +18,14 @@ from pfd_db.api.access import SCOPE_LEVELS, Caller, own_account_access, read_acc
 from pfd_db.api.db import read_session, write_session
 from pfd_db.api.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from pfd_db.api.problems import ApiProblem
-from pfd_db.api.routes.listing import UserParam, before_id, log_page, short_list_page, subject
+from pfd_db.api.routes.listing import (
+    UserParam,
+    before_id,
+    log_page,
+    naming,
+    short_list_page,
+    subject,
+)
 from pfd_db.api.schemas.account import (
     ActiveSession,
     ApiKey,
@@ -72,7 +79,7 @@ def issue_api_key(request: Request, caller: Owner, body: ApiKeyCreate) -> ApiKey
         raise ApiProblem(
             403, f"this key may not issue a key with the scopes {wider}", title="Forbidden"
         )
-    with write_session(request) as session:
+    with write_session(request) as session, naming("name", "expires_at"):
         plaintext, record = api_keys.issue(
             session,
             caller.user_id,

@@ -30,6 +30,7 @@ Reader = Annotated[Caller, Depends(read_access)]
 Owner = Annotated[Caller, Depends(own_account_access)]
 RowId = Annotated[int, Path(ge=1, le=INT64_MAX, description="a row's id")]
 WITH_404 = PROBLEM_RESPONSES | problem_responses(404)
+FIELDS = ("url", "events", "name", "description", "settings")
 
 
 def _own(session: Session, caller: Caller, webhook_id: int) -> WebhookConfiguration:
@@ -59,7 +60,7 @@ def list_webhooks(
 )
 def create_webhook(request: Request, caller: Owner, body: WebhookCreate) -> WebhookCreated:
     """A new active webhook of the caller; its signing secret is in this response only."""
-    with write_session(request) as session, naming("url", "events"):
+    with write_session(request) as session, naming(*FIELDS):
         config, secret = webhooks.create_webhook(
             session,
             caller.user_id,
