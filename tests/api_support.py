@@ -7,7 +7,9 @@
   test database of the current dialect (``engine`` of conftest.py).
 - ``client`` (per test): a ``starlette.testclient.TestClient`` over that app, used
   as a context manager, so the app's lifespan runs (startup, then shutdown: the
-  request log is flushed) around each test; it never re-raises server errors
+  request log is flushed) around the test module (``running_client``; a test
+  that needs a shutdown of its own makes its own TestClient); it never
+  re-raises server errors
   (``raise_server_exceptions=False``): a test sees the 500 a client would. It
   asks for ``db``, so every table is emptied after the test and the plaintext
   scan runs (keys issued here are added to ``plaintexts``).
@@ -72,13 +74,21 @@ def api_app(engine: Engine) -> Any:
     return create_app(engine=engine)
 
 
-@pytest.fixture
-def client(api_app: Any, db: Session) -> Iterator[TestClient]:
-    """A client of ``api_app`` for one test (lifespan run; tables emptied after)."""
+@pytest.fixture(scope="module")
+def running_client(api_app: Any) -> Iterator[TestClient]:
+    """One TestClient per module: the app's lifespan starts before the module's
+    first test and shuts down (flushing the request log) after its last."""
     from starlette.testclient import TestClient
 
     with TestClient(api_app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def client(running_client: TestClient, db: Session) -> Iterator[TestClient]:
+    """The module's client, for one test (tables emptied after it)."""
+    running_client.headers.clear()
+    yield running_client
 
 
 @pytest.fixture
@@ -142,5 +152,7 @@ __all__ = [
     "auth",
     "client",
     "issue_key",
+    "running_client",
     "user_key",
 ]
+

@@ -390,6 +390,7 @@ CALLS: dict[str, Entry] = {
         }
     ),
     "api_keys.check_rate_limit": Entry(lambda w: {"key": w.api_key}),
+    "rate_limits.consume": Entry(lambda w: {"key": w.api_key, "now": _now()}),
     # campaigns
     "campaigns.transition": Entry(lambda w: {"campaign": w.hpo, "status": "running"}),
     "campaigns.create_hpo_campaign": Entry(

@@ -17,14 +17,35 @@ write scope, any role.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from pfd_db.api.problems import ApiProblem
 from pfd_db.models.enums import Role
 from pfd_db.rbac import Permission, has_permission, has_role
 
 SCOPE_LEVELS = {"read": 1, "write": 2, "admin": 3}
+
+# The two ways to present a key, as OpenAPI security schemes (the middleware reads
+# the headers itself; these only describe them, and cost no thread hop).
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="Authorization: Bearer <API key>"
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="X-API-Key: <API key>"
+)
+
+
+async def _schemes(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    header: Annotated[str | None, Depends(api_key_scheme)],
+) -> None:
+    """Declares both security schemes on every route that needs a key."""
+
+
+Presented = Annotated[None, Depends(_schemes)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +90,7 @@ def _forbidden(detail: str) -> ApiProblem:
     return ApiProblem(403, detail, title="Forbidden")
 
 
-async def read_access(request: Request) -> Caller:
+async def read_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the read scope (every active role may read)."""
     caller = current_caller(request)
     if not caller.has_scope("read"):
@@ -79,7 +100,7 @@ async def read_access(request: Request) -> Caller:
     return caller
 
 
-async def write_access(request: Request) -> Caller:
+async def write_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the write scope and whose role is operator or higher."""
     caller = current_caller(request)
     if not caller.has_scope("write"):
@@ -89,7 +110,7 @@ async def write_access(request: Request) -> Caller:
     return caller
 
 
-async def own_account_access(request: Request) -> Caller:
+async def own_account_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the write scope, changing their own account (any role)."""
     caller = current_caller(request)
     if not caller.has_scope("write"):
@@ -97,7 +118,7 @@ async def own_account_access(request: Request) -> Caller:
     return caller
 
 
-async def admin_access(request: Request) -> Caller:
+async def admin_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the admin scope and whose role is admin or higher."""
     caller = current_caller(request)
     if not caller.has_scope("admin"):

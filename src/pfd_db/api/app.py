@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pfd_db import __version__
-from pfd_db.api import problems
+from pfd_db.api import docs, problems
 from pfd_db.api.auth_cache import AuthCache
 from pfd_db.api.metrics import Metrics
 from pfd_db.api.middleware import AuthMiddleware, BodyLimitMiddleware
@@ -80,6 +80,7 @@ def create_app(url: str | None = None, *, engine: Engine | None = None) -> Any:
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    docs.install(app)
     _add_middleware(app, settings)
     return app
 

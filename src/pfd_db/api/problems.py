@@ -151,8 +151,10 @@ def _validation_problem(exc: RequestValidationError) -> ApiProblem:
     found = exc.errors()
     first = found[0] if found else {}
     location = [str(part) for part in first.get("loc", ())]
-    field = ".".join(location[1:] if location[:1] in (["body"], ["query"], ["path"],
-                                                      ["header"], ["cookie"]) else location)
+    sources = (["body"], ["query"], ["path"], ["header"], ["cookie"])
+    field = ".".join(location[1:] if location[:1] in sources else location)
+    if first.get("type") == "json_invalid":
+        field = "body"
     message = str(first.get("msg", "invalid input"))
     detail = f"{field}: {message}" if field else message
     if len(found) > 1:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from pfd_db.cli import demo, experiments, health, identity, keys, migrate, seed, shells
+from pfd_db.cli import demo, experiments, health, identity, keys, migrate, seed, serve, shells
 from pfd_db.cli.errors import Commands
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ for command in [
     *seed.app.registered_commands,
     *demo.app.registered_commands,
     *shells.app.registered_commands,
+    *serve.app.registered_commands,
 ]:
     app.registered_commands.append(command)
 app.add_typer(identity.users, name="user")

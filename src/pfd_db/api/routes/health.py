@@ -5,12 +5,15 @@ Neither needs a key: load balancers and orchestrators call them.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 
 from pfd_db.api.problems import ApiProblem, unavailable
 from pfd_db.api.schemas.common import ApiModel, problem_responses
 from pfd_db.errors import PfdDbError
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -44,7 +47,8 @@ def ready(request: Request) -> Ready:
     try:
         state = migrations.state(request.app.state.engine)
     except PfdDbError as exc:
-        raise unavailable(str(exc)) from None
+        log.warning("not ready: %s", exc)
+        raise unavailable() from None
     if not state.at_head:
         raise ApiProblem(
             503,

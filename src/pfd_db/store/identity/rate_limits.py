@@ -21,7 +21,7 @@ from sqlalchemy import Update, and_, bindparam, case, exists, or_, select, updat
 from sqlalchemy.orm import Session
 
 from pfd_db.models import APIKey, User
-from pfd_db.store.validation import require_count
+from pfd_db.store.writes import unread_id
 from pfd_db.types import utc_or_now
 
 RATE_WINDOW = timedelta(hours=1)
@@ -48,15 +48,16 @@ class Allowance:
         return max(1, int((self.reset_at - now).total_seconds() + 0.999))
 
 
-def consume(session: Session, key_id: int, now: datetime | None = None) -> Allowance | None:
-    """Count one request of the key ``key_id`` at ``now`` and return its
-    :class:`Allowance`; None (and nothing written) when the key is no longer
-    usable: unknown, revoked, deactivated, expired, or its user deactivated.
+def consume(session: Session, key: APIKey | int, now: datetime | None = None) -> Allowance | None:
+    """Count one request of ``key`` (an :class:`APIKey` or its id, not read
+    first) at ``now`` and return its :class:`Allowance`; None (and nothing
+    written) when the key is no longer usable: unknown, revoked, deactivated,
+    expired, or its user deactivated.
 
     One statement; it runs in the caller's transaction (commit it promptly:
     it holds the key's row lock on PostgreSQL and the write lock on SQLite).
     """
-    key_id = require_count(key_id, "key_id", minimum=1)
+    key_id = unread_id(session, APIKey, key, "key")
     moment = utc_or_now(now)
     row = session.execute(
         _consume_statement(), {"key_id": key_id, "now": moment, "cutoff": moment - RATE_WINDOW}
