@@ -111,6 +111,23 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.base_url!r}, buffered={len(self._buffer)})"
 
+    def wait_until_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the server answers ``GET /ready`` (its database reachable and
+        at head), for a job that starts with its server;
+        :class:`~pfd_db.errors.DatabaseUnavailable` if it does not within ``timeout``
+        seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._http.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(f"the pfd-db server at {self.base_url} is not ready"
+                                          f" after {timeout:g} s")  # fmt: skip
+            time.sleep(0.1)
+
     # --- experiments -----------------------------------------------------------
 
     def create_experiment(
@@ -171,7 +188,7 @@ class Client:
             page = self._json("GET", f"{API}/experiments", params=params)
             found += page["items"]
             cursor = page.get("next_cursor")
-            if not cursor or not page["items"]:
+            if not cursor:  # (a page may be short, even empty, and still not the last)
                 break
         return found[:limit]
 
@@ -298,11 +315,11 @@ class Client:
     ) -> Record:
         experiment_id = _id(experiment)
         path = f"{API}/experiments/{experiment_id}/{verb}"
-        attempts: list[int] = []
+        dropped: list[httpx.TransportError] = []
         try:
-            return self._json("POST", path, body=body, attempts=attempts)
+            return self._json("POST", path, body=body, dropped=dropped)
         except InvalidTransition:
-            if len(attempts) < 2:
+            if not dropped:
                 raise
             now = self.experiment(experiment_id)  # a dropped answer: did the first try do it?
             if now.get("status") in done:
@@ -317,10 +334,10 @@ class Client:
         body: Any = None,
         params: Mapping[str, Any] | None = None,
         resend: bool = True,
-        attempts: list[int] | None = None,
+        dropped: list[httpx.TransportError] | None = None,
     ) -> Record:
         response = self._request(method, path, body=body, params=params, resend=resend,
-                                 attempts=attempts)  # fmt: skip
+                                 dropped=dropped)  # fmt: skip
         document = response.json()
         if not isinstance(document, dict):
             raise PfdDbError(f"the server answered {method} {path} with no JSON object")
@@ -335,11 +352,12 @@ class Client:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         resend: bool = True,
-        attempts: list[int] | None = None,
+        dropped: list[httpx.TransportError] | None = None,
     ) -> httpx.Response:
         """Send, retrying as the module says; the successful response, or the
         store's error. ``resend``: whether a request that may have reached the
-        server can be sent again. ``attempts`` collects one entry per try."""
+        server can be sent again. ``dropped`` collects the connections dropped
+        after a request went out (and which were retried)."""
         if self._closed:
             raise InvalidInput("this pfd-db client is closed")
         content = None
@@ -350,8 +368,6 @@ class Client:
         tried = 0
         while True:
             tried += 1
-            if attempts is not None:
-                attempts.append(tried)
             try:
                 response = self._http.request(method, path, content=content, params=params,
                                               headers=sent_headers)  # fmt: skip
@@ -359,6 +375,8 @@ class Client:
                 retryable = isinstance(exc, NOT_SENT) or (resend and isinstance(exc, DROPPED))
                 if not retryable or tried > self.retries:
                     raise _unreachable(self.base_url, exc, resend) from exc
+                if dropped is not None and isinstance(exc, DROPPED):
+                    dropped.append(exc)
                 self._sleep(self._backoff_after(tried))
                 continue
             self.requests += 1
