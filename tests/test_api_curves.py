@@ -118,7 +118,7 @@ def test_an_empty_curve(client, owner, experiment_id):
     ("rows", "field"),
     [
         ([{"epoch": 0}], "epochs.0.train_loss"),
-        ([epoch(-1)], "epochs.0.epoch"),
+        ([{**epoch(0), "epoch": -1}], "epochs.0.epoch"),
         ([epoch(0, surprise=1)], "epochs.0.surprise"),
         ([epoch(0, train_loss="0.5")], "epochs.0.train_loss"),
         ([epoch(0, metrics={"f1": "high"})], "epochs.0.metrics.f1"),

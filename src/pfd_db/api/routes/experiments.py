@@ -63,7 +63,7 @@ def visible_dataset(session: Session, caller: Caller, dataset: int | str) -> Dat
     """The dataset named by id or name if ``caller`` may use it: its own, one with
     no owner (shared data, such as the seeded Default), or any for an admin."""
     found = (
-        session.get(Dataset, dataset)
+        (session.get(Dataset, dataset) if 0 < dataset <= INT64_MAX else None)
         if isinstance(dataset, int)
         else session.scalar(select(Dataset).where(Dataset.name == require_str(dataset, "dataset")))
     )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import Field
 
 from pfd_db.api.schemas.common import ApiModel
 from pfd_db.models.enums import ExperimentStatus
-from pfd_db.values import INT64_MAX
 
 
 class ExperimentCreate(ApiModel):
@@ -17,10 +16,7 @@ class ExperimentCreate(ApiModel):
 
     name: str = Field(min_length=1, max_length=255)
     model_type: str = Field(min_length=1, max_length=50)
-    dataset: (
-        Annotated[int, Field(ge=1, le=INT64_MAX)]
-        | Annotated[str, Field(min_length=1, max_length=255)]
-    )
+    dataset: int | str = Field(description="the dataset's id, or its name")
     config: dict[str, Any]
     hyperparameters: dict[str, Any] | None = None
     notes: str | None = None
