@@ -8,7 +8,7 @@ is left: a database without the unfinished-copy marker, or a backup at its
 name, must be whole (``lost`` counts those that are not), and the operation run
 again (``--replace`` for a database) must succeed and give the whole data
 (``duplicated`` counts rows found twice). Used by tests/test_kills.py (20
-rounds per mode) and benchmarks/stress_kills.py (as many as asked).
+kills per mode) and benchmarks/stress_kills.py (as many kills as asked).
 """
 
 from __future__ import annotations
@@ -91,20 +91,27 @@ def _calls_and_seconds(work: Callable[[Progress], object]) -> tuple[int, float]:
 
 
 def _kill_point(rng: random.Random, calls: int, seconds: float) -> tuple[int | None, float | None]:
-    # Past the last call or the usual run time: some rounds finish, and are judged too.
+    # Mostly within the measured run; one round in five past its end, so that runs
+    # that finish are judged too.
+    late = rng.random() < 0.2
     if rng.random() < 0.5 and calls > 0:
-        return rng.randint(1, calls + 1), None
-    return None, rng.uniform(0, seconds * 2)
+        return (calls + 1 if late else rng.randint(1, calls)), None
+    return None, (seconds * rng.uniform(1, 2) if late else rng.uniform(0, seconds))
+
+
+def _more_rounds(tally: Tally, kills: int) -> bool:
+    """Go on until ``kills`` rounds were really cut short (at most three times as many rounds)."""
+    return tally.kills < kills and tally.rounds < 3 * kills
 
 
 def _engines(*urls: str) -> list[Engine]:
     return [make_engine(url) for url in urls]
 
 
-def fill_kills(source_url: str, target_url: str, rounds: int, seed: int, mode: str) -> Tally:
+def fill_kills(source_url: str, target_url: str, kills: int, seed: int, mode: str) -> Tally:
     """Kill a copy (``mode`` "copy") or a restore (``mode`` "restore": ``source_url``
-    is then a backup file's path) of the source into the target, ``rounds`` times;
-    after each, check the target and fill it again with replace."""
+    is then a backup file's path) of the source into the target until it was killed
+    ``kills`` times; after each round, check the target and fill it again with replace."""
     expected = _expected_rows(source_url, mode)
 
     def fill(progress: Progress, replace: bool = True) -> object:
@@ -126,7 +133,7 @@ def fill_kills(source_url: str, target_url: str, rounds: int, seed: int, mode: s
     calls, seconds = _calls_and_seconds(fill)
     tally = Tally(mode)
     rng = random.Random(seed)
-    for _ in range(rounds):
+    while _more_rounds(tally, kills):
         tally.rounds += 1
         at_call, after = _kill_point(rng, calls, seconds)
         tally.kills += killed(fill, at_call, after)
@@ -170,8 +177,8 @@ def _judge_database(
         engine.dispose()
 
 
-def backup_kills(source_url: str, folder: Path, rounds: int, seed: int) -> Tally:
-    """Kill ``pfd-db backup`` of the source ``rounds`` times (PostgreSQL: without
+def backup_kills(source_url: str, folder: Path, kills: int, seed: int) -> Tally:
+    """Kill ``pfd-db backup`` of the source until it was killed ``kills`` times (PostgreSQL: without
     pg_dump, the copy into a SQLite file); a file left at its name must verify and
     hold every row, and restore must refuse anything else."""
     (source,) = _engines(source_url)
@@ -193,8 +200,8 @@ def backup_kills(source_url: str, folder: Path, rounds: int, seed: int) -> Tally
         return work
 
     calls, seconds = _calls_and_seconds(take(folder / "measured.bak"))
-    for n in range(rounds):
-        path = folder / f"round-{n}.bak"
+    while _more_rounds(tally, kills):
+        path = folder / f"round-{tally.rounds}.bak"
         tally.rounds += 1
         at_call, after = _kill_point(rng, calls, seconds)
         tally.kills += killed(take(path), at_call, after)
