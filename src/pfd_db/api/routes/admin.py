@@ -107,6 +107,8 @@ def get_user(request: Request, caller: Admin, user_id: RowId) -> UserOut:
 def change_role(request: Request, caller: Admin, user_id: RowId, body: RoleChange) -> UserOut:
     """Give a user another role (audited when it changes)."""
     _may_grant(caller, body.role)
+    if user_id == caller.user_id:
+        raise ApiProblem(409, "an admin may not change their own role", slug="conflict")
     with write_session(request) as session:
         found = _manageable(session, caller, user_id)
         return UserOut.of(users.set_role(session, found, body.role))

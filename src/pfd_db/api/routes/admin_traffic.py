@@ -25,6 +25,7 @@ from pfd_db.api.paging import (
     decode_cursor,
     encode_cursor,
 )
+from pfd_db.api.problems import ApiProblem
 from pfd_db.api.routes.listing import before_id, log_page, naming
 from pfd_db.api.schemas.admin import (
     DayUsage,
@@ -50,6 +51,7 @@ router = APIRouter(prefix="/api/v1/admin/traffic", tags=["admin"])
 
 Admin = Annotated[Caller, Depends(admin_access)]
 DEFAULT_SPAN = timedelta(hours=24)
+ROLLUP_PERIODS_MAX = 10_000  # a request's work stays bounded (the store allows 100 000)
 TIMES = ("since", "until", "start", "end", "bucket", "endpoint")
 Since = Annotated[
     datetime | None, Query(description="From (inclusive), ISO 8601 UTC; default 24 hours ago.")
@@ -161,6 +163,14 @@ def _after_period(cursor: str) -> datetime:
 def run_rollup(request: Request, caller: Admin, period: Aggregation, body: RollupRun) -> RollupDone:
     """Roll the request log up into every period overlapping ``start`` .. ``end``
     (re-runnable: a period's row is replaced)."""
+    aware = body.start.tzinfo is not None and body.end.tzinfo is not None  # else: the store's 422
+    if aware and body.end - body.start > ROLLUP_PERIODS_MAX * rollups.LENGTHS[period]:
+        raise ApiProblem(
+            422,
+            f"end: at most {ROLLUP_PERIODS_MAX} {period.value} periods a request",
+            slug="invalid-input",
+            field="end",
+        )
     with write_session(request) as session, naming(*TIMES):
         return RollupDone(periods=rollups.rollup(session, period, body.start, body.end))
 
