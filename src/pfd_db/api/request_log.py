@@ -89,11 +89,12 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._backoff = 0.0  # 0: the last flush worked
+        self._in_flight = 0  # rows of the batch being written
 
     @property
     def depth(self) -> int:
-        """Rows waiting to be written."""
-        return len(self._rows)
+        """Rows not written yet: buffered, or in the batch being written."""
+        return len(self._rows) + self._in_flight
 
     @property
     def closed(self) -> bool:
@@ -141,6 +142,8 @@ class RequestLog:
                         self._backoff,
                     )
                     return written
+                with self._lock:
+                    self._in_flight = 0
                 self._backoff = 0.0
                 if len(batch) < self.batch_rows:
                     return written
@@ -201,14 +204,17 @@ class RequestLog:
                 log.exception("request log: flusher error")
 
     def _take(self) -> list[Row]:
+        """The next batch, counted in flight until written or put back."""
         with self._lock:
             count = min(len(self._rows), self.batch_rows)
+            self._in_flight = count
             return [self._rows.popleft() for _ in range(count)]
 
     def _put_back(self, batch: Sequence[Row]) -> None:
         """Return a failed batch to the head of the buffer, dropping the oldest rows
         beyond the capacity."""
         with self._lock:
+            self._in_flight = 0
             self._rows.extendleft(reversed(batch))
             while len(self._rows) > self.capacity:
                 self._rows.popleft()

@@ -12,7 +12,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
 
-from pfd_db.api.access import Caller, unauthenticated
+from pfd_db.api.access import Caller, Presented, unauthenticated
 from pfd_db.api.auth_cache import AuthCache, digest_of
 from pfd_db.api.metrics import CONTENT_TYPE, Metrics
 from pfd_db.api.middleware import KEY_MAX_LENGTH, presented_key, verify_key
@@ -25,7 +25,7 @@ from pfd_db.rbac import has_role
 router = APIRouter(tags=["metrics"])
 
 
-async def metrics_access(request: Request) -> Caller | None:
+async def metrics_access(request: Request, _: Presented) -> Caller | None:
     """None for a configured scrape address; else the caller of an admin key (401/403
     otherwise). ``/metrics`` is outside ``/api/``, which the auth middleware covers,
     so the key is verified here, through the same cache."""
