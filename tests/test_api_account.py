@@ -371,11 +371,9 @@ def test_a_key_issues_no_scope_wider_than_its_own(client, user_key, admin_key, p
 def test_key_pages_and_other_users_keys(client, user_key, plaintexts):
     ada, bob = user_key(), user_key()
     for n in range(2):
-        plaintexts.append(
-            client.post("/api/v1/me/api-keys", json={"name": f"k{n}"}, headers=auth(ada)).json()[
-                "key"
-            ]
-        )
+        made = client.post("/api/v1/me/api-keys", json={"name": f"k{n}"}, headers=auth(ada))
+        plaintexts.append(made.json()["key"])
+        assert made.json()["scopes"] == ["read"]  # the default
     first = client.get("/api/v1/me/api-keys", params={"limit": 2}, headers=auth(ada)).json()
     second = client.get(
         "/api/v1/me/api-keys",

@@ -213,12 +213,16 @@ def _key_fields(row: APIKey) -> dict[str, Any]:
     return {name: getattr(row, name) for name in ApiKey.model_fields}
 
 
+def _read_only() -> list[Scope]:
+    return ["read"]
+
+
 class ApiKeyCreate(ApiModel):
     """A key to issue to the caller: at most the scopes of the key that asks."""
 
     name: Annotated[str, Field(min_length=1, max_length=100)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] = Field(
-        default_factory=lambda: ["read"]
+        default_factory=_read_only
     )
     expires_at: datetime | None = None
     rate_limit: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1000
