@@ -111,6 +111,7 @@ def test_only_an_admin_lists_another_users_resources(client, user_key, admin_key
     assert client.get(path, params={"user": ada.user_id}, headers=auth(ada)).status_code == 200
     as_admin = client.get(path, params={"user": bob.user_id}, headers=auth(admin_key))
     assert as_admin.status_code == 200
+    problem(client.get(path, params={"user": 987654}, headers=auth(admin_key)), 404)
 
 
 # --- notifications -------------------------------------------------------------------

@@ -48,7 +48,7 @@ EventName = Annotated[
 # --- notifications -------------------------------------------------------------------
 
 
-@router.get("/notifications", response_model=Page[Notification], responses=PROBLEM_RESPONSES)
+@router.get("/notifications", response_model=Page[Notification], responses=WITH_404)
 def list_notifications(
     request: Request,
     caller: Reader,
@@ -66,7 +66,7 @@ def list_notifications(
 
 
 @router.get(
-    "/notifications/unread-count", response_model=UnreadCount, responses=PROBLEM_RESPONSES
+    "/notifications/unread-count", response_model=UnreadCount, responses=WITH_404
 )
 def unread_count(request: Request, caller: Reader, user: UserParam = None) -> UnreadCount:
     """How many of the caller's notifications are unread."""
@@ -93,7 +93,7 @@ def mark_read(request: Request, caller: Owner, notification_id: RowId) -> Notifi
 # --- preferences ---------------------------------------------------------------------
 
 
-@router.get("/preferences", response_model=Preferences, responses=PROBLEM_RESPONSES)
+@router.get("/preferences", response_model=Preferences, responses=WITH_404)
 def get_preferences(request: Request, caller: Reader, user: UserParam = None) -> Preferences:
     """The caller's notification preference for each event."""
     with read_session(request) as session:

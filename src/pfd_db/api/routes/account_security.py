@@ -51,7 +51,7 @@ WITH_404 = PROBLEM_RESPONSES | problem_responses(404)
 # --- API keys ------------------------------------------------------------------------
 
 
-@router.get("/api-keys", response_model=Page[ApiKey], responses=PROBLEM_RESPONSES)
+@router.get("/api-keys", response_model=Page[ApiKey], responses=WITH_404)
 def list_api_keys(
     request: Request,
     caller: Reader,
@@ -104,7 +104,7 @@ def revoke_api_key(request: Request, caller: Owner, key_id: RowId) -> ApiKey:
 # --- security ------------------------------------------------------------------------
 
 
-@router.get("/security/logins", response_model=Page[Login], responses=PROBLEM_RESPONSES)
+@router.get("/security/logins", response_model=Page[Login], responses=WITH_404)
 def login_history(
     request: Request,
     caller: Reader,
@@ -128,7 +128,7 @@ def login_history(
 
 
 @router.get(
-    "/security/sessions", response_model=Page[ActiveSession], responses=PROBLEM_RESPONSES
+    "/security/sessions", response_model=Page[ActiveSession], responses=WITH_404
 )
 def active_sessions(
     request: Request,

@@ -38,7 +38,7 @@ def _own(session: Session, caller: Caller, webhook_id: int) -> WebhookConfigurat
     return webhooks.get_webhook(session, webhook_id, caller.user_id)
 
 
-@router.get("", response_model=Page[Webhook], responses=PROBLEM_RESPONSES)
+@router.get("", response_model=Page[Webhook], responses=WITH_404)
 def list_webhooks(
     request: Request,
     caller: Reader,

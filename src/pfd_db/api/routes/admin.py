@@ -127,7 +127,7 @@ def deactivate_user(request: Request, caller: Admin, user_id: RowId) -> UserOut:
 # --- audit ---------------------------------------------------------------------------
 
 
-@router.get("/audit", response_model=Page[AuditEntry], responses=PROBLEM_RESPONSES)
+@router.get("/audit", response_model=Page[AuditEntry], responses=WITH_404)
 def audit_entries(
     request: Request,
     caller: Admin,

@@ -51,6 +51,7 @@ router = APIRouter(prefix="/api/v1/admin/traffic", tags=["admin"])
 
 Admin = Annotated[Caller, Depends(admin_access)]
 DEFAULT_SPAN = timedelta(hours=24)
+WITH_404 = PROBLEM_RESPONSES | problem_responses(404)  # an unknown key or user named
 ROLLUP_PERIODS_MAX = 10_000  # a request's work stays bounded (the store allows 100 000)
 TIMES = ("since", "until", "start", "end", "bucket", "endpoint")
 Since = Annotated[
@@ -65,7 +66,7 @@ def _since(since: datetime | None) -> datetime:
     return utcnow() - DEFAULT_SPAN if since is None else since
 
 
-@router.get("/requests", response_model=Page[RequestEntry], responses=PROBLEM_RESPONSES)
+@router.get("/requests", response_model=Page[RequestEntry], responses=WITH_404)
 def recent_requests(
     request: Request,
     caller: Admin,
@@ -188,7 +189,7 @@ def top_keys(
 @router.get(
     "/keys/{key_id}/usage",
     response_model=KeyUsage,
-    responses=PROBLEM_RESPONSES | problem_responses(404),
+    responses=WITH_404,
 )
 def key_usage(
     request: Request,

@@ -30,7 +30,10 @@ UserParam = Annotated[
     Query(
         ge=1,
         le=INT64_MAX,
-        description="Admins only: the id of the user whose resources to list (default: yours).",
+        description=(
+            "Admins only: the id of the user whose resources to list "
+            "(default: yours; 404 for no such user)."
+        ),
     ),
 ]
 
