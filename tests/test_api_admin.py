@@ -166,6 +166,8 @@ def test_roles_change_and_users_are_deactivated(client, db, admin_key, user_key)
     again = client.post(f"/api/v1/admin/users/{ada.user_id}/deactivate", headers=headers)
     assert again.status_code == 200 and again.json()["is_active"] is False
     problem(client.get("/api/v1/me/api-keys", headers=auth(ada)), 401)  # an inactive owner
+    inactive = client.get("/api/v1/admin/users", params={"active": "false"}, headers=headers)
+    assert [u["id"] for u in inactive.json()["items"]] == [ada.user_id]
     actions = db.scalars(
         select(SystemLog.action).where(SystemLog.action.in_(["user.role_changed",
                                                              "user.deactivated"]))

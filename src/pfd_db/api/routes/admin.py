@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pfd_db.api.access import Caller, admin_access
@@ -70,14 +71,16 @@ def list_users(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[UserOut]:
-    """Every user, oldest account first (by id)."""
+    """Every user, oldest account first: a keyset page by id (the primary key's range)."""
+    after = before_id(cursor) or 0
+    query = select(User).where(User.id > after).order_by(User.id).limit(limit + 1)
+    if active is not None:
+        query = query.where(User.is_active.is_(active))
+    if role is not None:
+        query = query.where(User.role == role)
     with read_session(request) as session:
-        found = [
-            user
-            for user in users.list_users(session)
-            if (active is None or user.is_active == active) and (role is None or user.role == role)
-        ]
-        return short_list_page(found, cursor, limit, UserOut.of, newest_first=False)
+        found = list(session.scalars(query))
+        return short_list_page(found, None, limit, UserOut.of, newest_first=False)
 
 
 @router.post(
