@@ -86,9 +86,11 @@ def running_client(api_app: Any) -> Iterator[TestClient]:
 
 @pytest.fixture
 def client(running_client: TestClient, db: Session) -> Iterator[TestClient]:
-    """The module's client, for one test (tables emptied after it)."""
+    """The module's client, for one test (tables emptied after it). The test's
+    request-log rows are written before that, so none lands in the next test's."""
     running_client.headers.clear()
     yield running_client
+    running_client.app.state.request_log.flush()
 
 
 @pytest.fixture
