@@ -309,8 +309,6 @@ def test_docs_serve_swagger_ui_5_from_the_app_itself(client):
         assert response.status_code == 200, asset
         assert len(response.content) > 0
     bundle = client.get(next(a for a in assets if a.endswith("swagger-ui-bundle.js"))).text
-    versions = re.findall(r'version:"(5\.\d+\.\d+)"', bundle) or re.findall(
-        r"swagger-ui@?v?(5\.\d+\.\d+)", bundle
-    )
-    assert versions, "Swagger UI 5 (OpenAPI 3.1) expected"
+    version = re.search(r'PACKAGE_VERSION:"(\d+)\.\d+\.\d+"', bundle)
+    assert version and int(version[1]) >= 5, "Swagger UI 5+ (renders OpenAPI 3.1) expected"
     assert "'/openapi.json'" in page.text or '"/openapi.json"' in page.text

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, inspect, text
 
 from factories import insert_row
 from pfd_db import migrations
 from pfd_db.engine import make_engine
+from pfd_db.types import StringList
 
 WINDOW = {"rate_window_start", "rate_window_count"}
 
@@ -35,8 +36,15 @@ def test_0009_adds_the_window_and_goes_back_keeping_every_key(fresh_engine):
     migrations.upgrade(fresh_engine, "0008")
     with fresh_engine.begin() as conn:
         user = insert_row(conn, "users")
-        for n in range(3):
-            insert_row(conn, "api_keys", user_id=user, prefix=f"p{n}", key_hash=f"h{n}")
+        for n in range(3):  # as a writer at 0008 would: none of the new columns
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (user_id, key_hash, name, prefix, scopes, rate_limit,"
+                    " is_active) VALUES (:user, :hash, :name, :prefix, :scopes, :limit, :active)"
+                ).bindparams(bindparam("scopes", type_=StringList)),
+                {"user": user, "hash": f"h{n}", "name": f"k{n}", "prefix": f"p{n}",
+                 "scopes": ["read"], "limit": 10 + n, "active": n != 1},
+            )  # fmt: skip
     before = keys(fresh_engine)
     assert not WINDOW & columns(fresh_engine)
 

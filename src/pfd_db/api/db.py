@@ -63,8 +63,7 @@ def read_session(request: HTTPConnection) -> Iterator[Session]:
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        session.close()  # objects read stay readable (detached, not expired)
 
 
 def _needs_count(scope: Scope) -> bool:

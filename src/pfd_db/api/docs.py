@@ -16,6 +16,7 @@ internet access sees the same page.
 from __future__ import annotations
 
 import importlib.util
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from pfd_db.api.schemas.common import Problem
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
-ASSETS_PACKAGES = ("swagger_ui_bundle_v2", "swagger_ui_bundle")
+ASSETS_PACKAGE = "swagger_ui_bundle"  # installed by swagger-ui-bundle-v2 (Swagger UI 5)
+MIN_MAJOR = 5  # Swagger UI 4 cannot render OpenAPI 3.1
 BUNDLE = "swagger-ui-bundle.js"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _DESCRIPTIONS = {
@@ -56,16 +58,23 @@ _RATE_HEADERS = {
 
 @cache
 def assets_dir() -> Path | None:
-    """The directory of the Swagger UI assets (``swagger-ui-bundle.js`` and its CSS)."""
-    for package in ASSETS_PACKAGES:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for root in spec.submodule_search_locations:
-            found = sorted(Path(root).rglob(BUNDLE))
-            if found:
-                return found[-1].parent
-    return None
+    """The directory of the newest Swagger UI 5+ assets installed
+    (``swagger_ui_bundle/vendor/swagger-ui-<version>/``), or None."""
+    spec = importlib.util.find_spec(ASSETS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    versions = {
+        _version(bundle.parent.name): bundle.parent
+        for root in spec.submodule_search_locations
+        for bundle in Path(root).rglob(BUNDLE)
+    }
+    newest = max(versions, default=(0,))
+    return versions[newest] if newest[0] >= MIN_MAJOR else None
+
+
+def _version(folder: str) -> tuple[int, ...]:
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)$", folder)
+    return tuple(int(part) for part in found.groups()) if found else (0,)
 
 
 def install(app: FastAPI) -> None:

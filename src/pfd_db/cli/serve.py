@@ -11,6 +11,10 @@ log; then the command exits 0.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -39,6 +43,7 @@ WorkersOption = Annotated[
     ),
 ]
 GRACEFUL_SHUTDOWN_SECONDS = 30
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @app.command()
@@ -68,7 +73,7 @@ def serve(
         pass  # checked: reachable, writable, at head
     bind_host = host or settings.server_host
     bind_port = port if port is not None else settings.server_port
-    with url_in_settings(url):
+    with url_in_settings(url), _stopped_by_signal_is_success():
         say(f"serving {target.described} on http://{bind_host}:{bind_port} ({count} workers)")
         uvicorn.run(
             "pfd_db.api:create_app",
@@ -82,3 +87,20 @@ def serve(
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             log_level="info",
         )
+
+
+@contextmanager
+def _stopped_by_signal_is_success() -> Iterator[None]:
+    """uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again
+    so the process ends as if killed by it; a handler here takes that second one,
+    so a graceful stop exits 0."""
+
+    def stopped(signum: int, frame: FrameType | None) -> None:
+        """The server has stopped already: nothing left to do."""
+
+    previous = {number: signal.signal(number, stopped) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

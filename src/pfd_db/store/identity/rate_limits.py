@@ -52,7 +52,9 @@ def consume(session: Session, key: APIKey | int, now: datetime | None = None) ->
     """Count one request of ``key`` (an :class:`APIKey` or its id, not read
     first) at ``now`` and return its :class:`Allowance`; None (and nothing
     written) when the key is no longer usable: unknown, revoked, deactivated,
-    expired, or its user deactivated.
+    expired, or its user deactivated (an id out of the ids' range is
+    :class:`NotFound`, anything but a key or an id :class:`InvalidInput`, as for
+    every store function that takes a record).
 
     One statement; it runs in the caller's transaction (commit it promptly:
     it holds the key's row lock on PostgreSQL and the write lock on SQLite).
