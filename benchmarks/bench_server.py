@@ -140,7 +140,7 @@ def bench_dialect(dialect: str, url: str, mlflow_url: str, workers: int) -> Figu
     finally:
         engine.dispose()
     progress(f"{dialect}: MLflow")
-    figures.mlflow_eps, figures.mlflow_note = mlflow_epochs_per_second(mlflow_url)
+    figures.mlflow_eps, figures.mlflow_note = mlflow_epochs_per_second(mlflow_url, workers)
     return figures
 
 
@@ -343,13 +343,15 @@ MLFLOW_CLIENT = textwrap.dedent("""
 """)
 
 
-def mlflow_epochs_per_second(backend_uri: str) -> tuple[float | None, str]:
+def mlflow_epochs_per_second(backend_uri: str, workers: int) -> tuple[float | None, str]:
+    """MLflow's epochs/s through its own server with as many workers as pfd-db's,
+    or None and why not."""
     python = os.environ.get("PFD_BENCH_MLFLOW_PYTHON", sys.executable)
     has = subprocess.run([python, "-c", "import mlflow"], capture_output=True, check=False)
     if has.returncode != 0:
         return None, "MLflow is not installed (pip install -e '.[bench]'): figure skipped"
     with tempfile.TemporaryDirectory(prefix="pfd_bench_mlflow_") as artifacts, mlflow_server(
-        python, backend_uri, artifacts
+        python, backend_uri, artifacts, workers
     ) as tracking_uri:
         done = subprocess.run(
             [python, "-c", MLFLOW_CLIENT, tracking_uri, str(MLFLOW_EPOCHS), str(BATCH)],
@@ -361,11 +363,11 @@ def mlflow_epochs_per_second(backend_uri: str) -> tuple[float | None, str]:
 
 
 @contextmanager
-def mlflow_server(python: str, backend_uri: str, artifacts: str) -> Iterator[str]:
+def mlflow_server(python: str, backend_uri: str, artifacts: str, workers: int) -> Iterator[str]:
     port = free_port()
     argv = [python, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
             "--default-artifact-root", artifacts, "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]  # fmt: skip
+            "--workers", str(workers)]  # fmt: skip
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
