@@ -313,3 +313,28 @@ def test_every_request_of_a_scripted_sequence_is_logged_after_close(
     assert usage == Counter(key.id for *_, key in script if key is not None)
     leaks = find_plaintexts(engine, Base.metadata, plaintexts)
     assert leaks == []
+
+
+def test_the_client_address_stored_is_the_trusted_proxys_word(db, engine, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from pfd_db.api import create_app
+    from pfd_db.config import get_settings
+
+    monkeypatch.setenv("PFD_DB_SERVER_TRUSTED_PROXIES", "10.0.0.0/8")
+    get_settings.cache_clear()
+    app = create_app(engine=engine)
+    forwarded = {"X-Forwarded-For": "203.0.113.9", "User-Agent": "trainer/1.0"}
+    proxied = TestClient(app, client=("10.1.2.3", 4000))  # no lifespan: closed below
+    direct = TestClient(app, client=("198.51.100.7", 4000))  # not a trusted proxy
+    assert proxied.get("/api/v1/experiments", headers=forwarded).status_code == 401
+    assert direct.get("/api/v1/experiments", headers=forwarded).status_code == 401
+    app.state.request_log.close()
+    db.rollback()
+    stored_rows = db.execute(
+        select(APIRequestLog.ip_address, APIRequestLog.user_agent).order_by(APIRequestLog.id)
+    ).all()
+    assert [tuple(r) for r in stored_rows] == [
+        ("203.0.113.9", "trainer/1.0"),
+        ("198.51.100.7", "trainer/1.0"),
+    ]
