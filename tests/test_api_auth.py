@@ -65,7 +65,9 @@ def test_missing_malformed_and_unknown_keys_are_401(client, headers):
 def test_a_wrong_secret_is_401(client, user_key):
     key = user_key()
     wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
-    assert_401(client.get("/api/v1/_probe/read", headers=auth(wrong)))
+    response = client.get("/api/v1/_probe/read", headers=auth(wrong))
+    assert_401(response)
+    assert key[:20] not in response.text and wrong[20:] not in response.text
 
 
 def test_an_expired_key_is_401_even_when_cached(client, user_key, db):
