@@ -35,7 +35,7 @@ class APIKey(IndexedTimestamps, Base):
     # The hourly rate limit's fixed window (revision 0009; store.identity.rate_limits):
     # when the current window began, and the requests counted in it.
     rate_window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    rate_window_count: Mapped[int] = mapped_column(server_default="0")  # set only by SQL
+    rate_window_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     user: Mapped[User] = relationship(back_populates="api_keys")
     usage_records: WriteOnlyMapped[APIUsage] = relationship(
