@@ -96,6 +96,7 @@ from pfd_db.models import (
 )
 from pfd_db.models.column_values import check_row
 from pfd_db.models.enums import Aggregation, LoginMethod
+from pfd_db.store.validation import require_count
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "another long passphrase 42"
@@ -882,6 +883,9 @@ CALLS: dict[str, Entry] = {
             ]
         }
     ),
+    "request_log.refuse_unknown_keys": Entry(
+        lambda w: {"rows": [(w.api_key.id, "x")], "at": 0}, ("rows", "at")
+    ),
     "usage_log.record_usage": Entry(
         lambda w: {
             "rows": [
@@ -996,6 +1000,13 @@ CALLS: dict[str, Entry] = {
     "validation.require_json": Entry(lambda w: {"value": [{"a": 1}], "field": "f"}, ("field",)),
     "validation.require_flag": Entry(lambda w: {"value": True, "field": "f"}, ("field",)),
     "validation.require_items": Entry(lambda w: {"values": ["a", 1], "field": "f"}, ("field",)),
+    "validation.each_row": Entry(
+        lambda w: {"rows": [1, 2], "check": lambda row: require_count(row, "n")}, ("check",)
+    ),
+    "validation.require_row": Entry(
+        lambda w: {"row": {"a": 1}, "keys": frozenset({"a", "b"}), "required": frozenset({"a"})},
+        ("keys", "required"),
+    ),
     "validation.require_identifiers": Entry(
         lambda w: {"values": ["normal", "oil_whirl"], "field": "f"}, ("field",)
     ),

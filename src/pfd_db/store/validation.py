@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from pfd_db.values import (
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 
 
 def require_text(value: object, field: str, max_length: int) -> str:
@@ -137,3 +138,31 @@ def require_count(value: object, field: str, minimum: int = 0, maximum: int = IN
     (by default the range of an integer column; pass
     :data:`pfd_db.values.INT64_MAX` for a big-integer one)."""
     return check_whole(value, field, minimum, maximum)
+
+
+def each_row(rows: object, check: Callable[[object], T]) -> list[T]:
+    """``check`` applied to every item of the list ``rows``; its InvalidInput names the row."""
+    checked: list[T] = []
+    for index, row in enumerate(require_items(rows, "rows")):
+        try:
+            checked.append(check(row))
+        except InvalidInput as exc:
+            raise InvalidInput(f"row {index}: {exc}") from None
+    return checked
+
+
+def require_row(
+    row: object, keys: frozenset[str], required: frozenset[str] = frozenset()
+) -> Mapping[str, Any]:
+    """``row`` if it is a mapping whose keys are among ``keys`` and include ``required``."""
+    if not isinstance(row, Mapping):
+        raise InvalidInput(
+            f"must be a mapping of column names to values (got {type(row).__name__})"
+        )
+    if not keys.issuperset(row):
+        unknown = sorted(str(key) for key in set(row) - keys)
+        raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(keys)})")
+    missing = sorted(required - set(row))
+    if missing:
+        raise InvalidInput(f"missing fields {missing}")
+    return row

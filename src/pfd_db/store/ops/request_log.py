@@ -14,16 +14,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pfd_db.errors import InvalidInput, NotFound
+from pfd_db.errors import NotFound
 from pfd_db.models import APIKey, APIRequestLog
 from pfd_db.store import paging, remote_text
 from pfd_db.store.bulk import Bulk, Row, Writer, writer_for
 from pfd_db.store.validation import (
+    each_row,
     optional_str,
     require_count,
-    require_items,
     require_json,
     require_non_negative,
+    require_row,
     require_text,
 )
 from pfd_db.types import utcnow
@@ -86,36 +87,18 @@ def record_requests(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
     connection = session.connection()
     writer = writer_for(REQUESTS, connection.dialect)
     now = utcnow()
-    checked = _checked_rows(rows, writer, writer.stamp(now))
+    stamp = writer.stamp(now)
+    checked = each_row(rows, lambda row: _checked_row(row, writer, stamp))
     if not checked:
         return 0
-    _refuse_unknown_keys(session, checked)
+    refuse_unknown_keys(session, checked)
     writer.write(connection, checked, {"created_at": now, "updated_at": now})
     return len(checked)
 
 
-def _checked_rows(rows: Iterable[Mapping[str, Any]], writer: Writer, now: Any) -> list[Row]:
-    """The rows, checked and converted as ``writer`` takes them (a missing
-    request_time: ``now``, converted)."""
-    checked: list[Row] = []
-    for index, row in enumerate(require_items(rows, "rows")):
-        try:
-            checked.append(_checked_row(row, writer, now))
-        except InvalidInput as exc:
-            raise InvalidInput(f"row {index}: {exc}") from None
-    return checked
-
-
 def _checked_row(row: object, writer: Writer, now: Any) -> Row:
     """``row``'s values in COLUMNS order."""
-    if not isinstance(row, Mapping):
-        raise InvalidInput(
-            f"must be a mapping of column names to values (got {type(row).__name__})"
-        )
-    if not ROW_KEYS.issuperset(row):
-        unknown = sorted(str(key) for key in set(row) - ROW_KEYS)
-        raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(ROW_KEYS)})")
-    get = row.get
+    get = require_row(row, ROW_KEYS).get
     request_time, document = get("request_time"), writer.document
     return (
         require_text(get("endpoint"), "endpoint", ENDPOINT_MAX),
@@ -147,14 +130,14 @@ def _key_id(value: object) -> int | None:
     return None if value is None else require_count(value, "api_key_id", 1, INT64_MAX)
 
 
-def _refuse_unknown_keys(session: Session, rows: list[Row]) -> None:
-    """NotFound naming the first row whose api_key_id no key has."""
-    wanted = sorted({row[API_KEY_ID] for row in rows} - {None})
+def refuse_unknown_keys(session: Session, rows: list[Row], at: int = API_KEY_ID) -> None:
+    """NotFound naming the first row whose api_key_id (at position ``at``) no key has."""
+    wanted = sorted({row[at] for row in rows} - {None})
     found: set[int] = set()
     for start in range(0, len(wanted), KEY_CHECK_BATCH):
         chunk = wanted[start : start + KEY_CHECK_BATCH]
         found.update(session.scalars(select(APIKey.id).where(APIKey.id.in_(chunk))))
     if len(found) == len(wanted):
         return
-    index = next(i for i, row in enumerate(rows) if row[API_KEY_ID] not in (None, *found))
-    raise NotFound(f"row {index}: no APIKey with id {rows[index][API_KEY_ID]} (api_key_id)")
+    index = next(i for i, row in enumerate(rows) if row[at] not in (None, *found))
+    raise NotFound(f"row {index}: no APIKey with id {rows[index][at]} (api_key_id)")

@@ -13,15 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pfd_db.errors import InvalidInput, NotFound
-from pfd_db.models import APIKey, APIUsage
+from pfd_db.models import APIUsage
 from pfd_db.store import paging
 from pfd_db.store.bulk import Bulk, Row, Writer, writer_for
-from pfd_db.store.ops.request_log import ENDPOINT_MAX, KEY_CHECK_BATCH, METHOD_MAX, status_code
-from pfd_db.store.validation import require_count, require_items, require_text
+from pfd_db.store.ops.request_log import (
+    ENDPOINT_MAX,
+    METHOD_MAX,
+    refuse_unknown_keys,
+    status_code,
+)
+from pfd_db.store.validation import each_row, require_count, require_row, require_text
 from pfd_db.types import utcnow
 from pfd_db.values import INT32_MAX, INT64_MAX
 
@@ -57,37 +60,18 @@ def record_usage(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
     connection = session.connection()
     writer = writer_for(USAGE, connection.dialect)
     now = utcnow()
-    checked = _checked_rows(rows, writer, writer.stamp(now))
+    stamp = writer.stamp(now)
+    checked = each_row(rows, lambda row: _checked_row(row, writer, stamp))
     if not checked:
         return 0
-    _refuse_unknown_keys(session, checked)
+    refuse_unknown_keys(session, checked, at=0)
     writer.write(connection, checked, {"created_at": now, "updated_at": now})
     return len(checked)
 
 
-def _checked_rows(rows: Iterable[Mapping[str, Any]], writer: Writer, now: Any) -> list[Row]:
-    checked: list[Row] = []
-    for index, row in enumerate(require_items(rows, "rows")):
-        try:
-            checked.append(_checked_row(row, writer, now))
-        except InvalidInput as exc:
-            raise InvalidInput(f"row {index}: {exc}") from None
-    return checked
-
-
 def _checked_row(row: object, writer: Writer, now: Any) -> Row:
     """``row``'s values in COLUMNS order."""
-    if not isinstance(row, Mapping):
-        raise InvalidInput(
-            f"must be a mapping of column names to values (got {type(row).__name__})"
-        )
-    if not ROW_KEYS.issuperset(row):
-        unknown = sorted(str(key) for key in set(row) - ROW_KEYS)
-        raise InvalidInput(f"unknown fields {unknown} (expected some of {sorted(ROW_KEYS)})")
-    missing = sorted(REQUIRED - set(row))
-    if missing:
-        raise InvalidInput(f"missing fields {missing}")
-    get = row.get
+    get = require_row(row, ROW_KEYS, REQUIRED).get
     moment, ms = get("timestamp"), get("response_time_ms")
     return (
         require_count(get("api_key_id"), "api_key_id", 1, INT64_MAX),
@@ -97,16 +81,3 @@ def _checked_row(row: object, writer: Writer, now: Any) -> Row:
         None if ms is None else require_count(ms, "response_time_ms", 0, INT32_MAX),
         now if moment is None else writer.stamp(paging.moment(moment, "timestamp")),
     )
-
-
-def _refuse_unknown_keys(session: Session, rows: list[Row]) -> None:
-    """NotFound naming the first row whose api_key_id no key has."""
-    wanted = sorted({row[0] for row in rows})
-    found: set[int] = set()
-    for start in range(0, len(wanted), KEY_CHECK_BATCH):
-        chunk = wanted[start : start + KEY_CHECK_BATCH]
-        found.update(session.scalars(select(APIKey.id).where(APIKey.id.in_(chunk))))
-    if len(found) == len(wanted):
-        return
-    index = next(i for i, row in enumerate(rows) if row[0] not in found)
-    raise NotFound(f"row {index}: no APIKey with id {rows[index][0]} (api_key_id)")
