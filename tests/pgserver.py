@@ -44,6 +44,10 @@ SERVER_SETTINGS = {
     "max_parallel_workers_per_gather": "0",
 }
 
+# Members of this group must give their password; everyone else is trusted. The rule is
+# written before the server starts, so no test edits pg_hba.conf while others connect.
+PASSWORD_GROUP = "pfd_password_only"
+
 
 class PostgresNotFoundError(RuntimeError):
     """The PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed."""
@@ -173,9 +177,15 @@ class PostgresServer:
             with (self.datadir / "postgresql.conf").open("a") as conf:
                 conf.write("\n# pfd_db test server\n")
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+            hba = self.datadir / "pg_hba.conf"
+            hba.write_text(f"local all +{PASSWORD_GROUP} scram-sha-256\n" + hba.read_text())
             self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.datadir),
                       "-l", str(self.logfile))  # fmt: skip
             self.started = True
+            with self.connect() as conn:
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(PASSWORD_GROUP))
+                )
         except BaseException:
             self.stop()
             raise

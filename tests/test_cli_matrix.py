@@ -39,7 +39,7 @@ from cli_support import PFD_DB, assert_refused, error_lines, pfd_db
 from pfd_db import migrations
 from pfd_db.cli import app
 from pfd_db.engine import make_engine
-from pgserver import worker_name
+from pgserver import PASSWORD_GROUP, worker_name
 
 MATRIX_PREFIX = worker_name("pfd_matrix") + "_"  # this worker's matrix databases
 SECRET = "s3cret-in-url"  # every URL's password: never printed
@@ -347,15 +347,10 @@ def password_role(server: object) -> str:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [PASSWORD_ROLE])
         if exists.fetchone() is None:
             conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'the-right-one'").format(
-                    sql.Identifier(PASSWORD_ROLE)
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'the-right-one' IN ROLE {}").format(
+                    sql.Identifier(PASSWORD_ROLE), sql.Identifier(PASSWORD_GROUP)
                 )
             )
-        hba = server.datadir / "pg_hba.conf"  # type: ignore[attr-defined]
-        rule = f"local all {PASSWORD_ROLE} scram-sha-256\n"
-        if rule not in hba.read_text():
-            hba.write_text(rule + hba.read_text())
-            conn.execute("SELECT pg_reload_conf()")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(host=str(server.sockdir), user=PASSWORD_ROLE,  # type: ignore[attr-defined]
                         dbname="postgres", password="wrong").close()  # fmt: skip
