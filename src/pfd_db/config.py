@@ -147,6 +147,22 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=100_000, description="pfd-db clean: rows deleted per transaction."
     )
 
+    pgbouncer: bool | None = Field(
+        default=None,
+        description="The URL leads through PgBouncer in transaction pooling mode: no "
+        "server-side prepared statements. Unset: detected from the server.",
+    )
+    replica_urls: str = Field(
+        default="",
+        description="Read replicas of the PostgreSQL primary, comma-separated URLs; "
+        "read-only work goes to them. None by default.",
+    )
+    replica_max_lag_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A replica further behind the primary than this is skipped.",
+    )
+
     server_host: str = Field(default="127.0.0.1", description="pfd-db serve: address to listen on.")
     server_port: int = Field(
         default=8000, ge=0, le=65_535, description="pfd-db serve: port to listen on."
