@@ -17,7 +17,8 @@ EXPECTED_TABLES = {
     "training_runs", "hpo_campaigns", "explanations", "nas_campaigns", "nas_trials",
     "dataset_generations", "dataset_imports", "notification_preferences", "email_logs",
     "email_digest_queue", "webhook_configurations", "webhook_logs", "tags",
-    "experiment_tags", "saved_searches", "system_logs",
+    "experiment_tags", "saved_searches", "system_logs", "rollup_watermarks",
+    "rollup_stale_periods",
 }  # fmt: skip
 
 # (table, column) -> (referred table, ON DELETE rule), straight from SCHEMA.md.
@@ -93,6 +94,10 @@ NAMED_UNIQUES = {
         "explanations",
         ["experiment_id", "signal_id", "method"],
     ),
+    "uq_rollup_stale_periods_aggregation_type_period_start": (  # revision 0010
+        "rollup_stale_periods",
+        ["aggregation_type", "period_start"],
+    ),
 }
 
 # Class.relationship -> the ON DELETE rule of the foreign key behind it.
@@ -122,7 +127,8 @@ MODEL_NAMES = [
     "APIMetricsSummary", "Dataset", "Signal", "Experiment", "TrainingRun", "HPOCampaign",
     "Explanation", "NASCampaign", "NASTrial", "DatasetGeneration", "DatasetImport",
     "NotificationPreference", "EmailLog", "EmailDigestQueue", "WebhookConfiguration",
-    "WebhookLog", "Tag", "ExperimentTag", "SavedSearch", "SystemLog",
+    "WebhookLog", "Tag", "ExperimentTag", "SavedSearch", "SystemLog", "RollupWatermark",
+    "RollupStalePeriod",
 ]  # fmt: skip
 
 
@@ -136,7 +142,7 @@ def relationship_named(path: str) -> RelationshipProperty[object]:
     return inspect(getattr(models, class_name)).relationships[attr]
 
 
-def test_the_27_tables_exist_each_with_a_model():
+def test_the_29_tables_exist_each_with_a_model():
     assert set(TABLES) == EXPECTED_TABLES
     assert {getattr(models, name).__tablename__ for name in MODEL_NAMES} == EXPECTED_TABLES
 
@@ -178,7 +184,7 @@ def test_the_9_composite_indexes():
     assert composite == {**COMPOSITE_INDEXES, **LATER_COMPOSITE_INDEXES}
 
 
-def test_the_5_named_unique_constraints():
+def test_the_6_named_unique_constraints():
     named = {
         c.name: (table.name, [col.name for col in c.columns])
         for table in TABLES.values()

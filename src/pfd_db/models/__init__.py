@@ -1,6 +1,13 @@
-"""The data model: 27 tables in 8 domains (see SCHEMA.md), and their enumerations."""
+"""The data model: 29 tables in 8 domains (see SCHEMA.md), and their enumerations."""
 
-from pfd_db.models.api import APIKey, APIMetricsSummary, APIRequestLog, APIUsage
+from pfd_db.models.api import (
+    APIKey,
+    APIMetricsSummary,
+    APIRequestLog,
+    APIUsage,
+    RollupStalePeriod,
+    RollupWatermark,
+)
 from pfd_db.models.auth import BackupCode, LoginHistory, SessionLog, User
 from pfd_db.models.base import Base
 from pfd_db.models.column_values import check_pending_values
@@ -57,6 +64,8 @@ __all__ = [
     "NASTrial",
     "NotificationPreference",
     "Role",
+    "RollupStalePeriod",
+    "RollupWatermark",
     "SavedSearch",
     "SessionLog",
     "Signal",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ForeignKey, Index, String, Text, func, text, true
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, text, true
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from pfd_db.models.base import Base, IndexedTimestamps, Timestamps, one_of
@@ -142,3 +142,36 @@ class APIMetricsSummary(Timestamps, Base):
     requests_per_second: Mapped[float | None]
     error_rate: Mapped[float | None]
     endpoint_metrics: Mapped[Any | None] = mapped_column(JSONDoc)
+
+
+class RollupWatermark(Timestamps, Base):
+    """How far the incremental rollup of one aggregation type has got (revision 0010,
+    :mod:`pfd_db.store.ops.rollup_schedule`): every period before ``computed_through``
+    is closed and its ``api_metrics_summary`` row computed. NULL or no row: the next
+    refresh computes every period from the earliest request."""
+
+    __tablename__ = "rollup_watermarks"
+    __table_args__ = (
+        one_of("aggregation_type", [a.value for a in Aggregation], name="aggregation_type"),
+    )
+    __repr_attrs__ = ("aggregation_type", "computed_through")
+
+    aggregation_type: Mapped[str] = mapped_column(String(20), unique=True)
+    computed_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RollupStalePeriod(Timestamps, Base):
+    """A closed period that late request-log rows went into (revision 0010): written by
+    ``record_requests`` in the rows' transaction, computed again and deleted by the
+    next refresh of its aggregation type."""
+
+    __tablename__ = "rollup_stale_periods"
+    __table_args__ = (
+        UniqueConstraint("aggregation_type", "period_start"),
+        one_of("aggregation_type", [a.value for a in Aggregation], name="aggregation_type"),
+    )
+    __repr_attrs__ = ("aggregation_type", "period_start")
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, sort_order=-1)
+    aggregation_type: Mapped[str] = mapped_column(String(20))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
