@@ -48,6 +48,8 @@ from pfd_db.store.identity import api_keys, users
 from pfd_db.store.ml import search
 
 runner = CliRunner()
+# pfd-db's own tables (revision 0010), which no LSTM_PFD database has:
+NEWER_TABLES = ["rollup_stale_periods", "rollup_watermarks"]
 PARIS_OFFSET_IN_MARCH = 1  # hours: KEY_CREATED is 13:00 in Paris, 12:00 UTC
 
 
@@ -119,7 +121,9 @@ def test_every_legacy_row_is_imported_or_skipped_with_a_reason(imported, dialect
     report, written, _ = imported
     tables = {t["name"]: t for t in report["tables"]}
     assert report["accounted"]
-    assert set(written) == set(tables) == set(Base.metadata.tables)
+    assert set(tables) == set(Base.metadata.tables)
+    assert set(written) == {name for name, t in tables.items() if t["in_source"]}
+    assert set(tables) - set(written) == set(NEWER_TABLES)
     for name, count in written.items():
         t = tables[name]
         assert t["read"] == count, name
@@ -239,7 +243,7 @@ def test_the_import_runs_on_a_legacy_database_without_nas_campaigns(tmp_path, fr
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     missing = [t["name"] for t in report["tables"] if not t["in_source"]]
-    assert sorted(missing) == ["nas_campaigns", "nas_trials"]
+    assert sorted(missing) == ["nas_campaigns", "nas_trials", *NEWER_TABLES]
     assert report["accounted"]
 
 
