@@ -781,6 +781,14 @@ CALLS: dict[str, Entry] = {
         lambda w: {"kind": Aggregation.DAILY, "moment": _now(), "field": "moment"},
         ("kind", "field"),
     ),
+    "rollups.roll_up_periods": Entry(
+        lambda w: {"period": "hourly", "starts": [_hour() - timedelta(hours=1), _hour()]}
+    ),
+    # rollup_schedule: incremental rollups
+    "rollup_schedule.refresh": Entry(lambda w: {"period": "daily", "now": _now(), "limit": 10}),
+    "rollup_schedule.note_late_rows": Entry(lambda w: {"moments": [_now(), _hour()]}),
+    "rollup_schedule.watermark": Entry(lambda w: {"period": "weekly"}),
+    "rollup_schedule.reset": Entry(lambda w: {}),
     "rollups.count_by_endpoint": Entry(  # conditions are built by the store
         lambda w: {"conditions": [APIRequestLog.status_code >= 400], "limit": 5}, internal=True
     ),

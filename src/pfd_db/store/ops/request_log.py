@@ -9,6 +9,7 @@ bulk writer (:mod:`pfd_db.store.bulk`). The dashboard reads them back through
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from pfd_db.errors import NotFound
 from pfd_db.models import APIKey, APIRequestLog
 from pfd_db.store import paging, remote_text
 from pfd_db.store.bulk import Bulk, Row, Writer, writer_for
+from pfd_db.store.ops import rollup_schedule
 from pfd_db.store.validation import (
     each_row,
     optional_str,
@@ -80,31 +82,37 @@ def record_requests(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
     naming its index and field (:class:`NotFound` for an ``api_key_id`` no key
     has), and nothing is written. Then each batch of ``BATCH`` rows is one
     statement: on SQLite the driver's executemany of one prepared INSERT, on
-    PostgreSQL one INSERT that unnests an array per column. Flushes first (so a
-    key just added counts); the caller commits.
+    PostgreSQL one INSERT that unnests an array per column. Rows older than a
+    rollup watermark mark their periods for the next incremental rollup
+    (:func:`pfd_db.store.ops.rollup_schedule.note_late_rows`, which on PostgreSQL
+    waits for a rollup run in progress). Flushes first (so a key just added
+    counts); the caller commits.
     """
     session.flush()
     connection = session.connection()
     writer = writer_for(REQUESTS, connection.dialect)
     now = utcnow()
-    stamp = writer.stamp(now)
-    checked = each_row(rows, lambda row: _checked_row(row, writer, stamp))
+    times: list[datetime] = []  # each row's request_time, for the rollups' late-row marks
+    checked = each_row(rows, lambda row: _checked_row(row, writer, now, times))
     if not checked:
         return 0
     refuse_unknown_keys(session, checked)
     writer.write(connection, checked, {"created_at": now, "updated_at": now})
+    rollup_schedule.note_late_rows(session, times)
     return len(checked)
 
 
-def _checked_row(row: object, writer: Writer, now: Any) -> Row:
-    """``row``'s values in COLUMNS order."""
+def _checked_row(row: object, writer: Writer, now: datetime, times: list[datetime]) -> Row:
+    """``row``'s values in COLUMNS order; its request time goes to ``times``."""
     get = require_row(row, ROW_KEYS).get
     request_time, document = get("request_time"), writer.document
+    moment = now if request_time is None else paging.moment(request_time, "request_time")
+    times.append(moment)
     return (
         require_text(get("endpoint"), "endpoint", ENDPOINT_MAX),
         require_text(get("method"), "method", METHOD_MAX).upper(),
         status_code(get("status_code")),
-        now if request_time is None else writer.stamp(paging.moment(request_time, "request_time")),
+        writer.stamp(moment),
         require_non_negative(get("response_time_ms"), "response_time_ms"),
         _size(get("request_size_bytes", 0), "request_size_bytes"),
         _size(get("response_size_bytes", 0), "response_size_bytes"),

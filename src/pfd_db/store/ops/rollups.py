@@ -10,9 +10,9 @@ lists the periods. The rows are written by ``INSERT ... SELECT ... ON CONFLICT
 (period_start, aggregation_type) DO UPDATE`` (on PostgreSQL one statement for up
 to 1 000 periods, a LATERAL pair of aggregates per period; on SQLite one per
 period), so running a rollup again replaces its rows with the figures of the
-rows stored now. A period without
-requests gets no row (and keeps one it had: a rollup of a range whose requests
-retention removed keeps their figures).
+rows stored now. A period without requests gets no row (and keeps one it had:
+a rollup of a range whose requests retention removed keeps their figures).
+:mod:`pfd_db.store.ops.rollup_schedule` runs it incrementally (``refresh``).
 
 Percentiles are those of :func:`statistics.quantiles` with ``method="inclusive"``
 (the closest ranks, interpolated linearly), on each dialect:
@@ -61,8 +61,8 @@ from pfd_db.errors import InvalidInput
 from pfd_db.models import APIMetricsSummary, APIRequestLog
 from pfd_db.models.enums import Aggregation
 from pfd_db.store import paging
-from pfd_db.store.validation import require_member
-from pfd_db.types import UTCDateTime, utcnow
+from pfd_db.store.validation import require_items, require_member
+from pfd_db.types import EARLIEST, LATEST, UTCDateTime, utcnow
 
 PERCENTILES = (50, 95, 99)
 PERIODS_MAX = 100_000
@@ -109,18 +109,32 @@ def rollup(session: Session, period: Aggregation | str, start: datetime, end: da
     count = -(-(stop - first) // length)  # ceiling
     if count > PERIODS_MAX:
         raise InvalidInput(f"{count} {kind.value} periods from start to end: at most {PERIODS_MAX}")
+    return roll_up_periods(session, kind, [first + number * length for number in range(count)])
+
+
+def roll_up_periods(session: Session, period: Aggregation | str, starts: Sequence[datetime]) -> int:
+    """:func:`rollup` of the ``period`` periods that begin at ``starts`` (each a
+    period's start; at most 100 000, in any order, scattered as
+    :mod:`.rollup_schedule` gives them); how many had requests and were written."""
+    kind = require_member(period, Aggregation, "period")
+    listed = sorted({paging.moment(low, "starts") for low in require_items(starts, "starts")})
+    if len(listed) > PERIODS_MAX or any(
+        period_start(kind, low) != low or not EARLIEST <= low < LATEST for low in listed
+    ):
+        raise InvalidInput(f"starts: at most {PERIODS_MAX} {kind.value} period starts (1900-8999)")
     session.flush()
-    connection = session.connection()
-    starts = [first + number * length for number in range(count)]
+    connection, length = session.connection(), LENGTHS[kind]
     shared = {"kind": kind.value, "seconds": length.total_seconds(), "now": utcnow()}
     if connection.dialect.name == "postgresql":  # many periods per statement
         every = _postgresql_rollup()
-        batches = [starts[i : i + STATEMENT_PERIODS] for i in range(0, count, STATEMENT_PERIODS)]
-        runs = [(every, {"starts": batch, "length": length}) for batch in batches]
+        cuts = range(0, len(listed), STATEMENT_PERIODS)
+        runs = [
+            (every, {"starts": listed[i : i + STATEMENT_PERIODS], "length": length}) for i in cuts
+        ]
         with _without_jit(connection):
             return sum(len(connection.execute(sql, {**shared, **more}).all()) for sql, more in runs)
     one = _sqlite_rollup(connection.dialect)  # SQLite: one period per statement
-    runs = [(one, {"low": low, "high": low + length}) for low in starts]
+    runs = [(one, {"low": low, "high": low + length}) for low in listed]
     return sum(len(connection.execute(sql, {**shared, **more}).all()) for sql, more in runs)
 
 
@@ -252,16 +266,11 @@ def _postgresql_rollup() -> Executable:
 
 def _head() -> list[Any]:
     """The columns every period's row starts with: its start, end and type."""
-    return [
-        bindparam("low", type_=UTCDateTime()),
-        bindparam("high", type_=UTCDateTime()),
-        bindparam("kind"),
-    ]
+    return [bindparam(n, type_=UTCDateTime()) for n in ("low", "high")] + [bindparam("kind")]
 
 
 def _stamps() -> list[Any]:
-    now = bindparam("now", type_=UTCDateTime())
-    return [now, now]
+    return [bindparam("now", type_=UTCDateTime())] * 2
 
 
 def _sqlite_figures(window: list[ColumnElement[bool]]) -> Select[Any]:
@@ -355,17 +364,10 @@ def _per_endpoint(window: list[ColumnElement[bool]]) -> Select[Any]:
 def _endpoint_fields(per_endpoint: Any) -> list[Any]:
     """The key/value arguments of one endpoint's JSON object."""
     c = per_endpoint.c
+    names = ("requests", "successes", "failures", "avg_response_time_ms", "max_response_time_ms")
+    values = (c.requests, c.successes, c.requests - c.successes, c.mean, c.largest)
     return [
-        literal("requests"),
-        c.requests,
-        literal("successes"),
-        c.successes,
-        literal("failures"),
-        c.requests - c.successes,
-        literal("avg_response_time_ms"),
-        c.mean,
-        literal("max_response_time_ms"),
-        c.largest,
+        part for pair in zip(names, values, strict=True) for part in (literal(pair[0]), pair[1])
     ]
 
 
