@@ -134,9 +134,39 @@ def test_refused_requests_count_too_and_carry_the_headers(client, user_key):
     assert forbidden.headers["ratelimit-remaining"] == "4"
     invalid = client.get("/api/v1/_probe/users?limit=0", headers=auth(key))
     assert invalid.status_code == 422 and invalid.headers["ratelimit-remaining"] == "3"
-    assert client.get("/api/v1/_probe/read", headers=auth(key)).headers[
-        "ratelimit-remaining"
-    ] == "2"
+    assert (
+        client.get("/api/v1/_probe/read", headers=auth(key)).headers["ratelimit-remaining"] == "2"
+    )
+
+
+def test_a_write_past_the_limit_is_refused_and_leaves_nothing(client, user_key, db):
+    """The limit's write comes last in the route's transaction: past the limit,
+    the route's own work is rolled back with it."""
+    from pfd_db.models import Dataset, Experiment
+
+    key = user_key(rate_limit=1)
+    db.add(Dataset(name="capped", num_signals=0, fault_types=["normal"],
+                   severity_levels=["mild"], file_path="d"))  # fmt: skip
+    db.commit()
+    new = {"model_type": "cnn1d", "dataset": "capped", "config": {}}
+    made = client.post("/api/v1/experiments", headers=auth(key), json={"name": "one", **new})
+    assert made.status_code == 201 and made.headers["ratelimit-remaining"] == "0"
+    refused = client.post("/api/v1/experiments", headers=auth(key), json={"name": "two", **new})
+    assert refused.status_code == 429 and refused.headers["ratelimit-remaining"] == "0"
+    db.expire_all()
+    assert db.scalars(
+        select(Experiment.name).where(Experiment.created_by == key.user_id)
+    ).all() == ["one"]
+
+
+def test_a_write_the_store_refuses_is_counted_once(client, user_key):
+    key = user_key(rate_limit=3)
+    missing = client.post("/api/v1/experiments/987654/epochs", headers=auth(key),
+                          json={"epochs": []})  # fmt: skip
+    assert missing.status_code == 404 and missing.headers["ratelimit-remaining"] == "2"
+    assert (
+        client.get("/api/v1/_probe/read", headers=auth(key)).headers["ratelimit-remaining"] == "1"
+    )
 
 
 def test_a_window_from_an_earlier_hour_starts_again(client, user_key, db):

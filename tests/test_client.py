@@ -9,6 +9,7 @@ app behind a wrapper that drops the answer after the epochs were written.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from sqlalchemy import func, select
 
 from api_support import IssuedKey
 from pfd_db import errors
@@ -286,8 +288,14 @@ def test_bad_epochs_are_refused_at_the_call_and_nothing_is_sent(remote):
         (lambda c, run: c.search("metric.val_loss >> 1"), errors.InvalidQuery, 422),
         (lambda c, run: c.log_epochs(987654, [epoch(0)]), errors.NotFound, 404),
     ],
-    ids=["not-found", "conflict", "invalid-input", "invalid-transition", "invalid-query",
-         "epochs-of-nothing"],
+    ids=[
+        "not-found",
+        "conflict",
+        "invalid-input",
+        "invalid-transition",
+        "invalid-query",
+        "epochs-of-nothing",
+    ],
 )
 def test_store_errors_come_back_as_their_own_classes(remote, call, kind, status):
     run = remote.create_experiment("taken", "cnn1d", "Default", {})
@@ -382,6 +390,46 @@ def test_a_retried_batch_the_server_had_written_is_not_written_twice(api_app, us
         curve = remote.curve(run, ["train_loss"])
     assert curve["epoch"] == list(range(100))
     assert curve["train_loss"] == [1 / (n + 1) for n in range(100)]
+
+
+def test_a_long_curve_goes_out_in_concurrent_batches(api_app, user_key, dataset):
+    """log_epochs sends its batches up to in_flight at once, every one arrives once."""
+    live = {"now": 0, "most": 0, "batches": 0}
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/epochs"):
+            await api_app(scope, receive, send)
+            return
+        live["now"] += 1
+        live["most"] = max(live["most"], live["now"])
+        live["batches"] += 1
+        try:
+            await asyncio.sleep(0.05)  # long enough for the others to arrive
+            await api_app(scope, receive, send)
+        finally:
+            live["now"] -= 1
+
+    with serving(counting, lifespan="on") as url, Client(url, user_key(), in_flight=3) as remote:
+        run = remote.start(remote.create_experiment("wide", "cnn1d", "Default", {}))
+        assert remote.log_epochs(run, [epoch(n) for n in range(1_000)]) == 1_000
+        assert remote.curve(run, ["train_loss"])["train_loss"] == [
+            1 / (n + 1) for n in range(1_000)
+        ]
+    assert live["batches"] == 10 and live["most"] == 3
+
+
+def test_concurrent_batches_are_all_tried_then_the_first_error_raised(
+    client, user_key, dataset, db
+):
+    from pfd_db.models import TrainingRun
+
+    key: IssuedKey = user_key(rate_limit=5)  # create + start, then three batches of eight
+    with Client(str(client.base_url), key, transport=client._transport, max_wait=1) as remote:
+        run = remote.start(remote.create_experiment("capped", "cnn1d", "Default", {}))
+        with pytest.raises(errors.RateLimited):
+            remote.log_epochs(run, [epoch(n) for n in range(800)])
+    written = select(func.count()).where(TrainingRun.experiment_id == run["id"])
+    assert db.scalar(written) == 300
 
 
 def test_importing_the_client_stays_light():

@@ -129,6 +129,7 @@ class AuthMiddleware:
         def count() -> None:
             with scope["app"].state.sessions() as session:
                 count_request(scope, session)
+                session.commit()
 
         try:
             await anyio.to_thread.run_sync(count)

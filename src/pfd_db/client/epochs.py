@@ -26,6 +26,15 @@ PATH_MAX = 500
 EPOCH_MAX = 2**31 - 1
 
 Row = dict[str, Any]
+ExperimentRef = int | Mapping[str, Any]
+
+
+def id_of_experiment(experiment: ExperimentRef) -> int:
+    """The id of ``experiment``: an id, or an experiment the client returned."""
+    value = experiment.get("id") if isinstance(experiment, Mapping) else experiment
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("experiment: give its id, or the experiment the client returned")
+    return value
 
 
 def epoch_row(values: Mapping[str, Any], where: str = "") -> Row:

@@ -26,15 +26,17 @@ import atexit
 import json
 import logging
 import random
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from pfd_db.client.epochs import EpochBuffer, Row, epoch_row
+from pfd_db.client.epochs import EpochBuffer, ExperimentRef, Row, epoch_row, id_of_experiment
 from pfd_db.client.problems import error_from_response, retry_after_seconds
 from pfd_db.errors import DatabaseUnavailable, InvalidInput, InvalidTransition, PfdDbError
 
@@ -49,7 +51,6 @@ DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.R
 """Transport errors after the request may have reached the server."""
 
 Record = dict[str, Any]
-ExperimentRef = int | Mapping[str, Any]
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -70,8 +71,10 @@ class Client:
                 client.log_epoch(run, epoch, 0.5, 0.6, 0.8, 0.7)
             client.finish(run, {"test_accuracy": 0.9})
 
-    ``transport`` (an ``httpx.BaseTransport``) replaces the network, e.g. to talk
-    to an app in-process. ``requests`` counts the responses received.
+    ``log_epochs`` sends its batches up to ``in_flight`` at once (4), over as many
+    keep-alive connections. ``transport`` (an ``httpx.BaseTransport``) replaces the
+    network, e.g. to talk to an app in-process. ``requests`` counts the responses
+    received.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Client:
         retries: int = 5,
         backoff: float = 0.25,
         max_wait: float = 60.0,
+        in_flight: int = 4,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
@@ -92,12 +96,17 @@ class Client:
             raise InvalidInput("batch_size: must be at least 1")
         if retries < 0:
             raise InvalidInput("retries: must be 0 or more")
+        if in_flight < 1:
+            raise InvalidInput("in_flight: must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.batch_size = batch_size
         self.retries = retries
         self.backoff = backoff
         self.max_wait = max_wait
+        self.in_flight = in_flight
         self.requests = 0
+        self._counting = threading.Lock()
+        self._senders: ThreadPoolExecutor | None = None
         self._buffer = EpochBuffer()
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -149,7 +158,7 @@ class Client:
 
     def experiment(self, experiment: ExperimentRef) -> Record:
         """The experiment as stored now."""
-        return self._json("GET", f"{API}/experiments/{_id(experiment)}")
+        return self._json("GET", f"{API}/experiments/{id_of_experiment(experiment)}")
 
     def start(self, experiment: ExperimentRef) -> Record:
         """pending or paused → running; the experiment as stored."""
@@ -217,29 +226,27 @@ class Client:
             "learning_rate": learning_rate, "duration_seconds": duration_seconds,
             "checkpoint_path": checkpoint_path, "metrics": metrics,
         })  # fmt: skip
-        if self._buffer.add(_id(experiment), row) >= self.batch_size:
+        if self._buffer.add(id_of_experiment(experiment), row) >= self.batch_size:
             self.flush()
 
     def log_epochs(self, experiment: ExperimentRef, rows: Iterable[Mapping[str, Any]]) -> int:
         """Send many epochs now (the experiment's buffered ones first), in
         batches of ``batch_size``; returns how many were written. All rows are
         checked before any is sent."""
-        experiment_id = _id(experiment)
+        experiment_id = id_of_experiment(experiment)
         checked = [epoch_row(row, f"rows[{i}].") for i, row in enumerate(rows)]
         self.flush(experiment_id)
         latest = {row["epoch"]: row for row in checked}  # an epoch twice: the last one wins
         values = list(latest.values())
-        return sum(
-            self._send_epochs(experiment_id, values[i : i + self.batch_size])
-            for i in range(0, len(values), self.batch_size)
-        )
+        batches = [values[i : i + self.batch_size] for i in range(0, len(values), self.batch_size)]
+        return self._send_batches(experiment_id, batches)
 
     def flush(self, experiment: ExperimentRef | None = None) -> int:
         """Send the buffered epochs (of every experiment, or of ``experiment``);
         returns how many were written. A batch the server refuses (its experiment
         gone, say) is dropped and the error raised; a batch that could not be
         delivered stays buffered for the next flush, and the error is raised."""
-        only = None if experiment is None else _id(experiment)
+        only = None if experiment is None else id_of_experiment(experiment)
         written = 0
         for experiment_id, rows in self._buffer.batches(self.batch_size, only):
             try:
@@ -257,13 +264,15 @@ class Client:
         [...], ...}``; ``metrics`` picks columns. Buffered epochs are sent first."""
         self.flush(experiment)
         params = None if metrics is None else {"metrics": ",".join(metrics)}
-        return self._json("GET", f"{API}/experiments/{_id(experiment)}/curve", params=params)
+        return self._json(
+            "GET", f"{API}/experiments/{id_of_experiment(experiment)}/curve", params=params
+        )
 
     def curve_csv(self, experiment: ExperimentRef, metrics: Iterable[str] | None = None) -> str:
         """The curve as CSV text (a header row, then one row per epoch)."""
         self.flush(experiment)
         params = None if metrics is None else {"metrics": ",".join(metrics)}
-        response = self._request("GET", f"{API}/experiments/{_id(experiment)}/curve",
+        response = self._request("GET", f"{API}/experiments/{id_of_experiment(experiment)}/curve",
                                  params=params, headers={"Accept": "text/csv"})  # fmt: skip
         return response.text
 
@@ -284,6 +293,8 @@ class Client:
         finally:
             self._closed = True
             _open_clients.discard(self)
+            if self._senders is not None:
+                self._senders.shutdown()
             self._http.close()
 
     def __enter__(self) -> Client:
@@ -305,6 +316,20 @@ class Client:
 
     # --- HTTP ----------------------------------------------------------------------
 
+    def _send_batches(self, experiment_id: int, batches: list[list[Row]]) -> int:
+        """Send the batches, up to ``in_flight`` at once (each is an upsert: their
+        order does not matter); every batch is tried, then the first error raised."""
+        if len(batches) <= 1 or self.in_flight == 1:
+            return sum(self._send_epochs(experiment_id, rows) for rows in batches)
+        if self._senders is None:
+            self._senders = ThreadPoolExecutor(self.in_flight, thread_name_prefix="pfd-db-client")
+        sending = [self._senders.submit(self._send_epochs, experiment_id, rows) for rows in batches]
+        wait(sending)
+        for failed in (future.exception() for future in sending):
+            if failed is not None:
+                raise failed
+        return sum(future.result() for future in sending)
+
     def _send_epochs(self, experiment_id: int, rows: list[Row]) -> int:
         answer = self._json("POST", f"{API}/experiments/{experiment_id}/epochs",
                             body={"epochs": rows})  # fmt: skip
@@ -313,7 +338,7 @@ class Client:
     def _move(
         self, experiment: ExperimentRef, verb: str, body: Any, done: tuple[str, ...]
     ) -> Record:
-        experiment_id = _id(experiment)
+        experiment_id = id_of_experiment(experiment)
         path = f"{API}/experiments/{experiment_id}/{verb}"
         dropped: list[httpx.TransportError] = []
         try:
@@ -379,7 +404,8 @@ class Client:
                     dropped.append(exc)
                 self._sleep(self._backoff_after(tried))
                 continue
-            self.requests += 1
+            with self._counting:
+                self.requests += 1
             if response.status_code < 400:
                 return response
             error = error_from_response(response)
@@ -399,13 +425,6 @@ class Client:
     def _sleep(seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
-
-
-def _id(experiment: ExperimentRef) -> int:
-    value = experiment.get("id") if isinstance(experiment, Mapping) else experiment
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("experiment: give its id, or the experiment the client returned")
-    return value
 
 
 def _unreachable(base_url: str, exc: httpx.TransportError, resend: bool) -> DatabaseUnavailable:

@@ -58,7 +58,7 @@ from pfd_db.store.validation import (
     require_member,
     require_text,
 )
-from pfd_db.store.writes import id_of, load
+from pfd_db.store.writes import id_of, load, unread_id
 
 ACTION_MAX = 100
 ERROR_MAX = 1000
@@ -71,8 +71,10 @@ ACTION_SHAPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 
 def acting_as(session: Session, user: User | int | None) -> None:
     """Make ``user`` the actor of the audit entries written through ``session`` from
-    now on (None: the system). A web request sets it once, to the logged-in user."""
-    session.info[_ACTOR] = id_of(session, User, user, "user")
+    now on (None: the system). A web request sets it once, to the logged-in user.
+    An id is not looked up here (a request that writes no entry costs no query):
+    the entry's write finds out whether its user exists."""
+    session.info[_ACTOR] = None if user is None else unread_id(session, User, user, "user")
 
 
 def actor(session: Session) -> int | None:
