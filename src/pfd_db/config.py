@@ -15,8 +15,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pfd_db.errors import ConfigurationError
-from pfd_db.target import normalise_url
+from pfd_db.errors import ConfigurationError, DatabaseUnavailable
+from pfd_db.target import mask_password, normalise_url, parse_url
 
 DEFAULT_URL = "sqlite:///./pfd.db"
 
@@ -211,6 +211,27 @@ class Settings(BaseSettings):
     @classmethod
     def _use_psycopg(cls, url: str) -> str:
         return normalise_url(url)
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _postgresql_replicas(cls, value: str) -> str:
+        entries = [normalise_url(entry.strip()) for entry in value.split(",")]
+        for number, entry in enumerate(filter(None, entries), start=1):
+            try:
+                backend = parse_url(entry).get_backend_name()
+            except DatabaseUnavailable as exc:
+                raise ValueError(f"replica {number}: {exc}") from None
+            except ValueError:  # a port that is not a number
+                raise ValueError(
+                    f"replica {number}: not a database URL: expected "
+                    "postgresql://USER:PASSWORD@HOST[:PORT]/DBNAME"
+                ) from None
+            if backend != "postgresql":
+                raise ValueError(
+                    f"replica {number} ({mask_password(entry)}) is not a PostgreSQL URL: "
+                    "replicas are postgresql://USER:PASSWORD@HOST/DBNAME"
+                )
+        return ",".join(filter(None, entries))
 
     @field_validator("webhook_allowed_hosts")
     @classmethod

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, UOWTransaction, scoped_session, sessionmaker
 
-from pfd_db import crypto
+from pfd_db import crypto, replicas
 from pfd_db.engine import make_engine
 from pfd_db.engine import read_only as read_only_engine
 from pfd_db.errors import ReadOnlySession
@@ -73,6 +73,7 @@ def reset() -> None:
         _engine, _owned = None, False
         SessionLocal.configure(bind=None)
         crypto.follow_database(None)
+        replicas.forget()
 
 
 def get_engine() -> Engine:
@@ -93,18 +94,28 @@ def get_db_session(*, read_only: bool = False) -> Iterator[Session]:
     stays open; on SQLite its first write takes the write lock (see
     :mod:`pfd_db.transactions`). ``read_only=True`` is for work that must not
     write (dashboard views): any write raises :class:`ReadOnlySession` and
-    nothing is written or committed.
+    nothing is written or committed. With ``PFD_DB_REPLICA_URLS`` set, such a
+    session reads from a usable replica, else from the primary
+    (:mod:`pfd_db.replicas`).
     """
-    session = SessionLocal(bind=read_only_engine(get_engine())) if read_only else SessionLocal()
-    try:
-        yield session
-        if not read_only:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    with ExitStack() as stack:
+        if read_only:
+            primary = get_engine()
+            replica = stack.enter_context(replicas.connection_for_reading(primary))
+            session = SessionLocal(
+                bind=replica if replica is not None else read_only_engine(primary)
+            )
+        else:
+            session = SessionLocal()
+        try:
+            yield session
+            if not read_only:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
 
 @event.listens_for(Session, "before_flush")

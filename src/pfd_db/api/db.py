@@ -70,7 +70,7 @@ def read_session(request: HTTPConnection) -> Iterator[Session]:
     _count_alone(request)
     state = request.app.state
     with replicas.connection_for_reading(state.engine) as replica:
-        session: Session = state.read_sessions(**({"bind": replica} if replica else {}))
+        session: Session = state.read_sessions(**({} if replica is None else {"bind": replica}))
         try:
             yield session
         finally:
