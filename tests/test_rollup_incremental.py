@@ -24,6 +24,9 @@ from pfd_db.models.enums import Aggregation
 from pfd_db.store.ops import request_log, retention, rollup_schedule, rollups
 from racing import race
 
+pytest_plugins = ["api_support"]
+from api_support import auth  # noqa: E402
+
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -331,6 +334,28 @@ def test_note_late_rows_refuses_what_is_not_aware_datetimes(db, moments):
 def test_roll_up_periods_takes_period_starts_only(db, bad):
     with pytest.raises(InvalidInput, match="starts"):
         rollups.roll_up_periods(db, "hourly", bad)
+
+
+# --- over HTTP -----------------------------------------------------------------------
+
+
+def test_the_admin_route_refreshes_incrementally(client, db, admin_key, user_key):
+    path = "/api/v1/admin/traffic/rollups/hourly/refresh"
+    assert client.post(path).status_code == 401
+    assert client.post(path, headers=auth(user_key(scopes=["admin"]))).status_code == 403
+    hour = rollups.period_start(Aggregation.HOURLY, datetime.now(UTC))
+    write(db, [at(hour - 3 * HOUR + timedelta(minutes=1)), at(hour - HOUR)])
+    first = client.post(path, headers=auth(admin_key))
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["computed"] >= 4 and body["written"] >= 2  # from 3 hours ago to the open hour
+    assert (body["stale"], body["complete"]) == (0, True)
+    assert datetime.fromisoformat(body["computed_through"]) >= hour
+    write(db, [at(hour - 2 * HOUR)])  # late: its hour is marked
+    again = client.post(path, headers=auth(admin_key)).json()
+    assert again["stale"] == 1 and again["computed"] <= 3  # it, the open hour (or two)
+    assert figures(db, "hourly")[hour - 2 * HOUR][0] == 1
+    assert client.post(path.replace("hourly", "yearly"), headers=auth(admin_key)).status_code == 422
 
 
 # --- races --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Admin routes over the API traffic (``/api/v1/admin/traffic``).
 
 Recent requests (keyset pages, newest first), per-endpoint figures, a timeline,
-the hourly/daily/weekly rollups (read, or run again), the busiest keys, one
+the hourly/daily/weekly rollups (read, run again, or brought up to date
+incrementally), the busiest keys, one
 key's usage, and the figures of every endpoint together. Each covers a time
 range: ``since`` defaults to 24 hours ago and ``until`` to now (open). Every
 route needs an admin key of an admin (:func:`pfd_db.api.access.admin_access`).
@@ -36,6 +37,7 @@ from pfd_db.api.schemas.admin import (
     RequestEntry,
     RequestFigures,
     RollupDone,
+    RollupRefreshed,
     RollupRun,
     Summary,
     Timeline,
@@ -43,7 +45,7 @@ from pfd_db.api.schemas.admin import (
 )
 from pfd_db.api.schemas.common import PROBLEM_RESPONSES, problem_responses
 from pfd_db.models.enums import Aggregation
-from pfd_db.store.ops import request_figures, request_lists, rollups
+from pfd_db.store.ops import request_figures, request_lists, rollup_schedule, rollups
 from pfd_db.types import utcnow
 from pfd_db.values import INT64_MAX
 
@@ -174,6 +176,24 @@ def run_rollup(request: Request, caller: Admin, period: Aggregation, body: Rollu
         )
     with write_session(request) as session, naming(*TIMES):
         return RollupDone(periods=rollups.rollup(session, period, body.start, body.end))
+
+
+@router.post(
+    "/rollups/{period}/refresh", response_model=RollupRefreshed, responses=PROBLEM_RESPONSES
+)
+def refresh_rollup(request: Request, caller: Admin, period: Aggregation) -> RollupRefreshed:
+    """Bring the rollups up to date incrementally: the periods with requests since
+    the last refresh, the open one, and those late requests reopened; at most
+    10 000 periods a request (``complete`` is false until a request finishes)."""
+    with write_session(request) as session:
+        done = rollup_schedule.refresh(session, period, limit=ROLLUP_PERIODS_MAX)
+        return RollupRefreshed(
+            computed=len(done.computed),
+            stale=done.stale,
+            written=done.written,
+            computed_through=done.computed_through,
+            complete=done.complete,
+        )
 
 
 @router.get("/top-keys", response_model=Items[KeyTraffic], responses=PROBLEM_RESPONSES)

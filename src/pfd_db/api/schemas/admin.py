@@ -169,6 +169,16 @@ class RollupDone(ApiModel):
     periods: int
 
 
+class RollupRefreshed(ApiModel):
+    """What an incremental rollup did (``store.ops.rollup_schedule.refresh``)."""
+
+    computed: int
+    stale: int
+    written: int
+    computed_through: datetime | None
+    complete: bool
+
+
 class KeyTraffic(ApiModel):
     """The requests one API key made in a time range (its prefix, never the key)."""
 
