@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from api_support import auth, issue_key
 from pfd_db import migrations, replicas
 from pfd_db import session as sessions
 from pfd_db.config import get_settings
 from pfd_db.engine import make_engine
-from pfd_db.errors import ConfigurationError
+from pfd_db.errors import ConfigurationError, ReadOnlySession
 from pfd_db.models import SystemLog
 from pfd_db.replicas import PrimaryPositions
 from replica import StreamingReplica
@@ -155,6 +155,12 @@ def test_read_only_sessions_read_from_the_replica(routed, replica):
     with sessions.get_db_session(read_only=True) as session:
         assert on_replica(session)
         assert session.scalar(select(func.count()).where(SystemLog.action == "replica-test")) >= 1
+        session.add(SystemLog(action="refused", status="success"))
+        with pytest.raises(ReadOnlySession, match="flush of 1 new"):
+            session.flush()  # refused before anything is sent, as on the primary
+        session.expunge_all()
+        with pytest.raises(ReadOnlySession, match="INSERT refused"):
+            session.execute(insert(SystemLog).values(action="refused", status="success"))
 
 
 def test_writes_and_the_reads_of_a_write_transaction_go_to_the_primary(routed, replica):
