@@ -59,9 +59,13 @@ app.add_typer(identity.api_keys, name="apikey")
 app.add_typer(keys.app, name="key")
 app.add_typer(experiments.app, name="experiment")
 
-from pfd_db.cli import clean, portability  # noqa: E402 - registered after the other commands
+from pfd_db.cli import clean, maintain, portability  # noqa: E402 - registered after the others
 
-for command in [*portability.app.registered_commands, *clean.app.registered_commands]:
+for command in [
+    *portability.app.registered_commands,
+    *clean.app.registered_commands,
+    *maintain.app.registered_commands,
+]:
     app.registered_commands.append(command)
 
 __all__ = ["app"]

@@ -16,6 +16,7 @@ from pfd_db.cli.options import JsonOption, UrlOption, YesOption
 from pfd_db.cli.output import confirm_or_refuse, console, print_json, say
 
 if TYPE_CHECKING:
+    from pfd_db.store.ops.partitions import Created
     from pfd_db.store.ops.retention import Removed
 
 app = typer.Typer()
@@ -74,10 +75,15 @@ def clean(
     Request logs, API-key usage, finished e-mail and webhook deliveries, login
     history, ended sessions and the audit log; never experiments, curves, users
     or keys. Writers keep working meanwhile; a clean cut short leaves every
-    batch it committed removed, and running it again finishes. --dry-run only
-    counts (on a read-only connection).
+    batch it committed removed, and running it again finishes. On PostgreSQL the
+    partitioned log tables lose whole monthly partitions that lie before the
+    cutoff, and the coming months' partitions are created first (as pfd-db
+    maintain does). --dry-run only counts, and names the partitions it would
+    drop (on a read-only connection).
     """
+    from pfd_db.cli.maintain import ensure
     from pfd_db.cli.progress_bar import progress_bar
+    from pfd_db.store.ops.partitions import MONTHS_AHEAD
     from pfd_db.store.ops.retention import TABLES, check_arguments, clean
 
     age = None if older_than is None else parse_age(older_than)
@@ -90,6 +96,7 @@ def clean(
                 yes,
                 "clean removes rows for good",
             )
+        created = ensure(engine, MONTHS_AHEAD, dry_run)
         with progress_bar("clean") as progress:
             report = clean(
                 engine,
@@ -100,30 +107,43 @@ def clean(
                 progress=progress,
             )
     if as_json:
-        print_json(clean_json(report, dry_run))
+        print_json(clean_json(report, dry_run, created))
         return
-    show_clean(report, dry_run)
+    show_clean(report, dry_run, created)
 
 
-def show_clean(report: list[Removed], dry_run: bool) -> None:
+def show_clean(report: list[Removed], dry_run: bool, created: list[Created] | None = None) -> None:
     from rich.table import Table
 
+    from pfd_db.cli.maintain import show_created
+
+    show_created(created or [], dry_run)
     verb = "would remove" if dry_run else "removed"
+    partitioned = any(removed.partitions for removed in report)
     shown = Table("table", "older than", verb)
+    if partitioned:
+        shown.add_column("partitions " + ("to drop" if dry_run else "dropped"))
     for removed in report:
         cutoff = removed.cutoff.isoformat(timespec="seconds")
         note = " (kept longer: pfd-db still reads them)" if removed.kept_longer else ""
-        shown.add_row(removed.table, cutoff + note, str(removed.rows))
+        dropped = [", ".join(p.name for p in removed.partitions)] if partitioned else []
+        shown.add_row(removed.table, cutoff + note, str(removed.rows), *dropped)
     console.print(shown)
     total = sum(removed.rows for removed in report)
-    say(
-        f"dry run: {total} rows would be removed; nothing was"
-        if dry_run
-        else f"removed {total} rows from {len(report)} tables"
-    )
+    partitions = sum(len(removed.partitions) for removed in report)
+    if dry_run:
+        whole = f" ({partitions} partitions to drop whole)" if partitions else ""
+        say(f"dry run: {total} rows would be removed{whole}; nothing was")
+    else:
+        whole = f" ({partitions} partitions dropped whole)" if partitions else ""
+        say(f"removed {total} rows from {len(report)} tables{whole}")
 
 
-def clean_json(report: list[Removed], dry_run: bool) -> dict[str, Any]:
+def clean_json(
+    report: list[Removed], dry_run: bool, created: list[Created] | None = None
+) -> dict[str, Any]:
+    from pfd_db.cli.maintain import created_json
+
     return {
         "dry_run": dry_run,
         "rows": sum(removed.rows for removed in report),
@@ -133,7 +153,12 @@ def clean_json(report: list[Removed], dry_run: bool) -> dict[str, Any]:
                 "cutoff": removed.cutoff,
                 "rows": removed.rows,
                 "kept_longer": removed.kept_longer,
+                "partitions_dropped": [
+                    {"partition": p.name, "from": p.start, "to": p.end, "rows": p.rows}
+                    for p in removed.partitions
+                ],
             }
             for removed in report
         ],
+        "partitions_created": created_json(created or []),
     }

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from pfd_db.migrations import DatabaseState
+    from pfd_db.store.ops.partitions import PartitionedTable
 
 app = typer.Typer()
 
@@ -234,7 +235,8 @@ def verdict(
 
 @app.command()
 def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Show the database, server, revision, rows per table, pool and instance key.
+    """Show the database, server, revision, rows (and partitions) per table, pool
+    and instance key.
 
     Reads only: a read-only SQLite file can be inspected.
     """
@@ -245,6 +247,7 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
         state = migrations.state(engine)
         server = server_version(engine)
         counts = row_counts(engine)
+        partitioned = partitions_of(engine)
         key = key_health()
         settings = get_settings()
         shown = target_of(url).shown
@@ -265,6 +268,7 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
                 "head": state.head,
                 "at_head": state.at_head,
                 "tables": counts,
+                "partitions": partitions_json(partitioned),
                 "pool": pool,
                 "instance_key": key.as_json(),
             }
@@ -277,9 +281,11 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
     say(f"database  {shown}")
     say(f"dialect   {engine.dialect.name} {server}")
     say(f"revision  {state.current or 'none'} (head {state.head})")
-    table = Table("table", "rows", title=f"{len(counts)} of {len(Base.metadata.tables)} tables")
+    title = f"{len(counts)} of {len(Base.metadata.tables)} tables"
+    table = Table("table", "rows", *(["partitions"] if partitioned else []), title=title)
+    described = {t.table: describe_partitions(t) for t in partitioned}
     for name, count in counts.items():
-        table.add_row(name, str(count))
+        table.add_row(name, str(count), *([described.get(name, "")] if partitioned else []))
     console.print(table)
     say(
         f"pool      size {pool['size']}, overflow {pool['max_overflow']}, "
@@ -293,6 +299,40 @@ def server_version(engine: Engine) -> str:
     """The database server's version, as ``16.2``."""
     with engine.connect() as conn:
         return ".".join(str(part) for part in conn.dialect.server_version_info or ())
+
+
+def partitions_of(engine: Engine) -> list[PartitionedTable]:
+    """The partitioned log tables (PostgreSQL) with their partitions; rows estimated."""
+    from sqlalchemy.orm import Session
+
+    from pfd_db.store.ops.partitions import list_partitions
+
+    with Session(engine) as session:
+        return list_partitions(session)
+
+
+def partitions_json(tables: list[PartitionedTable]) -> dict[str, Any]:
+    """Per partitioned table: its key, how many monthly partitions, the months they
+    span, and the rows (estimated) in all of them and in the default partition."""
+    return {
+        t.table: {
+            "column": t.column,
+            "partitions": len(t.monthly),
+            "from": t.monthly[0].start if t.monthly else None,
+            "to": t.monthly[-1].end if t.monthly else None,
+            "rows": t.rows,
+            "default_rows": t.default.rows if t.default else None,
+        }
+        for t in tables
+    }
+
+
+def describe_partitions(table: PartitionedTable) -> str:
+    """``13 monthly, 2026-01 to 2027-01, default 0 rows`` (rows estimated)."""
+    months = table.monthly
+    span = f", {months[0].start:%Y-%m} to {months[-1].start:%Y-%m}" if months else ""
+    default = f", default {table.default.rows} rows" if table.default else ", no default"
+    return f"{len(months)} monthly{span}{default}"
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

@@ -1,11 +1,21 @@
 """What schema comparison looks at: the models, less what only one dialect has,
-plus what Alembic does not compare (triggers, expression indexes).
+plus what Alembic does not compare (triggers, expression indexes, partitioning).
 
 Alembic compares tables, columns and plain indexes. The rest is compared here by
 name and place: the triggers the models' DDL creates (SQLite: the FTS triggers
 on ``experiments`` and the tag-count triggers; PostgreSQL: the tag-count
 triggers, enabled, and their function), and the models' expression indexes
 (``lower(username)``), which SQLite cannot reflect.
+
+Partitioned log tables (PostgreSQL, revision 0011; docs/partitions.md): the
+models describe the four tables of :data:`PARTITIONED` as plain tables with an
+``(id)`` primary key, and both forms pass. Partitioned, a table must be
+``PARTITION BY RANGE`` on its time column, with the primary key ``(id, <time
+column>)`` and a default partition; its partitions (and their indexes) are
+left out of Alembic's comparison, which compares the partitioned table itself
+(its columns and its partitioned indexes) with the model. Alembic does not
+compare primary keys, so the wider key is compared here. Any other table found
+partitioned is drift.
 """
 
 from __future__ import annotations
@@ -24,6 +34,15 @@ from pfd_db.models import Base, tag_counts
 from pfd_db.models.fulltext import FTS_TABLE, sqlite_fts_statements
 
 GIN_INDEX = "ix_experiments_search_vector"
+
+PARTITIONED: dict[str, str] = {
+    "api_request_logs": "request_time",
+    "api_usage": "timestamp",
+    "system_logs": "created_at",
+    "login_history": "timestamp",
+}
+"""The tables revision 0011 partitions on PostgreSQL, each with its partition key:
+a monthly range of this time column."""
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 
@@ -44,8 +63,9 @@ def expression_indexes() -> dict[str, Index]:
 def include_object_for(dialect: str) -> IncludeObject:
     """An Alembic ``include_object`` hook for ``dialect``: SQLite's FTS5 tables
     (virtual, built by DDL of their own), on SQLite the PostgreSQL-only GIN
-    index, and the expression indexes (compared by :func:`extra_drift`) are left
-    out of Alembic's comparison."""
+    index, the expression indexes (compared by :func:`extra_drift`), and the
+    partitions of the :data:`PARTITIONED` tables with their indexes are left out
+    of Alembic's comparison."""
     skipped = set(expression_indexes())
 
     def include_object(
@@ -53,11 +73,25 @@ def include_object_for(dialect: str) -> IncludeObject:
     ) -> bool:
         if type_ == "table" and name is not None and name.startswith(FTS_TABLE):
             return False
+        if type_ == "table" and reflected and is_log_partition(obj):
+            return False
+        if type_ == "index" and reflected and is_log_partition(getattr(obj, "table", None)):
+            return False
         if type_ == "index" and name in skipped:
             return False
         return not (type_ == "index" and name == GIN_INDEX and dialect == "sqlite")
 
     return include_object
+
+
+def is_log_partition(table: Any) -> bool:
+    """Whether a reflected table is a partition of one of the :data:`PARTITIONED`
+    tables (PostgreSQL reflects a partition as inheriting from its parent)."""
+    options = getattr(table, "dialect_options", None)
+    if options is None or "postgresql" not in options:
+        return False
+    parents = options["postgresql"].get("inherits") or ()
+    return any(parent in PARTITIONED for parent in parents)
 
 
 @contextmanager
@@ -75,8 +109,9 @@ def quiet_expression_index_reflection() -> Iterator[None]:
 
 
 def extra_drift(conn: Connection) -> list[str]:
-    """How triggers and expression indexes differ from the models, one line each."""
-    return _trigger_drift(conn) + _expression_index_drift(conn)
+    """How triggers, expression indexes and partitioning differ from the models,
+    one line each."""
+    return _trigger_drift(conn) + _expression_index_drift(conn) + _partition_drift(conn)
 
 
 def expected_triggers(dialect: str) -> dict[str, str]:
@@ -160,6 +195,43 @@ def _expression_index_drift(conn: Connection) -> list[str]:
             "createunique"
         ):
             lines.append(f"remove_index: {name}; {wanted}")
+    return lines
+
+
+def _partition_drift(conn: Connection) -> list[str]:
+    """The partitioned tables that are not partitioned as revision 0011 does it."""
+    if conn.dialect.name != "postgresql":
+        return []
+    rows = conn.execute(
+        text(
+            "SELECT c.relname, p.partstrat, "
+            "ARRAY(SELECT a.attname::text FROM unnest(p.partattrs) WITH ORDINALITY k(n, i) "
+            "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n ORDER BY k.i), "
+            "ARRAY(SELECT a.attname::text FROM pg_constraint k "
+            "  CROSS JOIN unnest(k.conkey) WITH ORDINALITY u(n, i) "
+            "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.n "
+            "  WHERE k.conrelid = c.oid AND k.contype = 'p' ORDER BY u.i), "
+            "p.partdefid <> 0 "
+            "FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND NOT c.relispartition"
+        )
+    )
+    lines = []
+    models = set(Base.metadata.tables)
+    for table, strategy, key, primary_key, has_default in sorted(rows):
+        column = PARTITIONED.get(table)
+        if column is None:
+            if table in models:
+                lines.append(f"partitioned_table: {table} (the models' table is not partitioned)")
+            continue
+        if strategy != "r" or list(key) != [column]:
+            lines.append(f"partition_key: {table} (by {', '.join(key)}; expected RANGE ({column}))")
+        if list(primary_key) != ["id", column]:
+            shown = ", ".join(primary_key) or "none"
+            lines.append(f"primary_key: {table} ({shown}; expected id, {column})")
+        if not has_default:
+            lines.append(f"add_default_partition: {table}_default on {table}")
     return lines
 
 

@@ -18,6 +18,10 @@ A restore reads either kind: a SQLite backup file is copied into the target
 with :func:`~pfd_db.portability.copy.copy_database`, after migrating a scratch
 copy of it to head if it is older; a ``pg_dump``
 archive is loaded with ``pg_restore`` in one transaction, then migrated to head.
+Partitioned log tables in the target are dropped before, in a transaction that
+marks the target unfinished (``pg_restore --clean`` cannot drop them itself; see
+:func:`~pfd_db.portability.filling.drop_partitioned_tables`): a restore that fails
+then leaves a database that every later restore and copy refuses until replaced.
 """
 
 from __future__ import annotations
@@ -287,6 +291,8 @@ def _pg_restore(
             f"the target database holds {found or 'data'}: give an empty database, "
             "or --replace to delete everything in it first"
         )
+    with destination.begin() as conn:
+        filling.drop_partitioned_tables(conn, "restore", str(path))
     total = len(Base.metadata.tables) + 1
     done = 0
 
@@ -294,7 +300,8 @@ def _pg_restore(
         nonlocal done
         if "processing data for table" in line:
             done += 1
-            progress(line.rsplit(".", 1)[-1].strip().strip('"'), done, total)
+            # partitions count as tables of their own: the total grows with them
+            progress(line.rsplit(".", 1)[-1].strip().strip('"'), done, max(total, done))
 
     run_tool(
         [pg_restore, "--verbose", "--no-password", "--clean", "--if-exists", "--no-owner",

@@ -3,7 +3,9 @@
 :func:`prepare` refuses a target that holds data (unless asked to replace it),
 migrates it to head with :mod:`pfd_db.migrations` and creates a marker table,
 :data:`MARKER_TABLE`, in its own committed transaction. :func:`finish` sets the
-PostgreSQL id sequences past the largest ids and drops the marker last. So a
+PostgreSQL id sequences past the largest ids, gives the rows that went to a
+partitioned log table's default partition the monthly partitions of their months
+(:func:`pfd_db.store.ops.partitions.ensure_partitions`), and drops the marker last. So a
 copy stopped at any moment (a crash, a kill, a full disk) leaves either the
 database as it was or one that still carries the marker: every later copy
 refuses it until told to replace it, and ``pfd-db check`` reports the marker
@@ -115,6 +117,7 @@ def finish(engine: Engine) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             set_sequences(conn)
+            partition_rows(conn)
         require_search_index(conn)
         conn.exec_driver_sql(f"DROP TABLE {MARKER_TABLE}")
 
@@ -198,6 +201,37 @@ def set_sequences(conn: Connection) -> None:
             f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
             f"coalesce(max(id), 0) + 1, false) FROM {name}"
         )
+
+
+def partition_rows(conn: Connection) -> None:
+    """Create the monthly partitions the copied rows need (PostgreSQL, partitioned
+    log tables), moving them out of the default partition, in ``conn``'s transaction."""
+    from sqlalchemy.orm import Session
+
+    from pfd_db.store.ops.partitions import ensure_partitions
+
+    with Session(bind=conn) as session:
+        ensure_partitions(session)
+
+
+def drop_partitioned_tables(conn: Connection, operation: str, source: str) -> None:
+    """Drop the partitioned log tables (partitions and all) of ``conn``'s database,
+    marking it as being filled by ``operation`` from ``source``, in ``conn``'s
+    transaction: ``pg_restore --clean`` cannot drop a partition's primary key before
+    its table's (PostgreSQL refuses: it is inherited), and the marker says the
+    database is unfinished until the restore ends (see the module doc)."""
+    from sqlalchemy.orm import Session
+
+    from pfd_db.store.ops.partitions import partitioned_tables
+
+    with Session(bind=conn) as session:
+        tables = list(partitioned_tables(session))
+    if not tables:
+        return
+    if not inspect(conn).has_table(MARKER_TABLE):
+        _create_marker(conn, operation, source, utcnow())
+    quote = conn.dialect.identifier_preparer.quote
+    conn.exec_driver_sql(f"DROP TABLE {', '.join(quote(t) for t in tables)}")
 
 
 def _create_marker(conn: Connection, operation: str, source: str, started: datetime) -> None:

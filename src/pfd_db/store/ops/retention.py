@@ -20,6 +20,13 @@ table                   a row is removed when
 "Older" is strict: a row exactly at the cutoff (``now`` minus the age) is kept,
 one a microsecond older is removed.
 
+On PostgreSQL the four tables revision 0011 partitions by month
+(:mod:`pfd_db.store.ops.partitions`) are cleaned by partition: each partition
+that ends at or before the cutoff is detached and dropped whole, one per
+transaction (no row-by-row delete, no bloat), and rows are deleted in batches
+only in the partition the cutoff falls in and in the default partition. The
+report names the partitions dropped; their rows count among those removed.
+
 Nothing else is ever touched: experiments, curves, users, keys, summaries and
 configuration have no retention. Nothing references these rows, so removing
 any of them leaves every other row valid.
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, column, delete, func, or_, select, table
 from sqlalchemy.orm import Session, sessionmaker
 
 from pfd_db.config import Settings, get_settings
@@ -48,8 +55,10 @@ from pfd_db.models import (
 )
 from pfd_db.models.enums import EmailStatus, WebhookStatus
 from pfd_db.progress import Progress, no_progress
+from pfd_db.store.ops import partitions
+from pfd_db.store.ops.partitions import Partition
 from pfd_db.store.validation import require_count, require_flag, require_items
-from pfd_db.types import utc_or_now
+from pfd_db.types import UTCDateTime, utc_or_now
 from pfd_db.values import shown
 
 AGE_MAX = timedelta(days=36_600)  # a century: a cutoff stays on the calendar
@@ -67,6 +76,9 @@ class Rule:
     """The rows older than a cutoff."""
     least: Callable[[Settings], timedelta] = lambda _settings: timedelta(0)
     """The youngest rows the rest of pfd-db still reads: never removed."""
+    time_column: str | None = None
+    """For a rule that is "older than" on one column (:func:`_before`): that
+    column, by which the table may be partitioned."""
 
 
 def _before(column: Any) -> Callable[[datetime], ColumnElement[bool]]:
@@ -102,6 +114,7 @@ RULES: dict[str, Rule] = {
             APIRequestLog,
             "retention_request_logs_days",
             _before(APIRequestLog.request_time),
+            time_column="request_time",
         ),
         Rule(
             "api_usage",
@@ -109,6 +122,7 @@ RULES: dict[str, Rule] = {
             "retention_api_usage_days",
             _before(APIUsage.timestamp),
             lambda _settings: timedelta(hours=1),  # api_keys.check_rate_limit's window
+            time_column="timestamp",
         ),
         Rule(
             "email_logs",
@@ -128,9 +142,16 @@ RULES: dict[str, Rule] = {
             "retention_login_history_days",
             _before(LoginHistory.timestamp),
             _login_limits,
+            time_column="timestamp",
         ),
         Rule("session_logs", SessionLog, "retention_sessions_days", _session_ended_before),
-        Rule("system_logs", SystemLog, "retention_system_logs_days", _before(SystemLog.created_at)),
+        Rule(
+            "system_logs",
+            SystemLog,
+            "retention_system_logs_days",
+            _before(SystemLog.created_at),
+            time_column="created_at",
+        ),
     )
 }
 TABLES = tuple(RULES)
@@ -148,6 +169,9 @@ class Removed:
     kept_longer: bool = False
     """True when the age asked for was shorter than what pfd-db still reads, so
     the cutoff was moved back to keep that (see the module doc)."""
+    partitions: tuple[Partition, ...] = ()
+    """The partitions dropped whole (in a dry run: that would be), oldest first;
+    their rows are counted in :attr:`rows`."""
 
 
 def clean(
@@ -185,18 +209,19 @@ def clean(
     require_flag(dry_run, "dry_run")
     moment = utc_or_now(now)
     sessions = bind if isinstance(bind, sessionmaker) else sessionmaker(bind)
+    with sessions() as session:
+        keys = partitions.partitioned_tables(session)
     report = []
     for rule in chosen:
         wanted = age if age is not None else timedelta(days=getattr(settings, rule.setting))
         kept = max(wanted, rule.least(settings))
         cutoff = moment - kept
+        if rule.time_column is not None and keys.get(rule.table) == rule.time_column:
+            rows, dropped = _remove_by_partition(sessions, rule, cutoff, size, dry_run, progress)
+        else:
+            rows, dropped = _remove(sessions, rule, cutoff, size, dry_run, progress), ()
         report.append(
-            Removed(
-                rule.table,
-                cutoff,
-                _remove(sessions, rule, cutoff, size, dry_run, progress),
-                kept_longer=kept > wanted,
-            )
+            Removed(rule.table, cutoff, rows, kept_longer=kept > wanted, partitions=dropped)
         )
     return report
 
@@ -228,6 +253,57 @@ def _remove(
         progress(rule.table, removed, max(total, removed))
         if count < size:
             return removed
+
+
+def _remove_by_partition(
+    sessions: sessionmaker[Session],
+    rule: Rule,
+    cutoff: datetime,
+    size: int,
+    dry_run: bool,
+    progress: Progress,
+) -> tuple[int, tuple[Partition, ...]]:
+    """Remove a partitioned table's rows older than ``cutoff``: drop each partition
+    that ends by then (one per committed transaction), then delete ``size`` rows
+    per transaction from the partitions that straddle the cutoff and the default
+    one. The rows removed and the partitions dropped (in a dry run: would be)."""
+    key = rule.time_column
+    assert key is not None
+    with sessions() as session:
+        whole = partitions.partitions_before(session, rule.table, cutoff, exact=dry_run)
+        parts = [
+            table(name, column("id"), column(key, UTCDateTime()))
+            for name in partitions.straddling(session, rule.table, cutoff)
+        ]
+        remaining = sum(
+            session.scalar(select(func.count()).select_from(p).where(p.c[key] < cutoff)) or 0
+            for p in parts
+        )
+    total = sum(p.rows for p in whole) + remaining
+    progress(rule.table, 0, total)
+    if dry_run:
+        return total, tuple(whole)
+    removed = 0
+    dropped = []
+    for partition in whole:
+        with sessions() as session, session.begin():
+            rows = partitions.drop_partition(session, partition)
+        dropped.append(
+            Partition(partition.table, partition.name, partition.start, partition.end, rows)
+        )
+        removed += rows
+        progress(rule.table, removed, max(total, removed))
+    for part in parts:
+        old = part.c[key] < cutoff
+        batch = delete(part).where(old, part.c.id.in_(select(part.c.id).where(old).limit(size)))
+        while True:
+            with sessions() as session, session.begin():
+                count = int(session.execute(batch).rowcount)  # type: ignore[attr-defined]
+            removed += count
+            progress(rule.table, removed, max(total, removed))
+            if count < size:
+                break
+    return removed, tuple(dropped)
 
 
 def check_arguments(

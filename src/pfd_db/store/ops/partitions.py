@@ -1,0 +1,433 @@
+"""Monthly partitions of the big log tables on PostgreSQL: created ahead, listed, dropped.
+
+Revision 0011 range-partitions ``api_request_logs``, ``api_usage``,
+``system_logs`` and ``login_history`` by calendar month (UTC) of their time
+column (:data:`pfd_db.migrations.compare.PARTITIONED`), with a default
+partition for any row outside the months that have one (docs/partitions.md).
+Here:
+
+- :func:`ensure_partitions` creates the partitions of the current month and
+  ``ahead`` months after it, and of every month (at most
+  :data:`MONTHS_BACK_MAX` back) that rows in the default partition belong to,
+  moving those rows into it. Idempotent; ``pfd-db maintain`` and ``pfd-db
+  clean`` run it.
+- :func:`list_partitions` lists each table's partitions, bounds and rows.
+- :func:`drop_before` detaches and drops the partitions that end at or before
+  a moment (``pfd-db clean`` drops them one per transaction through
+  :func:`partitions_before` and :func:`drop_partition`).
+
+Every function takes the caller's session, works in its transaction and never
+commits. On SQLite, and for a table that is not partitioned (a database made
+with ``create_all`` and adopted), there is nothing to do: the functions return
+empty lists. A new partition is made as a plain table and then attached, which
+locks the parent table only against other schema changes (ATTACH takes SHARE
+UPDATE EXCLUSIVE) while writers keep inserting. Moving rows out of the default
+partition, and detaching, take the parent's ACCESS EXCLUSIVE lock until the
+transaction commits (a concurrent reader must not see rows between two
+partitions). They wait at most :data:`LOCK_TIMEOUT` for
+their locks (a long query in the way) and then fail, leaving everything as it was.
+Concurrent runs take turns (a transaction-level advisory lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pfd_db.errors import Conflict, InvalidInput
+from pfd_db.migrations.compare import PARTITIONED
+from pfd_db.store.validation import require_count, require_flag
+from pfd_db.types import as_utc, utc_or_now
+from pfd_db.values import shown
+
+MONTHS_AHEAD = 3
+AHEAD_MAX = 36
+MONTHS_BACK_MAX = 120
+"""Rows older than this many months stay in the default partition (as in 0011)."""
+LOCK_TIMEOUT = "10s"
+ADVISORY_LOCK = 0x70FD_DB11
+"""The key of the transaction-level advisory lock partition changes take."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of a partitioned log table."""
+
+    table: str
+    name: str
+    start: datetime | None
+    """The first moment it holds (None: the default partition)."""
+    end: datetime | None
+    """The first moment after it (None: the default partition)."""
+    rows: int
+    """Its rows: the statistics' live-row count unless counted exactly."""
+
+    @property
+    def is_default(self) -> bool:
+        return self.start is None and self.end is None
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    """A partitioned log table, its partition key and its partitions, oldest first
+    (the default partition last)."""
+
+    table: str
+    column: str
+    partitions: tuple[Partition, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.partitions)
+
+    @property
+    def default(self) -> Partition | None:
+        return next((p for p in self.partitions if p.is_default), None)
+
+    @property
+    def monthly(self) -> list[Partition]:
+        return [p for p in self.partitions if not p.is_default]
+
+
+@dataclass(frozen=True)
+class Created:
+    """A partition :func:`ensure_partitions` created (or would create)."""
+
+    table: str
+    name: str
+    start: datetime
+    end: datetime
+    moved: int
+    """Rows moved into it from the default partition."""
+
+
+def partitioned_tables(session: Session) -> dict[str, str]:
+    """The log tables that are partitioned in the session's database, each with
+    its partition key column (empty on SQLite)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return {}
+    rows = session.execute(
+        text(
+            "SELECT c.relname, a.attname FROM pg_partitioned_table p "
+            "JOIN pg_class c ON c.oid = p.partrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = p.partattrs[0] "
+            "WHERE n.nspname = current_schema() AND c.relname = ANY(:tables)"
+        ),
+        {"tables": list(PARTITIONED)},
+    )
+    return {str(table): str(column) for table, column in rows}
+
+
+def list_partitions(session: Session, *, exact: object = False) -> list[PartitionedTable]:
+    """Each partitioned log table with its partitions and their rows: the
+    statistics' estimate (``pg_stat``: live rows as of the last few seconds),
+    or with ``exact`` a ``count(*)`` of each partition."""
+    counted = require_flag(exact, "exact")
+    keys = partitioned_tables(session)
+    if not keys:
+        return []
+    found: dict[str, list[Partition]] = {table: [] for table in keys}
+    rows = session.execute(
+        text(
+            "SELECT parent.relname, c.relname, "
+            "(regexp_match(pg_get_expr(c.relpartbound, c.oid), "
+            "  'FROM \\(''([^'']+)''\\) TO'))[1]::timestamptz, "
+            "(regexp_match(pg_get_expr(c.relpartbound, c.oid), "
+            "  'TO \\(''([^'']+)''\\)'))[1]::timestamptz, "
+            "pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', "
+            "coalesce(s.n_live_tup, greatest(c.reltuples, 0)::bigint) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class parent ON parent.oid = i.inhparent "
+            "JOIN pg_namespace n ON n.oid = parent.relnamespace "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE n.nspname = current_schema() AND parent.relname = ANY(:tables)"
+        ),
+        {"tables": list(keys)},
+    )
+    for table, name, start, end, is_default, estimate in rows:
+        if not is_default and (start is None or end is None):
+            continue  # MINVALUE/MAXVALUE bounds: not a partition pfd-db makes
+        count = _count(session, name) if counted else int(estimate)
+        found[table].append(
+            Partition(table, name, _utc(start), _utc(end), count),
+        )
+    return [
+        PartitionedTable(table, keys[table], tuple(sorted(found[table], key=_oldest_first)))
+        for table in PARTITIONED
+        if table in keys
+    ]
+
+
+def ensure_partitions(
+    session: Session,
+    *,
+    ahead: object = MONTHS_AHEAD,
+    dry_run: object = False,
+    now: datetime | None = None,
+) -> list[Created]:
+    """Create the partitions each partitioned log table lacks: its current month's
+    and ``ahead`` months after (default :data:`MONTHS_AHEAD`), and those of the
+    months (at most :data:`MONTHS_BACK_MAX` back) that rows in the default
+    partition belong to; those rows are moved into the new partition in the same
+    transaction. What was created (``dry_run``: what would be; nothing is
+    written). A month some partition already covers, wholly or in part, is left
+    alone. Running it again creates nothing.
+
+    :class:`InvalidInput` for ``ahead`` outside 0..:data:`AHEAD_MAX`;
+    :class:`Conflict` when a table the new partition would be named after exists
+    but is not that partition (rename or drop it).
+    """
+    months_ahead = require_count(ahead, "ahead", 0, AHEAD_MAX)
+    planning = require_flag(dry_run, "dry_run")
+    moment = utc_or_now(now)
+    tables = list_partitions(session)
+    if not tables:
+        return []
+    if not planning:
+        _take_turns(session)
+        tables = list_partitions(session)  # as it is now that no one else changes it
+    current = _month_start(moment)
+    first, last = _add_months(current, -MONTHS_BACK_MAX), _add_months(current, months_ahead + 1)
+    created = []
+    for partitioned in tables:
+        wanted = {_add_months(current, n) for n in range(months_ahead + 1)}
+        default = partitioned.default
+        if default is not None:
+            wanted |= set(_months_in(session, partitioned, default.name, first, last))
+        for month in sorted(wanted):
+            end = _add_months(month, 1)
+            if any(_overlaps(p, month, end) for p in partitioned.monthly):
+                continue
+            name = f"{partitioned.table}_p{month:%Y_%m}"
+            if planning:
+                moved = _rows_between(session, partitioned, default, month, end)
+            else:
+                moved = _create(session, partitioned, name, month, end)
+            created.append(Created(partitioned.table, name, month, end, moved))
+    return created
+
+
+def partitions_before(
+    session: Session, table: str, cutoff: datetime, *, exact: object = True
+) -> list[Partition]:
+    """The monthly partitions of ``table`` that end at or before ``cutoff`` (all
+    their rows are older), oldest first, their rows counted (``exact``, the
+    default) or estimated; empty when ``table`` is not partitioned."""
+    moment = as_utc(cutoff)
+    counted = require_flag(exact, "exact")
+    return [
+        Partition(p.table, p.name, p.start, p.end, _count(session, p.name) if counted else p.rows)
+        for t in list_partitions(session)
+        if t.table == table
+        for p in t.monthly
+        if p.end is not None and p.end <= moment
+    ]
+
+
+def straddling(session: Session, table: str, cutoff: datetime) -> list[str]:
+    """The partitions of ``table`` that hold rows on both sides of ``cutoff``
+    (the month it falls in) and the default partition: where rows older than
+    ``cutoff`` are deleted row by row."""
+    moment = as_utc(cutoff)
+    return [
+        p.name
+        for t in list_partitions(session)
+        if t.table == table
+        for p in t.partitions
+        if p.is_default or (p.start is not None and p.end is not None and p.start < moment < p.end)
+    ]
+
+
+def drop_partition(session: Session, partition: Partition) -> int:
+    """Detach ``partition`` from its table and drop it; the rows it held, counted
+    once detached (no writer can add one then)."""
+    _take_turns(session)
+    table, name = _quoted(session, partition.table), _quoted(session, partition.name)
+    with _lock_timeout(session):
+        session.execute(text(f"ALTER TABLE {table} DETACH PARTITION {name}"))
+    rows = _count(session, partition.name)
+    session.execute(text(f"DROP TABLE {name}"))
+    return rows
+
+
+def drop_before(
+    session: Session,
+    cutoff: datetime,
+    *,
+    tables: Iterable[str] | None = None,
+    dry_run: object = False,
+) -> list[Partition]:
+    """Detach and drop the monthly partitions of ``tables`` (default: every
+    partitioned log table) that end at or before ``cutoff``; the partitions
+    dropped (``dry_run``: that would be), with their rows counted before.
+    In the caller's transaction: nothing is dropped until it commits."""
+    planning = require_flag(dry_run, "dry_run")
+    names = list(PARTITIONED) if tables is None else list(tables)
+    unknown = [name for name in names if name not in PARTITIONED]
+    if unknown:
+        raise InvalidInput(
+            f"tables: only {', '.join(PARTITIONED)} are partitioned (got {shown(unknown)})"
+        )
+    found = [
+        p for table in names for p in partitions_before(session, table, cutoff, exact=planning)
+    ]
+    if planning:
+        return found
+    return [Partition(p.table, p.name, p.start, p.end, drop_partition(session, p)) for p in found]
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def _create(
+    session: Session, partitioned: PartitionedTable, name: str, start: datetime, end: datetime
+) -> int:
+    """Make ``name`` a plain table shaped as the parent, move the default
+    partition's rows of [start, end) into it, attach it; the rows moved. Moving
+    rows locks the parent table until the transaction ends (see the module doc)."""
+    exists = session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})
+    if exists:
+        raise Conflict(
+            f"a table named {name} exists but is not the partition of {partitioned.table} "
+            f"for {start:%Y-%m}: rename or drop it, then run pfd-db maintain again"
+        )
+    parent, table = _quoted(session, partitioned.table), _quoted(session, name)
+    bounds = {"start": start, "end": end}
+    default = partitioned.default
+    moving = default is not None and _rows_between(session, partitioned, default, start, end) > 0
+    moved = 0
+    with _lock_timeout(session):
+        if moving:
+            # Rows change partition: readers wait for the commit rather than see
+            # the moment between (ATTACH alone lets them read on).
+            session.execute(text(f"LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE"))
+        session.execute(
+            text(f"CREATE TABLE {table} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        )
+        if moving and default is not None:
+            columns = ", ".join(_quoted(session, c) for c in _columns(session, partitioned.table))
+            key = _quoted(session, partitioned.column)
+            result = session.execute(
+                text(
+                    f"WITH moved AS (DELETE FROM {_quoted(session, default.name)} "  # noqa: S608
+                    f"WHERE {key} >= :start AND {key} < :end RETURNING {columns}) "
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM moved"
+                ),
+                bounds,
+            )
+            moved = int(result.rowcount)  # type: ignore[attr-defined]
+        bound = session.scalar(
+            text("SELECT format('FROM (%L) TO (%L)', CAST(:start AS timestamptz), "
+                 "CAST(:end AS timestamptz))"),
+            bounds,
+        )  # fmt: skip
+        session.execute(text(f"ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES {bound}"))
+    return moved
+
+
+def _months_in(
+    session: Session, partitioned: PartitionedTable, default: str, first: datetime, last: datetime
+) -> list[datetime]:
+    """The months between ``first`` and ``last`` that rows of the default partition
+    belong to."""
+    key = _quoted(session, partitioned.column)
+    months = session.scalars(
+        text(
+            f"SELECT DISTINCT date_trunc('month', {key}, 'UTC') "  # noqa: S608
+            f"FROM {_quoted(session, default)} WHERE {key} >= :first AND {key} < :last"
+        ),
+        {"first": first, "last": last},
+    )
+    return [month.astimezone(UTC) for month in months]
+
+
+def _rows_between(
+    session: Session,
+    partitioned: PartitionedTable,
+    default: Partition | None,
+    start: datetime,
+    end: datetime,
+) -> int:
+    if default is None:
+        return 0
+    key = _quoted(session, partitioned.column)
+    return int(
+        session.scalar(
+            text(
+                f"SELECT count(*) FROM {_quoted(session, default.name)} "  # noqa: S608
+                f"WHERE {key} >= :start AND {key} < :end"
+            ),
+            {"start": start, "end": end},
+        )
+        or 0
+    )
+
+
+def _columns(session: Session, table: str) -> list[str]:
+    return list(
+        session.scalars(
+            text(
+                "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+            {"table": table},
+        )
+    )
+
+
+def _count(session: Session, name: str) -> int:
+    quoted = _quoted(session, name)
+    return int(session.scalar(text(f"SELECT count(*) FROM {quoted}")) or 0)  # noqa: S608
+
+
+def _take_turns(session: Session) -> None:
+    """Wait for any other partition change to commit (a transaction-level lock)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
+
+
+@contextmanager
+def _lock_timeout(session: Session) -> Iterator[None]:
+    """Within the block, a statement waits at most :data:`LOCK_TIMEOUT` for a lock
+    (transaction-local, as every setting pfd-db changes)."""
+    before = session.scalar(text("SELECT current_setting('lock_timeout')"))
+    session.execute(
+        text("SELECT set_config('lock_timeout', :value, true)"), {"value": LOCK_TIMEOUT}
+    )
+    yield
+    session.execute(text("SELECT set_config('lock_timeout', :value, true)"), {"value": before})
+
+
+def _quoted(session: Session, name: str) -> str:
+    return session.get_bind().dialect.identifier_preparer.quote(name)
+
+
+def _overlaps(partition: Partition, start: datetime, end: datetime) -> bool:
+    return (
+        partition.start is not None
+        and partition.end is not None
+        and partition.start < end
+        and start < partition.end
+    )
+
+
+def _oldest_first(partition: Partition) -> tuple[bool, datetime]:
+    return (partition.is_default, partition.start or datetime.max.replace(tzinfo=UTC))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _month_start(moment: datetime) -> datetime:
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def _add_months(month: datetime, months: int) -> datetime:
+    index = month.year * 12 + month.month - 1 + months
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
