@@ -40,21 +40,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Connection, Integer, Table, bindparam, delete, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from pfd_db.errors import InvalidInput
-from pfd_db.models import APIMetricsSummary, APIRequestLog, RollupStalePeriod, RollupWatermark
+from pfd_db.models import RollupWatermark
 from pfd_db.models.enums import Aggregation
-from pfd_db.store import paging, writes
+from pfd_db.store import paging
 from pfd_db.store.ops import rollups
 from pfd_db.store.validation import require_count, require_items, require_member
 from pfd_db.transactions import begin_write
-from pfd_db.types import utc_or_now, utcnow
+from pfd_db.types import UTCDateTime, utc_or_now, utcnow
 
 LOCK_KEY = 0x7066_6472_6F6C_6C75  # b"pfdrollu": the transaction-scoped advisory lock
 """PostgreSQL: held by a run (exclusive) and by ``note_late_rows`` (shared)."""
+
+# The statements of a run, built once (Core: a run's own cost stays a few statements).
+TABLES = RollupWatermark.metadata.tables
+MARKS, WATERMARKS = TABLES["rollup_stale_periods"], TABLES["rollup_watermarks"]
+SUMMARIES, LOGS = TABLES["api_metrics_summary"], TABLES["api_request_logs"]
+THROUGH = select(WATERMARKS.c.computed_through).where(
+    WATERMARKS.c.aggregation_type == bindparam("kind")
+)
+ALL_THROUGH = select(WATERMARKS.c.aggregation_type, WATERMARKS.c.computed_through)
+STALE = (
+    select(MARKS.c.id, MARKS.c.period_start)
+    .where(MARKS.c.aggregation_type == bindparam("kind"))
+    .order_by(MARKS.c.period_start)
+    .limit(bindparam("most", type_=Integer()))
+)
+FORGET = delete(MARKS).where(MARKS.c.id.in_(bindparam("ids", expanding=True)))
+FIRST = select(func.min(LOGS.c.request_time)).where(LOGS.c.request_time < bindparam("high"))
+FIRST_AFTER = FIRST.where(LOGS.c.request_time >= bindparam("low"))  # an index probe, too
+HAS_SUMMARY = select(SUMMARIES.c.id).where(
+    SUMMARIES.c.aggregation_type == bindparam("kind"),
+    SUMMARIES.c.period_start == bindparam("start"),
+)
 
 
 @dataclass(frozen=True)
@@ -93,57 +118,48 @@ def refresh(
     most = require_count(limit, "limit", 1, rollups.PERIODS_MAX)
     length, open_start = rollups.LENGTHS[kind], rollups.period_start(kind, moment)
     session.flush()
-    _lock(session, shared=False)
-    through = watermark(session, kind)
-    stale = session.execute(
-        select(RollupStalePeriod.id, RollupStalePeriod.period_start)
-        .where(RollupStalePeriod.aggregation_type == kind.value)
-        .order_by(RollupStalePeriod.period_start)
-        .limit(most + 1)
-    ).all()
+    connection = _locked(session, shared=False)
+    through = connection.execute(THROUGH, {"kind": kind.value}).scalar()
+    stale = connection.execute(STALE, {"kind": kind.value, "most": most + 1}).all()
     more_stale, stale = len(stale) > most, stale[:most]
-    new = _new_periods(session, kind, through, open_start, most + 1)
+    new = _new_periods(connection, kind, through, open_start, most + 1)
     budget = most - len(stale)
     stopped, new = len(new) > budget, new[:budget]
     starts = sorted({start for _, start in stale} | set(new))
     written = rollups.roll_up_periods(session, kind, starts) if starts else 0
     if stale:
-        session.execute(
-            delete(RollupStalePeriod).where(RollupStalePeriod.id.in_(i for i, _ in stale))
-        )
+        connection.execute(FORGET, {"ids": [ident for ident, _ in stale]})
     if stopped:
         moved = new[-1] + length if new else through
     else:
         moved = open_start if through is None else max(through, open_start)
     if moved is not None and moved != through:
-        _set_watermark(session, kind, moved)
+        settled = {"kind": kind.value, "through": moved, "now": utcnow()}
+        connection.execute(_upsert(connection.dialect.name), settled)
     return Refreshed(kind.value, starts, len(stale), written, moved, not (more_stale or stopped))
 
 
 def _new_periods(
-    session: Session, kind: Aggregation, through: datetime | None, open_start: datetime, most: int
+    connection: Connection,
+    kind: Aggregation,
+    through: datetime | None,
+    open_start: datetime,
+    most: int,
 ) -> list[datetime]:
     """The starts of the periods from the first request at or after ``through``
     (any, when None) to the open one, the first ``most``; none when no request is there."""
-    length, time = rollups.LENGTHS[kind], APIRequestLog.request_time
-    window = [time < open_start + length]
-    if through is not None:
-        window.append(time >= through)
-    first = session.scalar(select(func.min(time)).where(*window))  # an index probe
+    length = rollups.LENGTHS[kind]
+    bounds = {"high": open_start + length, "low": through}
+    first = connection.execute(FIRST if through is None else FIRST_AFTER, bounds).scalar()
     if first is None:
         return []
     low = rollups.period_start(kind, first)
-    if through is None and low < open_start and _has_summary(session, kind, low):
-        low += length  # a first run: that period's first requests may have gone to retention
+    if through is None and low < open_start:
+        summary = connection.execute(HAS_SUMMARY, {"kind": kind.value, "start": low}).first()
+        if summary is not None:  # a first run: its first requests may have gone to retention
+            low += length
     count = min((open_start - low) // length + 1, most)
     return [low + number * length for number in range(count)]
-
-
-def _has_summary(session: Session, kind: Aggregation, start: datetime) -> bool:
-    found = select(APIMetricsSummary.id).where(
-        APIMetricsSummary.aggregation_type == kind.value, APIMetricsSummary.period_start == start
-    )
-    return session.scalar(found) is not None
 
 
 def note_late_rows(session: Session, moments: Sequence[datetime]) -> int:
@@ -160,22 +176,17 @@ def note_late_rows(session: Session, moments: Sequence[datetime]) -> int:
         earliest = paging.moment(min(listed), "moments")
     except TypeError:  # naive and aware, or not datetimes
         raise InvalidInput("moments must be timezone-aware datetimes") from None
-    _lock(session, shared=True)
+    connection = _locked(session, shared=True)
     marks = sorted(
         (kind, start)
-        for kind, through in session.execute(
-            select(RollupWatermark.aggregation_type, RollupWatermark.computed_through)
-        )
+        for kind, through in connection.execute(ALL_THROUGH)
         if through is not None and earliest < through
         for start in _periods_before(Aggregation(kind), listed, through)
     )  # one order for every writer: concurrent marks of the same periods never deadlock
     if marks:
         now = utcnow()
-        rows = [
-            {"aggregation_type": k, "period_start": s, "created_at": now, "updated_at": now}
-            for k, s in marks
-        ]
-        session.execute(writes.insert_ignoring_conflicts(session, RollupStalePeriod), rows)
+        rows = [{"kind": kind, "start": start, "now": now} for kind, start in marks]
+        connection.execute(_mark(connection.dialect.name), rows)
     return len(marks)
 
 
@@ -189,10 +200,8 @@ def _periods_before(
 def watermark(session: Session, period: Aggregation | str) -> datetime | None:
     """The ``period`` watermark: every period before it is computed (None: no run yet)."""
     kind = require_member(period, Aggregation, "period")
-    found = select(RollupWatermark.computed_through).where(
-        RollupWatermark.aggregation_type == kind.value
-    )
-    return session.scalar(found)
+    found: datetime | None = session.execute(THROUGH, {"kind": kind.value}).scalar()
+    return found
 
 
 def reset(session: Session) -> None:
@@ -200,29 +209,54 @@ def reset(session: Session) -> None:
     computes everything from the earliest request (after request logs were written
     around ``record_requests``). Flushes; the caller commits."""
     session.flush()
-    _lock(session, shared=False)
-    session.execute(delete(RollupStalePeriod))
-    session.execute(delete(RollupWatermark))
+    connection = _locked(session, shared=False)
+    connection.execute(delete(MARKS))
+    connection.execute(delete(WATERMARKS))
 
 
-def _set_watermark(session: Session, kind: Aggregation, through: datetime) -> None:
-    now = utcnow()
-    insert = writes.insert_for(session, RollupWatermark).values(
-        aggregation_type=kind.value, computed_through=through, created_at=now, updated_at=now
+@cache
+def _upsert(dialect: str) -> Executable:
+    """Set a type's watermark, its row made the first time."""
+    stamp = bindparam("now", type_=UTCDateTime())
+    insert = _insert(dialect, WATERMARKS).values(
+        aggregation_type=bindparam("kind"),
+        computed_through=bindparam("through", type_=UTCDateTime()),
+        created_at=stamp,
+        updated_at=stamp,
     )
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["aggregation_type"],
-            set_={"computed_through": through, "updated_at": now},
-        )
+    excluded = insert.excluded
+    upsert: Executable = insert.on_conflict_do_update(
+        index_elements=["aggregation_type"],
+        set_={"computed_through": excluded.computed_through, "updated_at": excluded.updated_at},
     )
+    return upsert
 
 
-def _lock(session: Session, *, shared: bool) -> None:
-    """The lock runs and late-row marks exclude each other by (see the module)."""
+@cache
+def _mark(dialect: str) -> Executable:
+    """Mark a stale period; a mark already there stays (``ON CONFLICT DO NOTHING``)."""
+    stamp = bindparam("now", type_=UTCDateTime())
+    insert = _insert(dialect, MARKS).values(
+        aggregation_type=bindparam("kind"),
+        period_start=bindparam("start", type_=UTCDateTime()),
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    ignoring: Executable = insert.on_conflict_do_nothing()
+    return ignoring
+
+
+def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+def _locked(session: Session, *, shared: bool) -> Connection:
+    """The session's connection, holding the lock runs and late-row marks exclude
+    each other by (see the module)."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         begin_write(connection)  # SQLite: the write lock, held until the caller commits
-        return
+        return connection
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     connection.execute(text(f"SELECT {function}(:key)"), {"key": LOCK_KEY})
+    return connection
