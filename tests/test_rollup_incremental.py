@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, inspect, select, update
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput
@@ -334,6 +334,51 @@ def test_note_late_rows_refuses_what_is_not_aware_datetimes(db, moments):
 def test_roll_up_periods_takes_period_starts_only(db, bad):
     with pytest.raises(InvalidInput, match="starts"):
         rollups.roll_up_periods(db, "hourly", bad)
+
+
+# --- revision 0010 -------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_engine(fresh_url):
+    from pfd_db.engine import make_engine
+
+    engine = make_engine(fresh_url)
+    yield engine
+    engine.dispose()
+
+
+def test_0010_adds_the_two_tables_and_goes_back_keeping_logs_and_summaries(fresh_engine):
+    from pfd_db import migrations
+
+    migrations.upgrade(fresh_engine, "0009")
+    with Session(fresh_engine) as session:
+        session.execute(APIRequestLog.__table__.insert(), requests_in(range(3)))  # as at 0009
+        rollups.rollup(session, "hourly", T0, T0 + 3 * HOUR)
+        session.commit()
+        before = figures(session, "hourly")
+    assert not {"rollup_watermarks", "rollup_stale_periods"} & set(
+        inspect(fresh_engine).get_table_names()
+    )
+
+    assert migrations.upgrade(fresh_engine, "0010").current == "0010"
+    with Session(fresh_engine) as session:
+        assert rollup_schedule.watermark(session, "hourly") is None  # no run yet
+        done = rollup_schedule.refresh(session, "hourly", now=T0 + 3 * HOUR)  # the first run
+        assert done.computed == starts(T0 + HOUR, 3)  # hour 0, the earliest, has its row: kept
+        session.commit()
+        request_log.record_requests(session, [at(T0 + HOUR)])
+        session.commit()
+        assert marks(session) == {("hourly", T0 + HOUR)}
+
+    assert migrations.downgrade(fresh_engine, "0009").current == "0009"
+    names = set(inspect(fresh_engine).get_table_names())
+    assert not {"rollup_watermarks", "rollup_stale_periods"} & names
+    with Session(fresh_engine) as session:
+        assert figures(session, "hourly") == before
+        assert session.scalar(select(func.count()).select_from(APIRequestLog)) == 13
+    migrations.upgrade(fresh_engine)
+    assert migrations.schema_drift(fresh_engine) == []
 
 
 # --- over HTTP -----------------------------------------------------------------------
