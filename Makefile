@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # benchmarks/ is linted once it exists (git keeps no empty directories)
 LINT_PATHS := src tests $(wildcard benchmarks)
 
-.PHONY: venv run test lint bench stress clean
+.PHONY: venv run test lint bench bench-scale stress clean
 
 venv: $(PY)
 
@@ -37,6 +37,13 @@ bench: venv
 	else \
 		echo "benchmarks/run_all.py not found: nothing to run"; \
 	fi
+
+# The request log at scale on PostgreSQL, partitioned and not (benchmarks/bench_scale.py):
+# sizes in millions of rows; long, so not part of `make bench`. Try-out: SCALE_SIZES=0.1,0.5,1
+SCALE_SIZES ?= 1,5,10
+bench-scale: venv
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_scale.py --sizes $(SCALE_SIZES)
 
 # Copy, restore and backup SIGKILLed ROUNDS times per mode on both dialects.
 ROUNDS ?= 100
