@@ -1,5 +1,6 @@
 """Engine factory: dialect-aware pool, SQLite pragmas, slow-query log, pool metrics,
-and the transaction rules of :mod:`pfd_db.transactions`.
+the transaction rules of :mod:`pfd_db.transactions`, and no prepared statements
+through PgBouncer (:mod:`pfd_db.pgbouncer`).
 
 ``make_engine()`` is the only place that creates engines. Importing this module
 creates none and touches no database.
@@ -22,6 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePoo
 
 from pfd_db.config import Settings, get_settings
 from pfd_db.errors import ConfigurationError, InvalidInput
+from pfd_db.pgbouncer import connect_args, follow_pgbouncer
 from pfd_db.target import IN_MEMORY, parse_url
 from pfd_db.transactions import (
     READ_ONLY,
@@ -79,7 +81,13 @@ def make_engine(url: str | URL | None = None, **overrides: Any) -> Engine:
     if sqlite:
         engine = _sqlite_engine(parsed, settings)
     else:
-        engine = create_engine(parsed, pool_pre_ping=settings.pool_pre_ping, **_pool_args(settings))
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=settings.pool_pre_ping,
+            connect_args=connect_args(settings.pgbouncer),
+            **_pool_args(settings),
+        )
+        follow_pgbouncer(engine, settings.pgbouncer)  # no prepared statements through it
     _log_slow_statements(engine, settings.slow_query_seconds)  # first: lock waits count too
     if sqlite:
         take_sqlite_write_lock_on_first_write(engine)

@@ -94,6 +94,12 @@ class DatabaseUnavailable(PfdDbError):
     """The database cannot be reached, or its URL is unusable."""
 
 
+class ThroughPgBouncer(PfdDbError):
+    """Work that cannot run through PgBouncer in transaction pooling mode was refused
+    before anything was sent: migrations, or a statement whose effect would outlive
+    its transaction (``SET``, ``LISTEN``, a session advisory lock, a temporary table)."""
+
+
 class MigrationError(PfdDbError):
     """The schema cannot be moved to the requested revision as things stand."""
 

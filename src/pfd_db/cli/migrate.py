@@ -1,4 +1,7 @@
-"""Moving the schema: init, migrate, downgrade; where it stands: current, history."""
+"""Moving the schema: init, migrate, downgrade; where it stands: current, history.
+
+The commands that move the schema refuse a URL that goes through PgBouncer before
+they change anything (:func:`pfd_db.pgbouncer.refuse_migrations`)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from pfd_db.cli.output import confirm_or_refuse, console, print_json, say
 from pfd_db.cli.seed import check_admin_password, report_seed, run_seed
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from pfd_db.migrations import DatabaseState, Revision
 
 app = typer.Typer()
@@ -41,6 +46,7 @@ def init(url: UrlOption = None, quiet: QuietOption = False) -> None:
     from pfd_db import migrations
 
     with database(url, CREATE) as engine:
+        refuse_through_pgbouncer(engine)
         before = migrations.state(engine)
         after = migrations.upgrade(engine)
         say(describe_upgrade("schema: ", before, after), quiet=quiet)
@@ -73,13 +79,22 @@ def migrate(
     if adopt:
         check_adoptable(url)
         with database(url, CREATE) as engine:
+            refuse_through_pgbouncer(engine)
             after = migrations.adopt(engine)
         say(f"adopted: schema matches the models, stamped at {after.current}")
         return
     with database(url, CREATE) as engine:
+        refuse_through_pgbouncer(engine)
         before = migrations.state(engine)
         after = migrations.upgrade(engine, to)
     say(describe_upgrade("", before, after))
+
+
+def refuse_through_pgbouncer(engine: Engine) -> None:
+    """Refuse, before anything is changed, to move the schema through PgBouncer."""
+    from pfd_db.pgbouncer import refuse_migrations
+
+    refuse_migrations(engine)
 
 
 def check_adoptable(url: str | None) -> None:
@@ -132,6 +147,7 @@ def downgrade(
     from pfd_db.migrations.revisions import plan_downgrade
 
     with database(url, MIGRATE) as engine:
+        refuse_through_pgbouncer(engine)
         before = migrations.state(engine)
         assert before.current is not None  # MIGRATE access refuses a database without one
         plan = plan_downgrade(before.current, revision)

@@ -6,7 +6,8 @@ revision runs in its own transaction on both dialects, so one that fails part
 way leaves the database at the revision before it. On SQLite, foreign keys are
 switched off for the run (batch mode recreates tables, and dropping a parent
 table would otherwise cascade) and checked with ``foreign_key_check`` before
-each revision commits.
+each revision commits. On PostgreSQL they refuse to run through PgBouncer
+(:func:`pfd_db.pgbouncer.refuse_migrations`), before anything is run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pfd_db.engine import make_engine
 from pfd_db.errors import MigrationError
 from pfd_db.migrations.compare import include_object_for
 from pfd_db.models import Base
+from pfd_db.pgbouncer import refuse_migrations
 
 config = context.config
 
@@ -63,6 +65,7 @@ def set_sqlite_foreign_keys(connection: Connection, on: bool) -> None:
 
 def run_online(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
+    refuse_migrations(connection)
     if sqlite:
         if connection.in_transaction():
             connection.commit()

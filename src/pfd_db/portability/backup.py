@@ -42,6 +42,7 @@ from pfd_db import migrations
 from pfd_db.engine import make_engine, read_only
 from pfd_db.errors import Conflict, InvalidInput, PfdDbError
 from pfd_db.models import Base
+from pfd_db.pgbouncer import refuse_through_pgbouncer
 from pfd_db.portability import filling, manifest
 from pfd_db.portability.copy import (
     CopyReport,
@@ -140,6 +141,7 @@ def _online_backup(source: Engine, path: Path, progress: Progress) -> BackupRepo
 
 
 def _pg_dump(source: Engine, path: Path, pg_dump: str, progress: Progress) -> BackupReport:
+    refuse_through_pgbouncer(source, "pg_dump")  # its session settings would reach others
     tables = len(inspect(source).get_table_names())
     done = 0
     dumped: list[str] = []
@@ -281,6 +283,7 @@ def _pg_restore(
         raise InvalidInput(
             f"{path} is a pg_dump archive: restore it into PostgreSQL (--url postgresql://...)"
         )
+    refuse_through_pgbouncer(destination, "pg_restore")  # as pg_dump, and then migrations
     pg_restore = shutil.which("pg_restore", path=tools_path)
     if pg_restore is None:
         raise PfdDbError("pg_restore is not on the PATH: install PostgreSQL's client tools")

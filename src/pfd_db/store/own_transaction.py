@@ -9,11 +9,14 @@ same engine.
 A second transaction cannot always write beside the caller's: on SQLite only one
 transaction holds the write lock, and on PostgreSQL the caller may hold row
 locks the record needs (the user's row, say); waiting for the caller, who is
-waiting for us, would hang. So when the caller's transaction has already
-written, the work runs inside it instead, and runs once more in a transaction
-of its own if the caller's ends without committing it (a rollback, of a
-savepoint around it too, or a close). Either way the record is written exactly
-once, unless the process dies between the caller's rollback and the rerun.
+waiting for us, would hang. Through PgBouncer, so would a second transaction
+that needs only a server connection, when the callers' open transactions hold
+them all. So when the caller's transaction has already written, or is open
+through PgBouncer, the work runs inside it instead, and runs once more in a
+transaction of its own if the caller's ends without committing it (a rollback,
+of a savepoint around it too, or a close: its server connection is free again
+then). Either way the record is written exactly once, unless the process dies
+between the caller's rollback and the rerun.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.orm import Session, SessionTransaction
+
+from pfd_db.pgbouncer import behind_pgbouncer
+from pfd_db.transactions import is_read_only
 
 T = TypeVar("T")
 logger = logging.getLogger("pfd_db.store")
@@ -48,7 +54,7 @@ def in_own_transaction(session: Session, work: Callable[[Session], T]) -> T:
     ``session``'s transaction does not commit what it wrote. ``work`` must
     therefore decide from what the database holds when it runs.
     """
-    if _has_written(session):
+    if _has_written(session) or _would_wait_for_pgbouncer(session):
         result = work(session)
         _rerun_unless_committed(session, work)
         return result
@@ -65,6 +71,16 @@ def _run_alone(engine: Engine, work: Callable[[Session], T]) -> T:
 def _engine_of(session: Session) -> Engine:
     bind = session.get_bind()
     return bind.engine if isinstance(bind, Connection) else bind
+
+
+def _would_wait_for_pgbouncer(session: Session) -> bool:
+    """Whether a transaction of its own would need a second server connection from
+    PgBouncer while the caller's open transaction holds one: with every server
+    connection so held, each would wait for the others until a timeout."""
+    if not session.in_transaction():
+        return False
+    connection = session.connection()
+    return behind_pgbouncer(connection) and not is_read_only(connection)
 
 
 def _has_written(session: Session) -> bool:
