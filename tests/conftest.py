@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pgbouncer import pgbouncer  # noqa: F401 - the session fixture, for every test module
 from pgserver import BASE_ENV, PostgresNotFoundError, PostgresServer, worker_name
 
 if TYPE_CHECKING:
