@@ -53,3 +53,22 @@ def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], lis
     for thread in threads:
         thread.join()
     return results, errors
+
+
+def partition_parents(conn) -> dict[str, str]:
+    """PostgreSQL: the name of each partition, and of each index of a partition, mapped
+    to its parent's (a plan reads partitions; a test asks about the table and its index)."""
+    rows = conn.exec_driver_sql(
+        "SELECT c.relname, p.relname FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+    )
+    return {str(child): str(parent) for child, parent in rows}
+
+
+def empty_partitions(conn) -> set[str]:
+    """PostgreSQL: the partitions that hold no page (as the last VACUUM saw them): a
+    plan may read those whole, at no cost."""
+    rows = conn.exec_driver_sql(
+        "SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r' AND relpages = 0"
+    )
+    return {str(name) for (name,) in rows}

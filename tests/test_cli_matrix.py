@@ -74,6 +74,8 @@ COMMANDS: dict[str, list[str]] = {
     "key rotate": ["key", "rotate"],
     "clean": ["clean", "--yes"],
     "clean --dry-run": ["clean", "--dry-run"],
+    "maintain": ["maintain"],
+    "maintain --dry-run": ["maintain", "--dry-run"],
     "experiment list": ["experiment", "list"],
     "experiment show": ["experiment", "show", "cnn-baseline"],
     # refused in every setup (none is writable at head); were one not, the
@@ -87,7 +89,10 @@ NO_DATABASE_NEEDED = {"history", "migrate --sql"}
 INSPECTING = {"status", "current", "check", "history", "migrate --sql", "dbshell"}
 """Commands that work on any pfd-db database whatever its revision."""
 MIGRATING = {"init", "migrate"}
-READERS = {"user list", "apikey list", "backup", "copy", "clean --dry-run", "experiment list"}
+READERS = {
+    "user list", "apikey list", "backup", "copy", "clean --dry-run", "maintain --dry-run",
+    "experiment list",
+}  # fmt: skip
 """Commands that read a database at head and write nothing to it."""
 
 

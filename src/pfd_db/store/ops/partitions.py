@@ -18,14 +18,12 @@ Here:
 
 Every function takes the caller's session, works in its transaction and never
 commits. On SQLite, and for a table that is not partitioned (a database made
-with ``create_all`` and adopted), there is nothing to do: the functions return
-empty lists. A new partition is made as a plain table and then attached, which
-locks the parent table only against other schema changes (ATTACH takes SHARE
-UPDATE EXCLUSIVE) while writers keep inserting. Moving rows out of the default
-partition, and detaching, take the parent's ACCESS EXCLUSIVE lock until the
-transaction commits (a concurrent reader must not see rows between two
-partitions). They wait at most :data:`LOCK_TIMEOUT` for
-their locks (a long query in the way) and then fail, leaving everything as it was.
+with ``create_all`` and adopted), there is nothing to do: they return empty
+lists. A new partition is made as a plain table and then attached (ATTACH locks
+the parent only against other schema changes: writers go on). Moving rows out of
+the default partition, and detaching, hold the parent's ACCESS EXCLUSIVE lock
+until the transaction commits (no reader sees rows between two partitions). Each
+waits at most :data:`LOCK_TIMEOUT` for its locks, then fails, changing nothing.
 Concurrent runs take turns (a transaction-level advisory lock).
 """
 
@@ -33,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -50,6 +48,8 @@ AHEAD_MAX = 36
 MONTHS_BACK_MAX = 120
 """Rows older than this many months stay in the default partition (as in 0011)."""
 LOCK_TIMEOUT = "10s"
+BOUNDS = "pfd_partition_bounds"
+"""The CHECK a partition being filled carries until it is attached."""
 ADVISORY_LOCK = 0x70FD_DB11
 """The key of the transaction-level advisory lock partition changes take."""
 
@@ -154,9 +154,7 @@ def list_partitions(session: Session, *, exact: object = False) -> list[Partitio
         if not is_default and (start is None or end is None):
             continue  # MINVALUE/MAXVALUE bounds: not a partition pfd-db makes
         count = _count(session, name) if counted else int(estimate)
-        found[table].append(
-            Partition(table, name, _utc(start), _utc(end), count),
-        )
+        found[table].append(Partition(table, name, _utc(start), _utc(end), count))
     return [
         PartitionedTable(table, keys[table], tuple(sorted(found[table], key=_oldest_first)))
         for table in PARTITIONED
@@ -222,7 +220,7 @@ def partitions_before(
     moment = as_utc(cutoff)
     counted = require_flag(exact, "exact")
     return [
-        Partition(p.table, p.name, p.start, p.end, _count(session, p.name) if counted else p.rows)
+        replace(p, rows=_count(session, p.name)) if counted else p
         for t in list_partitions(session)
         if t.table == table
         for p in t.monthly
@@ -279,7 +277,7 @@ def drop_before(
     ]
     if planning:
         return found
-    return [Partition(p.table, p.name, p.start, p.end, drop_partition(session, p)) for p in found]
+    return [replace(p, rows=drop_partition(session, p)) for p in found]
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -302,6 +300,11 @@ def _create(
     default = partitioned.default
     moving = default is not None and _rows_between(session, partitioned, default, start, end) > 0
     moved = 0
+    lower, upper = session.execute(
+        text("SELECT format('%L', CAST(:start AS timestamptz)), "
+             "format('%L', CAST(:end AS timestamptz))"),
+        bounds,
+    ).one()  # fmt: skip
     with _lock_timeout(session):
         if moving:
             # Rows change partition: readers wait for the commit rather than see
@@ -311,24 +314,43 @@ def _create(
             text(f"CREATE TABLE {table} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         )
         if moving and default is not None:
-            columns = ", ".join(_quoted(session, c) for c in _columns(session, partitioned.table))
-            key = _quoted(session, partitioned.column)
-            result = session.execute(
-                text(
-                    f"WITH moved AS (DELETE FROM {_quoted(session, default.name)} "  # noqa: S608
-                    f"WHERE {key} >= :start AND {key} < :end RETURNING {columns}) "
-                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM moved"
-                ),
-                bounds,
-            )
-            moved = int(result.rowcount)  # type: ignore[attr-defined]
-        bound = session.scalar(
-            text("SELECT format('FROM (%L) TO (%L)', CAST(:start AS timestamptz), "
-                 "CAST(:end AS timestamptz))"),
-            bounds,
-        )  # fmt: skip
-        session.execute(text(f"ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES {bound}"))
+            moved = _move(session, partitioned, default, table, lower, upper, bounds)
+        attach = f"ATTACH PARTITION {table} FOR VALUES FROM ({lower}) TO ({upper})"
+        session.execute(text(f"ALTER TABLE {parent} {attach}"))
+        if moving:
+            session.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {BOUNDS}"))
     return moved
+
+
+def _move(
+    session: Session,
+    partitioned: PartitionedTable,
+    default: Partition,
+    table: str,
+    lower: str,
+    upper: str,
+    bounds: dict[str, datetime],
+) -> int:
+    """Move the default partition's rows between the bounds into ``table`` (not yet
+    attached), which first gets a CHECK of those bounds: then ATTACH need not read
+    the rows again to prove they belong (the caller drops the CHECK after)."""
+    key = _quoted(session, partitioned.column)
+    session.execute(
+        text(
+            f"ALTER TABLE {table} ADD CONSTRAINT {BOUNDS} "
+            f"CHECK ({key} IS NOT NULL AND {key} >= {lower} AND {key} < {upper})"
+        )
+    )
+    columns = ", ".join(_quoted(session, c) for c in _columns(session, partitioned.table))
+    result = session.execute(
+        text(
+            f"WITH moved AS (DELETE FROM {_quoted(session, default.name)} "  # noqa: S608
+            f"WHERE {key} >= :start AND {key} < :end RETURNING {columns}) "
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM moved"
+        ),
+        bounds,
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _months_in(
@@ -354,19 +376,12 @@ def _rows_between(
     start: datetime,
     end: datetime,
 ) -> int:
+    """The rows of the default partition in [start, end)."""
     if default is None:
         return 0
-    key = _quoted(session, partitioned.column)
-    return int(
-        session.scalar(
-            text(
-                f"SELECT count(*) FROM {_quoted(session, default.name)} "  # noqa: S608
-                f"WHERE {key} >= :start AND {key} < :end"
-            ),
-            {"start": start, "end": end},
-        )
-        or 0
-    )
+    key, name = _quoted(session, partitioned.column), _quoted(session, default.name)
+    query = f"SELECT count(*) FROM {name} WHERE {key} >= :start AND {key} < :end"  # noqa: S608
+    return int(session.scalar(text(query), {"start": start, "end": end}) or 0)
 
 
 def _columns(session: Session, table: str) -> list[str]:
@@ -408,12 +423,8 @@ def _quoted(session: Session, name: str) -> str:
 
 
 def _overlaps(partition: Partition, start: datetime, end: datetime) -> bool:
-    return (
-        partition.start is not None
-        and partition.end is not None
-        and partition.start < end
-        and start < partition.end
-    )
+    lower, upper = partition.start, partition.end
+    return lower is not None and upper is not None and lower < end and start < upper
 
 
 def _oldest_first(partition: Partition) -> tuple[bool, datetime]:

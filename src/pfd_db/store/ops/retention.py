@@ -35,7 +35,7 @@ any of them leaves every other row valid.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -288,9 +288,7 @@ def _remove_by_partition(
     for partition in whole:
         with sessions() as session, session.begin():
             rows = partitions.drop_partition(session, partition)
-        dropped.append(
-            Partition(partition.table, partition.name, partition.start, partition.end, rows)
-        )
+        dropped.append(replace(partition, rows=rows))
         removed += rows
         progress(rule.table, removed, max(total, removed))
     for part in parts:
