@@ -39,10 +39,11 @@ bench: venv
 	fi
 
 # The request log at scale on PostgreSQL, partitioned and not (benchmarks/bench_scale.py):
-# sizes in millions of rows; long, so not part of `make bench`. Try-out: SCALE_SIZES=0.1,0.5,1
+# sizes in millions of rows; long (about half an hour), so not part of `make bench`.
+# A try-out: make bench-scale SCALE_SIZES=0.1,0.5,1
 SCALE_SIZES ?= 1,5,10
 bench-scale: venv
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q -e .
 	$(PY) benchmarks/bench_scale.py --sizes $(SCALE_SIZES)
 
 # Copy, restore and backup SIGKILLed ROUNDS times per mode on both dialects.

@@ -286,7 +286,9 @@ class Stage:
     record_seconds: float
     """The whole day's."""
     hour_rollup: float
+    """Of one new hour alone (``rollups.rollup``)."""
     incremental: float
+    """``rollup_schedule.refresh`` after the new hour was written."""
     day_p95: float
     day_retention: float
     """``clean`` of the oldest day: rows deleted in batches, in either database."""
@@ -302,14 +304,12 @@ class Stage:
     hour_total: int
     """total_requests of the last timed hour's summary row, as the incremental rollup wrote it."""
     first_refresh: float
+    """The refresh before the timed ones (the first size's: every hour of the history)."""
 
     @property
     def incremental_ratio(self) -> float:
-        return self.incremental / self.hour_alone_or_tiny
-
-    @property
-    def hour_alone_or_tiny(self) -> float:
-        return max(self.hour_rollup, 1e-9)
+        """The incremental rollup after the new hour ÷ the rollup of that hour alone."""
+        return self.incremental / self.hour_rollup
 
     @property
     def table_bytes_per_row(self) -> float:
