@@ -243,7 +243,7 @@ def test_drop_before_detaches_and_drops_only_partitions_wholly_older(migrated):
 
 
 def test_the_migration_moves_every_row_in_and_out(database):
-    _url, engine = database
+    url, engine = database
     migrations.upgrade(engine, "0010")
     now = datetime.now(UTC)
     moments = [FAR_PAST, now - timedelta(days=70), now - timedelta(days=1), now, FAR_FUTURE]
@@ -261,7 +261,9 @@ def test_the_migration_moves_every_row_in_and_out(database):
     assert migrations.schema_drift(engine) == []
     during = {table: rows(engine, table) for table in TABLES}
 
-    assert migrations.downgrade(engine, "0010").current == "0010"
+    down = pfd_db("downgrade", "0010", "--url", url, "--yes")
+    assert down.exit_code == 0, down.output
+    assert migrations.state(engine).current == "0010"
     assert {table: rows(engine, table) for table in TABLES} == during
     with engine.connect() as conn:
         kinds = conn.execute(
@@ -383,14 +385,40 @@ def test_a_copy_into_postgresql_gives_the_copied_rows_their_months(
     for table in TABLES:
         add(source, table, moment)
     middle = make_engine(f"sqlite:///{tmp_path / 'middle.db'}")
-    _target_url, target = new_database()
+    (_url, direct), (_url, back) = new_database(), new_database()
     try:
+        copy_database(source, direct)  # PostgreSQL to PostgreSQL
         copy_database(source, middle)  # PostgreSQL to SQLite ...
-        copy_database(middle, target)  # ... and back into a new database
+        copy_database(middle, back)  # ... and back into PostgreSQL
     finally:
         middle.dispose()
+    for target in (direct, back):
+        for table in TABLES:
+            assert rows(target, table) == rows(source, table)
+            (row_id,) = [row[0] for row in rows(target, table)]
+            assert partition_of(target, table, row_id) == f"{table}_p{moment:%Y_%m}"
+        assert migrations.schema_drift(target) == []
+
+
+@pytest.mark.parametrize("tools", [None, ""], ids=["pg_dump", "without pg_dump"])
+def test_backup_and_restore_keep_the_rows_in_their_partitions(
+    migrated, new_database, tmp_path, tools
+):
+    from pfd_db.portability.backup import backup, restore
+
+    _url, source = migrated
+    moment = datetime.now(UTC) - timedelta(days=70)
+    ids = {table: [add(source, table, moment), add(source, table, FAR_PAST)] for table in TABLES}
+    ensure(source)  # the month's partition, as pfd-db maintain makes it
+    path = tmp_path / "pfd.backup"
+    backup(source, path, tools_path=tools)
+    _target_url, target = new_database()
+    migrations.upgrade(target)
+    add(target, "system_logs", datetime.now(UTC))  # replaced by the restore
+    restore(path, target, replace=True, tools_path=tools)
     for table in TABLES:
         assert rows(target, table) == rows(source, table)
-        (row_id,) = [row[0] for row in rows(target, table)]
-        assert partition_of(target, table, row_id) == f"{table}_p{moment:%Y_%m}"
+        dated, old = ids[table]
+        assert partition_of(target, table, dated) == f"{table}_p{moment:%Y_%m}"
+        assert partition_of(target, table, old) == f"{table}_default"
     assert migrations.schema_drift(target) == []
