@@ -422,3 +422,20 @@ def test_backup_and_restore_keep_the_rows_in_their_partitions(
         assert partition_of(target, table, dated) == f"{table}_p{moment:%Y_%m}"
         assert partition_of(target, table, old) == f"{table}_default"
     assert migrations.schema_drift(target) == []
+
+
+def test_a_partition_change_that_cannot_lock_its_table_in_time_changes_nothing(
+    migrated, monkeypatch
+):
+    from pfd_db.errors import Conflict
+
+    _url, engine = migrated
+    fill_edges(engine)
+    monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "200ms")
+    before = names(engine, "api_usage")
+    with engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM api_usage"))  # holds its lock: a long read
+        with Session(engine) as session, pytest.raises(Conflict, match="api_usage is busy"):
+            partitions.drop_before(session, CUTOFF, tables=["api_usage"])
+        reader.rollback()
+    assert names(engine, "api_usage") == before

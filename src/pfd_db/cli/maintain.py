@@ -27,7 +27,7 @@ AheadOption = Annotated[
         "--ahead",
         min=0,
         max=36,
-        help="Months after the current one to create partitions for (default 3).",
+        help="Months after the current one to create partitions for.",
     ),
 ]
 

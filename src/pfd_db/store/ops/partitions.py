@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput
@@ -48,6 +49,7 @@ AHEAD_MAX = 36
 MONTHS_BACK_MAX = 120
 """Rows older than this many months stay in the default partition (as in 0011)."""
 LOCK_TIMEOUT = "10s"
+LOCK_NOT_AVAILABLE = "55P03"
 BOUNDS = "pfd_partition_bounds"
 """The CHECK a partition being filled carries until it is attached."""
 ADVISORY_LOCK = 0x70FD_DB11
@@ -190,7 +192,7 @@ def ensure_partitions(
     if not planning:
         _take_turns(session)
         tables = list_partitions(session)  # as it is now that no one else changes it
-    current = _month_start(moment)
+    current = datetime(moment.year, moment.month, 1, tzinfo=UTC)
     first, last = _add_months(current, -MONTHS_BACK_MAX), _add_months(current, months_ahead + 1)
     created = []
     for partitioned in tables:
@@ -238,7 +240,7 @@ def straddling(session: Session, table: str, cutoff: datetime) -> list[str]:
         for t in list_partitions(session)
         if t.table == table
         for p in t.partitions
-        if p.is_default or (p.start is not None and p.end is not None and p.start < moment < p.end)
+        if p.is_default or _overlaps(p, moment, moment)
     ]
 
 
@@ -247,7 +249,7 @@ def drop_partition(session: Session, partition: Partition) -> int:
     once detached (no writer can add one then)."""
     _take_turns(session)
     table, name = _quoted(session, partition.table), _quoted(session, partition.name)
-    with _lock_timeout(session):
+    with _lock_timeout(session, partition.table):
         session.execute(text(f"ALTER TABLE {table} DETACH PARTITION {name}"))
     rows = _count(session, partition.name)
     session.execute(text(f"DROP TABLE {name}"))
@@ -305,7 +307,7 @@ def _create(
              "format('%L', CAST(:end AS timestamptz))"),
         bounds,
     ).one()  # fmt: skip
-    with _lock_timeout(session):
+    with _lock_timeout(session, partitioned.table):
         if moving:
             # Rows change partition: readers wait for the commit rather than see
             # the moment between (ATTACH alone lets them read on).
@@ -385,15 +387,11 @@ def _rows_between(
 
 
 def _columns(session: Session, table: str) -> list[str]:
-    return list(
-        session.scalars(
-            text(
-                "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) "
-                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-            ),
-            {"table": table},
-        )
+    query = (
+        "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
     )
+    return list(session.scalars(text(query), {"table": table}))
 
 
 def _count(session: Session, name: str) -> int:
@@ -407,15 +405,23 @@ def _take_turns(session: Session) -> None:
 
 
 @contextmanager
-def _lock_timeout(session: Session) -> Iterator[None]:
+def _lock_timeout(session: Session, table: str) -> Iterator[None]:
     """Within the block, a statement waits at most :data:`LOCK_TIMEOUT` for a lock
-    (transaction-local, as every setting pfd-db changes)."""
+    (transaction-local, as every setting pfd-db changes); past it, :class:`Conflict`
+    naming ``table``."""
     before = session.scalar(text("SELECT current_setting('lock_timeout')"))
-    session.execute(
-        text("SELECT set_config('lock_timeout', :value, true)"), {"value": LOCK_TIMEOUT}
-    )
-    yield
-    session.execute(text("SELECT set_config('lock_timeout', :value, true)"), {"value": before})
+    setting = text("SELECT set_config('lock_timeout', :value, true)")
+    session.execute(setting, {"value": LOCK_TIMEOUT})
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise Conflict(
+            f"{table} is busy: no lock on it within {LOCK_TIMEOUT} (a long query or "
+            "transaction holds it); nothing was changed, run the command again later"
+        ) from None
+    session.execute(setting, {"value": before})
 
 
 def _quoted(session: Session, name: str) -> str:
@@ -433,10 +439,6 @@ def _oldest_first(partition: Partition) -> tuple[bool, datetime]:
 
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
-
-
-def _month_start(moment: datetime) -> datetime:
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
 
 
 def _add_months(month: datetime, months: int) -> datetime:
