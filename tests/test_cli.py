@@ -323,11 +323,13 @@ def test_status_json_has_stable_keys(fresh_url, dialect):
     pfd_db("init", "--url", fresh_url)
     document = json.loads(pfd_db("status", "--json", "--url", fresh_url).stdout)
     assert set(document) == {"url", "dialect", "server_version", "revision", "head", "at_head",
-                             "tables", "partitions", "pool", "instance_key"}  # fmt: skip
+                             "tables", "partitions", "pool", "pgbouncer", "replicas",
+                             "instance_key"}  # fmt: skip
     assert document["tables"]["users"] == 1 and document["at_head"] is True
     partitioned = {"api_request_logs", "api_usage", "system_logs", "login_history"}
     assert set(document["partitions"]) == (partitioned if dialect == "postgresql" else set())
     assert set(document["pool"]) == {"size", "max_overflow", "timeout", "recycle", "pre_ping"}
+    assert document["pgbouncer"] is False and document["replicas"] == []
     assert set(document["instance_key"]) == {"configured", "usable", "source", "problem"}
 
 

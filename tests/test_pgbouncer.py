@@ -12,6 +12,7 @@ use instead.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import threading
 import time
@@ -528,3 +529,11 @@ def test_backup_and_restore_refuse_pgbouncer_and_copy_reads_through_it(
             assert conn.scalar(select(User.username).where(User.id == 1)) == "admin"
     finally:
         engine.dispose()
+
+
+def test_status_says_when_the_url_leads_through_pgbouncer(bounced, pgbouncer):
+    through = json.loads(pfd_db("status", "--json", "--url", pgbouncer.url(bounced.name)).stdout)
+    direct = json.loads(pfd_db("status", "--json", "--url", bounced.direct).stdout)
+    assert (through["pgbouncer"], direct["pgbouncer"]) == (True, False)
+    assert through["tables"] == direct["tables"]
+    assert "through PgBouncer" in pfd_db("status", "--url", pgbouncer.url(bounced.name)).output

@@ -11,6 +11,7 @@ settings at the end need no server.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -284,6 +285,21 @@ def test_status_shows_each_replica_and_its_lag(routed, replica, database, monkey
     assert all(read_side() for _ in range(4))  # the one usable replica takes them all
     [warning] = logged(caplog, logging.WARNING)
     assert "reader:***@" in warning and "sekret" not in warning
+
+
+def test_the_status_command_lists_each_replica_and_its_lag(routed, replica, database, pg_server):
+    from cli_support import pfd_db
+
+    down = f"postgresql://reader:sekret@/{database}?host=/nonexistent-replica-socket"
+    env = {"PFD_DB_REPLICA_URLS": f"{replica.url(database)},{down}"}
+    url = pg_server.url(database)
+    document = json.loads(pfd_db("status", "--json", "--url", url, env=env).stdout)
+    assert [entry["in_use"] for entry in document["replicas"]] == [True, False]
+    assert 0 <= document["replicas"][0]["lag_seconds"] < 1
+    text = pfd_db("status", "--url", url, env=env).output
+    [up, gone] = [line for line in text.splitlines() if line.startswith("replica")]
+    assert "in use, lag 0." in up and "skipped: unreachable" in gone
+    assert "sekret" not in text and "reader:***@" in gone
 
 
 def test_no_replica_configured_means_no_status_and_the_primary(routed, monkeypatch):

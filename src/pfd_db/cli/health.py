@@ -235,19 +235,23 @@ def verdict(
 
 @app.command()
 def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Show the database, server, revision, rows (and partitions) per table, pool
-    and instance key.
+    """Show the database, server, revision, rows (and partitions) per table, pool,
+    read replicas (with their lag), PgBouncer, and the instance key.
 
     Reads only: a read-only SQLite file can be inspected.
     """
     from pfd_db import migrations
     from pfd_db.config import get_settings
+    from pfd_db.pgbouncer import behind_pgbouncer
+    from pfd_db.replicas import replica_status
 
     with database(url, INSPECT) as engine:
         state = migrations.state(engine)
         server = server_version(engine)
         counts = row_counts(engine)
         partitioned = partitions_of(engine)
+        pooled = engine.dialect.name == "postgresql" and behind_pgbouncer(engine)
+        replicas = replica_status(engine) if engine.dialect.name == "postgresql" else []
         key = key_health()
         settings = get_settings()
         shown = target_of(url).shown
@@ -270,6 +274,8 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
                 "tables": counts,
                 "partitions": partitions_json(partitioned),
                 "pool": pool,
+                "pgbouncer": pooled,
+                "replicas": replicas,
                 "instance_key": key.as_json(),
             }
         )
@@ -291,8 +297,18 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
         f"pool      size {pool['size']}, overflow {pool['max_overflow']}, "
         f"timeout {pool['timeout']:g} s, recycle {pool['recycle']} s, "
         f"pre-ping {'on' if pool['pre_ping'] else 'off'}"
+        + (", through PgBouncer" if pooled else "")
     )
+    for replica in replicas:
+        say(f"replica   {replica['url']}: {describe_replica(replica)}")
     say(f"key       {key.describe()}")
+
+
+def describe_replica(replica: dict[str, Any]) -> str:
+    """One replica's state for the text output: in use with its lag, or why not."""
+    lag = replica["lag_seconds"]
+    behind = "lag unknown" if lag is None else f"lag {lag:.1f} s"
+    return f"in use, {behind}" if replica["in_use"] else f"skipped: {replica['problem']}"
 
 
 def server_version(engine: Engine) -> str:
