@@ -384,6 +384,36 @@ def test_0010_adds_the_two_tables_and_goes_back_keeping_logs_and_summaries(fresh
 # --- over HTTP -----------------------------------------------------------------------
 
 
+def test_maintain_refreshes_every_period_type_and_then_only_the_open_one(fresh_url):
+    import json
+
+    from cli_support import pfd_db
+    from pfd_db.engine import make_engine
+
+    assert pfd_db("migrate", "--url", fresh_url).exit_code == 0
+    clock = datetime.now(UTC)
+    if clock.minute == 59 and clock.second > 30:  # the test must not straddle an hour
+        time.sleep(61 - clock.second)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    engine = make_engine(fresh_url)
+    try:
+        with Session(engine) as session:
+            write(session, [at(now - 3 * HOUR), at(now - 2 * HOUR), at(now - HOUR), at(now)])
+    finally:
+        engine.dispose()
+    ran = pfd_db("maintain", "--json", "--url", fresh_url)
+    assert ran.exit_code == 0, ran.output
+    first = json.loads(ran.stdout)
+    assert [r["period"] for r in first["rollups"]] == ["hourly", "daily", "weekly"]
+    hourly = first["rollups"][0]
+    assert (hourly["computed"], hourly["written"]) == (4, 4)  # three closed hours, the open one
+    again = json.loads(pfd_db("maintain", "--json", "--url", fresh_url).stdout)
+    assert [r["computed"] for r in again["rollups"]] == [1, 1, 1]  # only the open periods
+    dry = json.loads(pfd_db("maintain", "--dry-run", "--json", "--url", fresh_url).stdout)
+    assert dry["rollups"] == []
+    assert "rollups hourly: 1 periods computed" in pfd_db("maintain", "--url", fresh_url).output
+
+
 def test_the_admin_route_refreshes_incrementally(client, db, admin_key, user_key):
     path = "/api/v1/admin/traffic/rollups/hourly/refresh"
     assert client.post(path).status_code == 401

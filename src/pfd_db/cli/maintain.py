@@ -1,7 +1,8 @@
-"""``pfd-db maintain``: the upkeep a scheduler runs, the log tables' monthly
-partitions created ahead (PostgreSQL).
+"""``pfd-db maintain``: the upkeep a scheduler runs: the log tables' monthly
+partitions created ahead (PostgreSQL), then the traffic rollups brought up to date.
 
-See :mod:`pfd_db.store.ops.partitions`; ``pfd-db clean`` runs the same step first.
+See :mod:`pfd_db.store.ops.partitions` (``pfd-db clean`` runs the same step first)
+and :mod:`pfd_db.store.ops.rollup_schedule`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from pfd_db.store.ops.partitions import Created, PartitionedTable
+    from pfd_db.store.ops.rollup_schedule import Refreshed
 
 app = typer.Typer()
+
+CHUNK = 10_000
+"""Periods a rollup refresh computes per transaction."""
 
 AheadOption = Annotated[
     int,
@@ -42,19 +47,23 @@ def maintain(
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the coming months' partitions of the log tables; run it from a scheduler.
+    """Create the coming months' partitions of the log tables and bring the
+    traffic rollups up to date; run it from a scheduler.
 
     PostgreSQL: api_request_logs, api_usage, system_logs and login_history are
     partitioned by month. This creates the partitions of the current month and
     --ahead months after it, and of any month whose rows wait in a table's
-    default partition (moving them in). Idempotent, safe beside writers: run
-    it daily (cron, a systemd timer). On SQLite, or when the tables are not
-    partitioned, there is nothing to do. --dry-run only reads.
+    default partition (moving them in). On SQLite, or when the tables are not
+    partitioned, there are none to create. Then, on both, the hourly, daily and
+    weekly rollups are refreshed: the periods with new or late requests are
+    computed again. Idempotent, safe beside writers: run it every few minutes
+    to daily (cron, a systemd timer). --dry-run only reads, and refreshes nothing.
     """
     with database(url, READ if dry_run else WRITE) as engine:
         created = ensure(engine, ahead, dry_run)
         tables = listed(engine)
         dialect = engine.dialect.name
+        refreshed = [] if dry_run else refresh_rollups(engine)
     if as_json:
         print_json(
             {
@@ -63,10 +72,13 @@ def maintain(
                 "created": created_json(created),
                 "moved": sum(c.moved for c in created),
                 "tables": tables_json(tables),
+                "rollups": [rollup_json(r) for r in refreshed],
             }
         )
         return
     show_created(created, dry_run)
+    for done in refreshed:
+        say(describe_rollup(done))
     if not tables:
         say(
             "nothing to do: no log table is partitioned"
@@ -95,6 +107,44 @@ def ensure(engine: Engine, ahead: int, dry_run: bool) -> list[Created]:
         if not dry_run:
             session.commit()
     return created
+
+
+def refresh_rollups(engine: Engine) -> list[Refreshed]:
+    """Refresh each period type's rollups, a transaction per run of at most
+    ``CHUNK`` periods, until each is complete; the last run of each type."""
+    from sqlalchemy.orm import Session
+
+    from pfd_db.models.enums import Aggregation
+    from pfd_db.store.ops.rollup_schedule import refresh
+
+    done = []
+    for period in Aggregation:
+        with Session(engine) as session:
+            while True:
+                last = refresh(session, period, limit=CHUNK)
+                session.commit()
+                if last.complete:
+                    break
+        done.append(last)
+    return done
+
+
+def describe_rollup(done: Refreshed) -> str:
+    """One period type's refresh, as a line of text."""
+    stale = f" ({done.stale} reopened by late requests)" if done.stale else ""
+    through = done.computed_through.isoformat() if done.computed_through else "no requests yet"
+    return f"rollups {done.period}: {len(done.computed)} periods computed{stale}, through {through}"
+
+
+def rollup_json(done: Refreshed) -> dict[str, Any]:
+    """One period type's refresh, for --json."""
+    return {
+        "period": done.period,
+        "computed": len(done.computed),
+        "stale": done.stale,
+        "written": done.written,
+        "computed_through": done.computed_through,
+    }
 
 
 def listed(engine: Engine) -> list[PartitionedTable]:
