@@ -326,6 +326,14 @@ ATTEMPTS = frozenset({"login_history"})
 LOCKOUT = frozenset({"login_history", "users", "system_logs"})  # a lock is audited
 
 
+def _gone_partition() -> Any:
+    """A monthly partition no database has (dropping it is nothing to do)."""
+    from pfd_db.store.ops.partitions import Partition
+
+    start, end = datetime(1999, 1, 1, tzinfo=UTC), datetime(1999, 2, 1, tzinfo=UTC)
+    return Partition("api_request_logs", "api_request_logs_p1999_01", start, end, 0)
+
+
 def _attempt(w: World) -> Any:
     from pfd_db.store.identity.logins import Attempt
 
@@ -347,6 +355,7 @@ def _reread(w: World) -> dict[str, Any]:
 CALLS: dict[str, Entry] = {
     # audit
     "audit.acting_as": Entry(lambda w: {"user": w.user}),
+    "audit.acting_as_verified": Entry(lambda w: {"user_id": w.user.id}, internal=True),
     "audit.actor": Entry(lambda w: {}),
     "audit.record": Entry(
         lambda w: {
@@ -785,6 +794,17 @@ CALLS: dict[str, Entry] = {
         lambda w: {"period": "hourly", "starts": [_hour() - timedelta(hours=1), _hour()]}
     ),
     # rollup_schedule: incremental rollups
+    "partitions.partitioned_tables": Entry(lambda w: {}),
+    "partitions.list_partitions": Entry(lambda w: {"exact": True}),
+    "partitions.ensure_partitions": Entry(lambda w: {"ahead": 1, "dry_run": True, "now": _now()}),
+    "partitions.partitions_before": Entry(
+        lambda w: {"table": "api_request_logs", "cutoff": _now(), "exact": False}
+    ),
+    "partitions.straddling": Entry(lambda w: {"table": "system_logs", "cutoff": _now()}),
+    "partitions.drop_partition": Entry(lambda w: {"partition": _gone_partition()}),
+    "partitions.drop_before": Entry(
+        lambda w: {"cutoff": datetime(2001, 1, 1, tzinfo=UTC), "tables": ["api_usage"]}
+    ),
     "rollup_schedule.refresh": Entry(lambda w: {"period": "daily", "now": _now(), "limit": 10}),
     "rollup_schedule.note_late_rows": Entry(lambda w: {"moments": [_now(), _hour()]}),
     "rollup_schedule.watermark": Entry(lambda w: {"period": "weekly"}),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -240,6 +241,29 @@ def test_drop_before_detaches_and_drops_only_partitions_wholly_older(migrated):
     assert not set(wholly_older) & set(names(engine, "system_logs"))
     assert len(rows(engine, "system_logs")) == 7
     assert f"api_usage_p{YEAR}_01" in names(engine, "api_usage")  # other tables untouched
+
+
+def test_drop_partition_drops_only_a_listed_monthly_partition(migrated):
+    from pfd_db.errors import InvalidInput
+
+    _url, engine = migrated
+    with Session(engine) as session:
+        [logs] = [t for t in partitions.list_partitions(session) if t.table == "api_usage"]
+        newest, default = logs.monthly[-1], logs.default
+        bad = [
+            "api_usage_p2026_01",
+            replace(newest, table="users"),
+            replace(newest, name="users"),
+            replace(newest, table="system_logs"),
+            default,
+        ]
+        for partition in bad:
+            with pytest.raises(InvalidInput, match="partition"):
+                partitions.drop_partition(session, partition)  # type: ignore[arg-type]
+        assert partitions.drop_partition(session, replace(newest, name="api_usage_p1999_01")) == 0
+        assert partitions.drop_partition(session, newest) == 0  # empty, and now gone
+        session.commit()
+    assert newest.name not in names(engine, "api_usage")
 
 
 def test_the_migration_moves_every_row_in_and_out(database):

@@ -170,7 +170,7 @@ def test_the_json_documents_have_the_documented_keys(tmp_path):
         keys = documented_keys(rows[command])
         assert set(document) == set(keys), command
         for key, inner in keys.items():
-            if inner:
-                value = document[key]
+            value = document[key]
+            if inner and value != []:  # a list of none (no replica on SQLite) has no keys
                 value = value[0] if isinstance(value, list) else value
                 assert set(value) == inner, f"{command}: {key}"

@@ -295,6 +295,7 @@ def test_the_status_command_lists_each_replica_and_its_lag(routed, replica, data
     url = pg_server.url(database)
     document = json.loads(pfd_db("status", "--json", "--url", url, env=env).stdout)
     assert [entry["in_use"] for entry in document["replicas"]] == [True, False]
+    assert set(document["replicas"][0]) == {"url", "reachable", "lag_seconds", "in_use", "problem"}
     assert 0 <= document["replicas"][0]["lag_seconds"] < 1
     text = pfd_db("status", "--url", url, env=env).output
     [up, gone] = [line for line in text.splitlines() if line.startswith("replica")]

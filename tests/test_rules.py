@@ -112,6 +112,7 @@ def test_every_schema_check_is_tested():
         "webhook_configurations": {"provider_type"},
         "webhook_logs": {"event_type", "provider_type", "status"},
         "tags": {"color"}, "system_logs": {"status"},
+        "rollup_watermarks": {"aggregation_type"}, "rollup_stale_periods": {"aggregation_type"},
     }  # fmt: skip
     assert set(CHECKS) == {
         f"ck_{table}_{column}" for table, columns in expected_columns.items() for column in columns

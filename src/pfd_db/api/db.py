@@ -49,7 +49,8 @@ def write_session(request: HTTPConnection) -> Iterator[Session]:
     session: Session = request.app.state.sessions()
     try:
         caller = request.scope.get("state", {}).get("caller")
-        audit.acting_as(session, caller.user_id if isinstance(caller, Caller) else None)
+        if isinstance(caller, Caller):
+            audit.acting_as_verified(session, caller.user_id)
         yield session
         count_request(request.scope, session)
         session.commit()

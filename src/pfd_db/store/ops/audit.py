@@ -71,10 +71,16 @@ ACTION_SHAPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 
 def acting_as(session: Session, user: User | int | None) -> None:
     """Make ``user`` the actor of the audit entries written through ``session`` from
-    now on (None: the system). A web request sets it once, to the logged-in user.
-    An id is not looked up here (a request that writes no entry costs no query):
-    the entry's write finds out whether its user exists."""
-    session.info[_ACTOR] = None if user is None else unread_id(session, User, user, "user")
+    now on (None: the system). A web request sets it once, to the logged-in user."""
+    session.info[_ACTOR] = id_of(session, User, user, "user")
+
+
+def acting_as_verified(session: Session, user_id: int) -> None:
+    """:func:`acting_as` for a caller that has just verified ``user_id`` itself
+    (the server, the owner of the API key it checked): not read again, so a
+    request that writes no audit entry costs no query. An entry for a user gone
+    meanwhile is refused when written (:class:`NotFound`)."""
+    session.info[_ACTOR] = unread_id(session, User, user_id, "user")
 
 
 def actor(session: Session) -> int | None:

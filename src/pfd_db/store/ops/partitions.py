@@ -1,30 +1,23 @@
 """Monthly partitions of the big log tables on PostgreSQL: created ahead, listed, dropped.
 
-Revision 0011 range-partitions ``api_request_logs``, ``api_usage``,
-``system_logs`` and ``login_history`` by calendar month (UTC) of their time
-column (:data:`pfd_db.migrations.compare.PARTITIONED`), with a default
-partition for any row outside the months that have one (docs/partitions.md).
-Here:
+Revision 0011 range-partitions ``api_request_logs``, ``api_usage``, ``system_logs``
+and ``login_history`` by calendar month (UTC) of their time column
+(:data:`pfd_db.migrations.compare.PARTITIONED`), each with a default partition for
+rows outside the months that have one (docs/partitions.md).
+:func:`ensure_partitions` creates the partitions of the current month, ``ahead``
+months after it and every month (at most :data:`MONTHS_BACK_MAX` back) whose rows
+wait in the default partition, moving them in (idempotent; ``pfd-db maintain`` and
+``clean`` run it); :func:`list_partitions` lists them; :func:`drop_before` drops the
+ones that end by a moment (``clean`` drops one per transaction through
+:func:`partitions_before` and :func:`drop_partition`).
 
-- :func:`ensure_partitions` creates the partitions of the current month and
-  ``ahead`` months after it, and of every month (at most
-  :data:`MONTHS_BACK_MAX` back) that rows in the default partition belong to,
-  moving those rows into it. Idempotent; ``pfd-db maintain`` and ``pfd-db
-  clean`` run it.
-- :func:`list_partitions` lists each table's partitions, bounds and rows.
-- :func:`drop_before` detaches and drops the partitions that end at or before
-  a moment (``pfd-db clean`` drops them one per transaction through
-  :func:`partitions_before` and :func:`drop_partition`).
-
-Every function takes the caller's session, works in its transaction and never
-commits. On SQLite, and for a table that is not partitioned (a database made
-with ``create_all`` and adopted), there is nothing to do: they return empty
-lists. A new partition is made as a plain table and then attached (ATTACH locks
-the parent only against other schema changes: writers go on). Moving rows out of
-the default partition, and detaching, hold the parent's ACCESS EXCLUSIVE lock
-until the transaction commits (no reader sees rows between two partitions). Each
-waits at most :data:`LOCK_TIMEOUT` for its locks, then fails, changing nothing.
-Concurrent runs take turns (a transaction-level advisory lock).
+Every function works in the caller's transaction and never commits; on SQLite, or
+for tables not partitioned (``create_all`` and adopted), there is nothing to do. A
+new partition is made as a plain table, then attached (writers go on). Moving rows
+out of the default partition, and detaching, hold the parent's ACCESS EXCLUSIVE
+lock until the commit (no reader sees rows between two partitions); each waits at
+most :data:`LOCK_TIMEOUT` for its locks, then fails, changing nothing. Concurrent
+runs take turns (a transaction-level advisory lock).
 """
 
 from __future__ import annotations
@@ -54,6 +47,10 @@ BOUNDS = "pfd_partition_bounds"
 """The CHECK a partition being filled carries until it is attached."""
 ADVISORY_LOCK = 0x70FD_DB11
 """The key of the transaction-level advisory lock partition changes take."""
+PARENT = (  # whether a table of that name exists, and the table it is a partition of
+    "SELECT to_regclass(:name) IS NOT NULL, (SELECT inhparent::regclass::text "
+    "FROM pg_inherits WHERE inhrelid = to_regclass(:name))"
+)
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,8 @@ def list_partitions(session: Session, *, exact: object = False) -> list[Partitio
         if not is_default and (start is None or end is None):
             continue  # MINVALUE/MAXVALUE bounds: not a partition pfd-db makes
         count = _count(session, name) if counted else int(estimate)
-        found[table].append(Partition(table, name, _utc(start), _utc(end), count))
+        start, end = (bound and bound.astimezone(UTC) for bound in (start, end))
+        found[table].append(Partition(table, name, start, end, count))
     return [
         PartitionedTable(table, keys[table], tuple(sorted(found[table], key=_oldest_first)))
         for table in PARTITIONED
@@ -245,8 +243,18 @@ def straddling(session: Session, table: str, cutoff: datetime) -> list[str]:
 
 
 def drop_partition(session: Session, partition: Partition) -> int:
-    """Detach ``partition`` from its table and drop it; the rows it held, counted
-    once detached (no writer can add one then)."""
+    """Detach ``partition`` (as :func:`list_partitions` gives it) from its table and
+    drop it; the rows it held, counted once detached (no writer can add one then).
+    One already gone (another run dropped it; none on SQLite) is 0 rows, nothing done."""
+    if not isinstance(partition, Partition) or partition.table not in PARTITIONED:
+        raise InvalidInput("partition: give a monthly partition that list_partitions lists")
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    exists, parent = session.execute(text(PARENT), {"name": partition.name}).one()
+    if not exists:
+        return 0
+    if parent != partition.table or partition.name == f"{partition.table}_default":
+        raise InvalidInput(f"partition: {shown(partition.name)} is no monthly one of {parent}")
     _take_turns(session)
     table, name = _quoted(session, partition.table), _quoted(session, partition.name)
     with _lock_timeout(session, partition.table):
@@ -435,10 +443,6 @@ def _overlaps(partition: Partition, start: datetime, end: datetime) -> bool:
 
 def _oldest_first(partition: Partition) -> tuple[bool, datetime]:
     return (partition.is_default, partition.start or datetime.max.replace(tzinfo=UTC))
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
 
 
 def _add_months(month: datetime, months: int) -> datetime:
