@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput
 from pfd_db.migrations.compare import PARTITIONED
-from pfd_db.store.validation import require_count, require_flag
+from pfd_db.store.validation import require_count, require_flag, require_items
 from pfd_db.types import as_utc, utc_or_now
 from pfd_db.values import shown
 
@@ -276,8 +276,8 @@ def drop_before(
     dropped (``dry_run``: that would be), with their rows counted before.
     In the caller's transaction: nothing is dropped until it commits."""
     planning = require_flag(dry_run, "dry_run")
-    names = list(PARTITIONED) if tables is None else list(tables)
-    unknown = [name for name in names if name not in PARTITIONED]
+    names = list(PARTITIONED) if tables is None else require_items(tables, "tables")
+    unknown = [name for name in names if not isinstance(name, str) or name not in PARTITIONED]
     if unknown:
         raise InvalidInput(
             f"tables: only {', '.join(PARTITIONED)} are partitioned (got {shown(unknown)})"
