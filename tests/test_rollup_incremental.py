@@ -31,18 +31,7 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 NOW = T0 + 5 * HOUR + timedelta(minutes=30)  # hour 5 is open
-FIGURES = (
-    "total_requests",
-    "successful_requests",
-    "failed_requests",
-    "avg_response_time_ms",
-    "p50_response_time_ms",
-    "p95_response_time_ms",
-    "p99_response_time_ms",
-    "requests_per_second",
-    "error_rate",
-    "endpoint_metrics",
-)
+FIGURES = rollups.FIGURES
 
 
 def requests_in(hours: range | list[int], per_hour: int = 4, seed: int = 0) -> list[dict]:

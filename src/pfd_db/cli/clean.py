@@ -142,7 +142,7 @@ def show_clean(report: list[Removed], dry_run: bool, created: list[Created] | No
 def clean_json(
     report: list[Removed], dry_run: bool, created: list[Created] | None = None
 ) -> dict[str, Any]:
-    from pfd_db.cli.maintain import created_json
+    from pfd_db.cli.maintain import created_json, partition_json
 
     return {
         "dry_run": dry_run,
@@ -153,10 +153,7 @@ def clean_json(
                 "cutoff": removed.cutoff,
                 "rows": removed.rows,
                 "kept_longer": removed.kept_longer,
-                "partitions_dropped": [
-                    {"partition": p.name, "from": p.start, "to": p.end, "rows": p.rows}
-                    for p in removed.partitions
-                ],
+                "partitions_dropped": [partition_json(p) for p in removed.partitions],
             }
             for removed in report
         ],

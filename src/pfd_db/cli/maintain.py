@@ -18,7 +18,7 @@ from pfd_db.cli.output import console, print_json, say
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from pfd_db.store.ops.partitions import Created, PartitionedTable
+    from pfd_db.store.ops.partitions import Created, Partition, PartitionedTable
     from pfd_db.store.ops.rollup_schedule import Refreshed
 
 app = typer.Typer()
@@ -188,6 +188,16 @@ def created_json(created: list[Created]) -> list[dict[str, Any]]:
     ]
 
 
+def partition_json(partition: Partition) -> dict[str, Any]:
+    """One partition for --json: its name, bounds and rows."""
+    return {
+        "partition": partition.name,
+        "from": partition.start,
+        "to": partition.end,
+        "rows": partition.rows,
+    }
+
+
 def tables_json(tables: list[PartitionedTable]) -> list[dict[str, Any]]:
     """Each partitioned table: its key, its partitions with bounds and rows (estimated)."""
     return [
@@ -195,10 +205,7 @@ def tables_json(tables: list[PartitionedTable]) -> list[dict[str, Any]]:
             "table": t.table,
             "column": t.column,
             "rows": t.rows,
-            "partitions": [
-                {"partition": p.name, "from": p.start, "to": p.end, "rows": p.rows}
-                for p in t.partitions
-            ],
+            "partitions": [partition_json(p) for p in t.partitions],
         }
         for t in tables
     ]
