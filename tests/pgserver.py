@@ -160,15 +160,8 @@ class PostgresServer:
 
     def start(self) -> None:
         """Create a cluster in a new temp directory and start the server on its socket."""
-        self.base = Path(tempfile.mkdtemp(prefix="pfd-pgtest-", dir="/tmp"))
-        atexit.register(self.stop)
-        self._stop_on_sigterm()
         try:
-            self.base.chmod(0o755)
-            self.sockdir.mkdir()
-            if self._user is not None:
-                for path in (self.base, self.sockdir):
-                    os.chown(path, self._user.pw_uid, self._user.pw_gid)
+            self._make_base("pfd-pgtest-")
             self._run(
                 "initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres",
                 "--no-sync", "-E", "UTF8", "--locale=C",
@@ -189,6 +182,17 @@ class PostgresServer:
         except BaseException:
             self.stop()
             raise
+
+    def _make_base(self, prefix: str) -> None:
+        """A new temp directory with its socket folder, the server user's; stopped at exit."""
+        self.base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        atexit.register(self.stop)
+        self._stop_on_sigterm()
+        self.base.chmod(0o755)
+        self.sockdir.mkdir()
+        if self._user is not None:
+            for path in (self.base, self.sockdir):
+                os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
     def stop(self) -> None:
         """Stop the server at once (no checkpoint) and delete its directory. Idempotent."""

@@ -14,13 +14,10 @@ and wait until it has replayed what the primary has written.
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from pgserver import PostgresServer
@@ -45,15 +42,8 @@ class StreamingReplica(PostgresServer):
     def start(self) -> None:
         """Clone the primary (``pg_basebackup -R``) into a new temp directory and
         start the standby on its own socket; returns once it accepts connections."""
-        self.base = Path(tempfile.mkdtemp(prefix="pfd-pgreplica-", dir="/tmp"))
-        atexit.register(self.stop)
-        self._stop_on_sigterm()
         try:
-            self.base.chmod(0o755)
-            self.sockdir.mkdir()
-            if self._user is not None:
-                for path in (self.base, self.sockdir):
-                    os.chown(path, self._user.pw_uid, self._user.pw_gid)
+            self._make_base("pfd-pgreplica-")
             self._run(
                 "pg_basebackup", "-D", str(self.datadir), "-h", str(self.primary.sockdir),
                 "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "--no-sync",
