@@ -244,8 +244,8 @@ def straddling(session: Session, table: str, cutoff: datetime) -> list[str]:
 
 def drop_partition(session: Session, partition: Partition) -> int:
     """Detach ``partition`` (as :func:`list_partitions` gives it) from its table and
-    drop it; the rows it held, counted once detached (no writer can add one then).
-    One already gone (another run dropped it; none on SQLite) is 0 rows, nothing done."""
+    drop it; its rows, counted just before (not under the parent's lock, which holds
+    up every writer). One already gone (dropped by another run; none on SQLite): 0."""
     if not isinstance(partition, Partition) or partition.table not in PARTITIONED:
         raise InvalidInput("partition: give a monthly partition that list_partitions lists")
     if session.get_bind().dialect.name != "postgresql":
@@ -257,9 +257,9 @@ def drop_partition(session: Session, partition: Partition) -> int:
         raise InvalidInput(f"partition: {shown(partition.name)} is no monthly one of {parent}")
     _take_turns(session)
     table, name = _quoted(session, partition.table), _quoted(session, partition.name)
+    rows = _count(session, partition.name)
     with _lock_timeout(session, partition.table):
         session.execute(text(f"ALTER TABLE {table} DETACH PARTITION {name}"))
-    rows = _count(session, partition.name)
     session.execute(text(f"DROP TABLE {name}"))
     return rows
 
