@@ -339,3 +339,19 @@ def wait_until_some_are_removed(engine, process: subprocess.Popen) -> int:
 
 
 
+
+
+@pytest.mark.parametrize("table", ["users", "api_usage\x00", "\ud800", None, 2**31, float("nan")])
+def test_the_partition_steps_refuse_a_table_that_is_not_a_partitioned_log(db, table):
+    from pfd_db.errors import InvalidInput
+    from pfd_db.store.ops import partitions
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    for step in (
+        lambda: partitions.partitions_before(db, table, moment),
+        lambda: partitions.straddling(db, table, moment),
+        lambda: partitions.drop_before(db, moment, tables=[table]),
+    ):
+        with pytest.raises(InvalidInput, match="partitioned"):
+            step()
+    assert not db.new and not db.dirty

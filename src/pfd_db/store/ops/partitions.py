@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -33,6 +33,9 @@ from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput
 from pfd_db.migrations.compare import PARTITIONED
+from pfd_db.store.ops.partition_records import Created as Created  # re-exported
+from pfd_db.store.ops.partition_records import Partition as Partition
+from pfd_db.store.ops.partition_records import PartitionedTable as PartitionedTable
 from pfd_db.store.validation import require_count, require_flag, require_items
 from pfd_db.types import as_utc, utc_or_now
 from pfd_db.values import shown
@@ -51,58 +54,6 @@ PARENT = (  # whether a table of that name exists, and the table it is a partiti
     "SELECT to_regclass(:name) IS NOT NULL, (SELECT inhparent::regclass::text "
     "FROM pg_inherits WHERE inhrelid = to_regclass(:name))"
 )
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One partition of a partitioned log table."""
-
-    table: str
-    name: str
-    start: datetime | None
-    """The first moment it holds (None: the default partition)."""
-    end: datetime | None
-    """The first moment after it (None: the default partition)."""
-    rows: int
-    """Its rows: the statistics' live-row count unless counted exactly."""
-
-    @property
-    def is_default(self) -> bool:
-        return self.start is None and self.end is None
-
-
-@dataclass(frozen=True)
-class PartitionedTable:
-    """A partitioned log table, its partition key and its partitions, oldest first
-    (the default partition last)."""
-
-    table: str
-    column: str
-    partitions: tuple[Partition, ...]
-
-    @property
-    def rows(self) -> int:
-        return sum(p.rows for p in self.partitions)
-
-    @property
-    def default(self) -> Partition | None:
-        return next((p for p in self.partitions if p.is_default), None)
-
-    @property
-    def monthly(self) -> list[Partition]:
-        return [p for p in self.partitions if not p.is_default]
-
-
-@dataclass(frozen=True)
-class Created:
-    """A partition :func:`ensure_partitions` created (or would create)."""
-
-    table: str
-    name: str
-    start: datetime
-    end: datetime
-    moved: int
-    """Rows moved into it from the default partition."""
 
 
 def partitioned_tables(session: Session) -> dict[str, str]:
@@ -216,13 +167,16 @@ def partitions_before(
 ) -> list[Partition]:
     """The monthly partitions of ``table`` that end at or before ``cutoff`` (all
     their rows are older), oldest first, their rows counted (``exact``, the
-    default) or estimated; empty when ``table`` is not partitioned."""
-    moment = as_utc(cutoff)
-    counted = require_flag(exact, "exact")
+    default) or estimated; empty when ``table`` is not partitioned (yet)."""
+    name, moment, counted = (
+        _partitionable(table, "table"),
+        as_utc(cutoff),
+        require_flag(exact, "exact"),
+    )
     return [
         replace(p, rows=_count(session, p.name)) if counted else p
         for t in list_partitions(session)
-        if t.table == table
+        if t.table == name
         for p in t.monthly
         if p.end is not None and p.end <= moment
     ]
@@ -232,11 +186,11 @@ def straddling(session: Session, table: str, cutoff: datetime) -> list[str]:
     """The partitions of ``table`` that hold rows on both sides of ``cutoff``
     (the month it falls in) and the default partition: where rows older than
     ``cutoff`` are deleted row by row."""
-    moment = as_utc(cutoff)
+    name, moment = _partitionable(table, "table"), as_utc(cutoff)
     return [
         p.name
         for t in list_partitions(session)
-        if t.table == table
+        if t.table == name
         for p in t.partitions
         if p.is_default or _overlaps(p, moment, moment)
     ]
@@ -246,8 +200,9 @@ def drop_partition(session: Session, partition: Partition) -> int:
     """Detach ``partition`` (as :func:`list_partitions` gives it) from its table and
     drop it; its rows, counted just before (not under the parent's lock, which holds
     up every writer). One already gone (dropped by another run; none on SQLite): 0."""
-    if not isinstance(partition, Partition) or partition.table not in PARTITIONED:
+    if not isinstance(partition, Partition):
         raise InvalidInput("partition: give a monthly partition that list_partitions lists")
+    _partitionable(partition.table, "partition")
     if session.get_bind().dialect.name != "postgresql":
         return 0
     exists, parent = session.execute(text(PARENT), {"name": partition.name}).one()
@@ -277,11 +232,7 @@ def drop_before(
     In the caller's transaction: nothing is dropped until it commits."""
     planning = require_flag(dry_run, "dry_run")
     names = list(PARTITIONED) if tables is None else require_items(tables, "tables")
-    unknown = [name for name in names if not isinstance(name, str) or name not in PARTITIONED]
-    if unknown:
-        raise InvalidInput(
-            f"tables: only {', '.join(PARTITIONED)} are partitioned (got {shown(unknown)})"
-        )
+    names = [_partitionable(name, "tables") for name in names]
     found = [
         p for table in names for p in partitions_before(session, table, cutoff, exact=planning)
     ]
@@ -430,6 +381,14 @@ def _lock_timeout(session: Session, table: str) -> Iterator[None]:
             "transaction holds it); nothing was changed, run the command again later"
         ) from None
     session.execute(setting, {"value": before})
+
+
+def _partitionable(table: object, field: str) -> str:
+    if not isinstance(table, str) or table not in PARTITIONED:
+        raise InvalidInput(
+            f"{field}: only {', '.join(PARTITIONED)} are partitioned (got {shown(table)})"
+        )
+    return table
 
 
 def _quoted(session: Session, name: str) -> str:
