@@ -90,11 +90,20 @@ def _forbidden(detail: str) -> ApiProblem:
     return ApiProblem(403, detail, title="Forbidden")
 
 
+def _checked(request: Request, scope: str, role: Role | None = None) -> Caller:
+    """The request's caller if their key has ``scope`` and (when given) their role
+    is ``role`` or higher; else the 403 problem naming what is missing."""
+    caller = current_caller(request)
+    if not caller.has_scope(scope):
+        raise _forbidden(f"this key lacks the '{scope}' scope this route needs")
+    if role is not None and not has_role(caller.role, role):
+        raise _forbidden(f"this route needs the role {role.value} or higher")
+    return caller
+
+
 async def read_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the read scope (every active role may read)."""
-    caller = current_caller(request)
-    if not caller.has_scope("read"):
-        raise _forbidden("this key lacks the 'read' scope this route needs")
+    caller = _checked(request, "read")
     if not has_permission(caller.role, Permission.VIEW_EXPERIMENTS):
         raise _forbidden("this account's role may not read")
     return caller
@@ -102,27 +111,14 @@ async def read_access(request: Request, _: Presented) -> Caller:
 
 async def write_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the write scope and whose role is operator or higher."""
-    caller = current_caller(request)
-    if not caller.has_scope("write"):
-        raise _forbidden("this key lacks the 'write' scope this route needs")
-    if not has_role(caller.role, Role.OPERATOR):
-        raise _forbidden("this route needs the role operator or higher")
-    return caller
+    return _checked(request, "write", Role.OPERATOR)
 
 
 async def own_account_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the write scope, changing their own account (any role)."""
-    caller = current_caller(request)
-    if not caller.has_scope("write"):
-        raise _forbidden("this key lacks the 'write' scope this route needs")
-    return caller
+    return _checked(request, "write")
 
 
 async def admin_access(request: Request, _: Presented) -> Caller:
     """A caller whose key has the admin scope and whose role is admin or higher."""
-    caller = current_caller(request)
-    if not caller.has_scope("admin"):
-        raise _forbidden("this key lacks the 'admin' scope this route needs")
-    if not has_role(caller.role, Role.ADMIN):
-        raise _forbidden("this route needs the role admin or higher")
-    return caller
+    return _checked(request, "admin", Role.ADMIN)
