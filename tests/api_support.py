@@ -23,7 +23,12 @@
   plaintext as an :class:`IssuedKey` (a ``str`` that also has ``key_id``,
   ``user_id`` and ``username``). ``admin_key``: one made for an admin with the
   admin scope.
+- ``owner``: one ``user_key()`` (an operator with read and write), for tests
+  that need a single owner of the rows they make.
 - ``auth(key)``: the request headers that present ``key``.
+- ``problem(response, status, field=None)``: the problem document of
+  ``response``, checked (status, media type, title, ``urn:pfd-db:`` type, the
+  field it names, and no traceback or SQL leaked).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
     from starlette.testclient import TestClient
 
 PASSWORD = "Correct-Horse-Battery-9"
+PROBLEM = "application/problem+json"
 _names = itertools.count(1)
 
 
@@ -64,6 +70,21 @@ class KeyMaker(Protocol):
 def auth(key: str) -> dict[str, str]:
     """The headers that present ``key`` (``Authorization: Bearer``)."""
     return {"Authorization": f"Bearer {key}"}
+
+
+def problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """The problem document of ``response``, checked: its status, its media type,
+    title and type, the field it names (when one is expected), and that it leaks
+    no traceback or SQL."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"], body
+    assert body["type"].startswith("urn:pfd-db:"), body
+    if field is not None:
+        assert body.get("field") == field, body
+    assert "Traceback" not in response.text and "SELECT" not in response.text
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +160,12 @@ def user_key(db: Session, plaintexts: list[str]) -> KeyMaker:
 
 
 @pytest.fixture
+def owner(user_key: KeyMaker) -> IssuedKey:
+    """One key of an operator with read and write scopes."""
+    return user_key()
+
+
+@pytest.fixture
 def admin_key(db: Session, plaintexts: list[str]) -> IssuedKey:
     """A key with the admin scope, of a user with the admin role."""
     return issue_key(db, plaintexts, ("admin",), "admin")
@@ -146,6 +173,7 @@ def admin_key(db: Session, plaintexts: list[str]) -> IssuedKey:
 
 __all__ = [
     "PASSWORD",
+    "PROBLEM",
     "IssuedKey",
     "KeyMaker",
     "admin_key",
@@ -154,7 +182,8 @@ __all__ = [
     "auth",
     "client",
     "issue_key",
+    "owner",
+    "problem",
     "running_client",
     "user_key",
 ]
-

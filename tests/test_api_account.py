@@ -19,21 +19,7 @@ from pfd_db.store.identity.logins import Attempt, record_attempt
 from pfd_db.store.notify import notifications
 
 pytest_plugins = ["api_support"]
-from api_support import auth  # noqa: E402
-
-PROBLEM = "application/problem+json"
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    """The problem document of ``response``, checked: its status, its media type,
-    and the field it names (when one is expected)."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["type"].startswith("urn:pfd-db:")
-    if field is not None:
-        assert body.get("field") == field, body
-    return body
+from api_support import auth, problem  # noqa: E402
 
 
 def notify(db, user_id: int, times: int) -> None:
@@ -80,9 +66,10 @@ def test_every_change_needs_a_key_with_the_write_scope(client, user_key, method,
     assert problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
     reader = user_key(scopes=["read"])
-    assert "write" in problem(client.request(method, path, headers=auth(reader), **kwargs), 403)[
-        "detail"
-    ]
+    assert (
+        "write"
+        in problem(client.request(method, path, headers=auth(reader), **kwargs), 403)["detail"]
+    )
 
 
 def test_a_viewer_may_change_their_own_account(client, user_key):
@@ -147,9 +134,7 @@ def test_notifications_page_newest_first_and_are_marked_read(client, db, user_ke
     ).json()
     assert [n["id"] for n in read_only["items"]] == [target]
 
-    assert client.post("/api/v1/me/notifications/read-all", headers=headers).json() == {
-        "marked": 2
-    }
+    assert client.post("/api/v1/me/notifications/read-all", headers=headers).json() == {"marked": 2}
     assert client.get("/api/v1/me/notifications/unread-count", headers=headers).json() == {
         "unread": 0
     }
@@ -210,8 +195,11 @@ def test_preferences_are_read_and_changed_field_by_field(client, user_key):
         json={"email_frequency": "digest_daily", "slack_enabled": True},
         headers=headers,
     ).json()
-    assert changed == {**by_event["training.complete"], "email_frequency": "digest_daily",
-                       "slack_enabled": True}
+    assert changed == {
+        **by_event["training.complete"],
+        "email_frequency": "digest_daily",
+        "slack_enabled": True,
+    }
     after = client.get("/api/v1/me/preferences", headers=headers).json()["preferences"]
     assert {p["event_type"]: p for p in after}["training.complete"] == changed
 
@@ -298,9 +286,12 @@ def test_webhook_errors_map_to_422_404_409(client, user_key, plaintexts):
     plaintexts.append(created["secret"])
     problem(client.post("/api/v1/me/webhooks", json=hook, headers=auth(ada)), 409)
     internal = {**hook, "url": "http://127.0.0.1/hook"}
-    assert "internal" in problem(
-        client.post("/api/v1/me/webhooks", json=internal, headers=auth(ada)), 422, "url"
-    )["detail"]
+    assert (
+        "internal"
+        in problem(
+            client.post("/api/v1/me/webhooks", json=internal, headers=auth(ada)), 422, "url"
+        )["detail"]
+    )
     problem(
         client.post("/api/v1/me/webhooks", json={**hook, "url": "ftp://x"}, headers=auth(ada)),
         422,
@@ -313,8 +304,11 @@ def test_webhook_errors_map_to_422_404_409(client, user_key, plaintexts):
         422,
         "events",
     )
-    problem(client.post("/api/v1/me/webhooks", json={**hook, "events": []}, headers=auth(ada)),
-            422, "events")
+    problem(
+        client.post("/api/v1/me/webhooks", json={**hook, "events": []}, headers=auth(ada)),
+        422,
+        "events",
+    )
     for method, path in [
         ("get", f"/api/v1/me/webhooks/{created['id']}"),
         ("delete", f"/api/v1/me/webhooks/{created['id']}"),
@@ -415,8 +409,12 @@ def test_the_login_history_pages_newest_first(client, db, user_key):
     start = datetime.now(UTC) - timedelta(hours=1)
     for n, reason in enumerate([None, "wrong password", None]):
         attempt = Attempt(
-            ada.user_id, ada.username, LoginMethod.PASSWORD, start + timedelta(minutes=n),
-            ip=f"10.0.0.{n}", user_agent="Firefox",
+            ada.user_id,
+            ada.username,
+            LoginMethod.PASSWORD,
+            start + timedelta(minutes=n),
+            ip=f"10.0.0.{n}",
+            user_agent="Firefox",
         )
         record_attempt(db, attempt, reason)
     db.commit()
@@ -441,8 +439,9 @@ def test_sessions_are_listed_without_tokens_and_revoked_one_at_a_time(
     ada, bob = user_key(), user_key()
     made = []
     for n in range(2):
-        token, record = sessions.start_session(db, ada.user_id, ip=f"10.1.0.{n}",
-                                               user_agent="Mozilla/5.0 Firefox/120.0")
+        token, record = sessions.start_session(
+            db, ada.user_id, ip=f"10.1.0.{n}", user_agent="Mozilla/5.0 Firefox/120.0"
+        )
         plaintexts.append(token)
         made.append((token, record.id))
     _, bobs = sessions.start_session(db, bob.user_id)

@@ -16,22 +16,10 @@ from pfd_db.store.identity import api_keys
 from pfd_db.store.ops import request_log
 
 pytest_plugins = ["api_support"]
-from api_support import auth  # noqa: E402
+from api_support import auth, problem  # noqa: E402
 
-PROBLEM = "application/problem+json"
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)  # a Monday, long before the test runs
 SINCE = {"since": T0.isoformat(), "until": (T0 + timedelta(hours=3)).isoformat()}
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    """The problem document of ``response``, checked (status, media type, field)."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["type"].startswith("urn:pfd-db:")
-    if field is not None:
-        assert body.get("field") == field, body
-    return body
 
 
 ADMIN_ROUTES = [
@@ -45,8 +33,11 @@ ADMIN_ROUTES = [
     ("get", "/api/v1/admin/traffic/endpoints", None),
     ("get", "/api/v1/admin/traffic/timeline", None),
     ("get", "/api/v1/admin/traffic/rollups/hourly", None),
-    ("post", "/api/v1/admin/traffic/rollups/hourly", {"start": "2026-03-02T00:00:00Z",
-                                                      "end": "2026-03-02T01:00:00Z"}),
+    (
+        "post",
+        "/api/v1/admin/traffic/rollups/hourly",
+        {"start": "2026-03-02T00:00:00Z", "end": "2026-03-02T01:00:00Z"},
+    ),
     ("get", "/api/v1/admin/traffic/top-keys", None),
     ("get", "/api/v1/admin/traffic/keys/1/usage", None),
     ("get", "/api/v1/admin/traffic/figures", None),
@@ -54,9 +45,7 @@ ADMIN_ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
-def test_every_admin_route_needs_an_admin_key_of_an_admin(
-    client, user_key, method, path, body
-):
+def test_every_admin_route_needs_an_admin_key_of_an_admin(client, user_key, method, path, body):
     kwargs = {} if body is None else {"json": body}
     response = client.request(method, path, **kwargs)
     problem(response, 401)
@@ -105,8 +94,11 @@ def test_a_created_user_gets_a_generated_password_once(client, db, admin_key, pl
     body = made.json()
     plaintexts.append(body["password"])
     assert len(body["password"]) >= 12
-    assert (body["username"], body["email"], body["role"]) == ("grace", "grace@example.com",
-                                                               "operator")
+    assert (body["username"], body["email"], body["role"]) == (
+        "grace",
+        "grace@example.com",
+        "operator",
+    )
     given = client.post(
         "/api/v1/admin/users",
         json={"username": "hopper", "email": "h@example.com", "password": "a long passphrase 1"},
@@ -143,13 +135,15 @@ def test_a_taken_name_or_address_is_409(client, admin_key, user_key):
     taken = user_key()
     headers = auth(admin_key)
     body = {"username": taken.username.upper(), "email": "fresh@example.com"}
-    assert "username" in problem(
-        client.post("/api/v1/admin/users", json=body, headers=headers), 409
-    )["detail"]
+    assert (
+        "username"
+        in problem(client.post("/api/v1/admin/users", json=body, headers=headers), 409)["detail"]
+    )
     body = {"username": "fresh-name", "email": f"{taken.username}@example.org"}
-    assert "email" in problem(
-        client.post("/api/v1/admin/users", json=body, headers=headers), 409
-    )["detail"]
+    assert (
+        "email"
+        in problem(client.post("/api/v1/admin/users", json=body, headers=headers), 409)["detail"]
+    )
 
 
 def test_roles_change_and_users_are_deactivated(client, db, admin_key, user_key):
@@ -169,30 +163,52 @@ def test_roles_change_and_users_are_deactivated(client, db, admin_key, user_key)
     inactive = client.get("/api/v1/admin/users", params={"active": "false"}, headers=headers)
     assert [u["id"] for u in inactive.json()["items"]] == [ada.user_id]
     actions = db.scalars(
-        select(SystemLog.action).where(SystemLog.action.in_(["user.role_changed",
-                                                             "user.deactivated"]))
+        select(SystemLog.action).where(
+            SystemLog.action.in_(["user.role_changed", "user.deactivated"])
+        )
     ).all()
     assert sorted(actions) == ["user.deactivated", "user.role_changed"]  # the second: no entry
 
 
 def test_user_changes_refused(client, db, admin_key, user_key):
     headers = auth(admin_key)
-    problem(client.put("/api/v1/admin/users/999999/role", json={"role": "viewer"},
-                       headers=headers), 404)
+    problem(
+        client.put("/api/v1/admin/users/999999/role", json={"role": "viewer"}, headers=headers), 404
+    )
     problem(client.post("/api/v1/admin/users/999999/deactivate", headers=headers), 404)
-    problem(client.put(f"/api/v1/admin/users/{admin_key.user_id}/role", json={"role": "boss"},
-                       headers=headers), 422, "role")
-    problem(client.post(f"/api/v1/admin/users/{admin_key.user_id}/deactivate", headers=headers),
-            409)
-    problem(client.put(f"/api/v1/admin/users/{admin_key.user_id}/role", json={"role": "viewer"},
-                       headers=headers), 409)
+    problem(
+        client.put(
+            f"/api/v1/admin/users/{admin_key.user_id}/role", json={"role": "boss"}, headers=headers
+        ),
+        422,
+        "role",
+    )
+    problem(
+        client.post(f"/api/v1/admin/users/{admin_key.user_id}/deactivate", headers=headers), 409
+    )
+    problem(
+        client.put(
+            f"/api/v1/admin/users/{admin_key.user_id}/role",
+            json={"role": "viewer"},
+            headers=headers,
+        ),
+        409,
+    )
     chief = user_key(role="super_admin")
-    problem(client.put(f"/api/v1/admin/users/{chief.user_id}/role", json={"role": "viewer"},
-                       headers=headers), 403)
+    problem(
+        client.put(
+            f"/api/v1/admin/users/{chief.user_id}/role", json={"role": "viewer"}, headers=headers
+        ),
+        403,
+    )
     problem(client.post(f"/api/v1/admin/users/{chief.user_id}/deactivate", headers=headers), 403)
     ada = user_key(role="viewer")
-    problem(client.put(f"/api/v1/admin/users/{ada.user_id}/role", json={"role": "super_admin"},
-                       headers=headers), 403)
+    problem(
+        client.put(
+            f"/api/v1/admin/users/{ada.user_id}/role", json={"role": "super_admin"}, headers=headers
+        ),
+        403,
+    )
     db.expire_all()
     assert db.get(User, chief.user_id).is_active and db.get(User, ada.user_id).role == "viewer"
 
@@ -206,15 +222,20 @@ def test_audit_entries_filter_by_action_prefix_and_text_and_page(client, admin_k
     client.put(f"/api/v1/admin/users/{ada.user_id}/role", json={"role": "viewer"}, headers=headers)
     users_only = client.get("/api/v1/admin/audit", params={"action": "user."}, headers=headers)
     actions = [e["action"] for e in users_only.json()["items"]]
-    assert actions[0] == "user.role_changed" and set(actions) == {"user.created",
-                                                                 "user.role_changed"}
+    assert actions[0] == "user.role_changed" and set(actions) == {
+        "user.created",
+        "user.role_changed",
+    }
     assert users_only.json()["items"][0]["user_id"] == admin_key.user_id
     lovelace = client.get(
         "/api/v1/admin/audit", params={"text": "LOVELACE"}, headers=headers
     ).json()["items"]
     assert {e["details"]["username"] for e in lovelace} == {"ada-lovelace"}
-    assert {e["action"] for e in lovelace} == {"user.created", "user.role_changed",
-                                              "api_key.issued"}
+    assert {e["action"] for e in lovelace} == {
+        "user.created",
+        "user.role_changed",
+        "api_key.issued",
+    }
     first = client.get("/api/v1/admin/audit", params={"limit": 2}, headers=headers).json()
     second = client.get(
         "/api/v1/admin/audit", params={"limit": 2, "cursor": first["next_cursor"]}, headers=headers
@@ -248,20 +269,29 @@ def traffic(db, admin_key, user_key):
     busy, quiet = user_key(), user_key()
     rows = []
     for n in range(10):
-        rows.append({
-            "endpoint": "/api/v1/experiments/{id}" if n < 7 else "/api/v1/experiments",
-            "method": "GET" if n < 7 else "POST",
-            "status_code": 500 if n in (3, 8) else 200,
-            "response_time_ms": float(n + 1),
-            "request_time": T0 + timedelta(minutes=n),
-            "api_key_id": busy.key_id if n < 6 else quiet.key_id if n < 9 else None,
-            "ip_address": "10.9.0.1",
-            "user_agent": "pfd-client",
-        })
+        rows.append(
+            {
+                "endpoint": "/api/v1/experiments/{id}" if n < 7 else "/api/v1/experiments",
+                "method": "GET" if n < 7 else "POST",
+                "status_code": 500 if n in (3, 8) else 200,
+                "response_time_ms": float(n + 1),
+                "request_time": T0 + timedelta(minutes=n),
+                "api_key_id": busy.key_id if n < 6 else quiet.key_id if n < 9 else None,
+                "ip_address": "10.9.0.1",
+                "user_agent": "pfd-client",
+            }
+        )
     request_log.record_requests(db, rows)
     for day, status in ((0, 200), (0, 404), (1, 200)):
-        api_keys.record_usage(db, busy.key_id, "/api/v1/experiments/{id}", "GET", status, 5,
-                              now=T0 + timedelta(days=day))
+        api_keys.record_usage(
+            db,
+            busy.key_id,
+            "/api/v1/experiments/{id}",
+            "GET",
+            status,
+            5,
+            now=T0 + timedelta(days=day),
+        )
     db.commit()
     return {"busy": busy, "quiet": quiet, "headers": auth(admin_key)}
 
@@ -299,9 +329,9 @@ def test_recent_requests_filter_and_page(client, traffic):
 
 def test_endpoint_metrics_timeline_and_figures(client, traffic):
     headers = traffic["headers"]
-    endpoints = client.get(
-        "/api/v1/admin/traffic/endpoints", params=SINCE, headers=headers
-    ).json()["items"]
+    endpoints = client.get("/api/v1/admin/traffic/endpoints", params=SINCE, headers=headers).json()[
+        "items"
+    ]
     assert [(e["endpoint"], e["requests"], e["failures"]) for e in endpoints] == [
         ("/api/v1/experiments/{id}", 7, 1),
         ("/api/v1/experiments", 3, 1),
@@ -337,8 +367,10 @@ def test_top_keys_and_one_keys_usage(client, traffic):
         headers=headers,
     ).json()
     assert (usage["requests"], usage["failures"]) == (3, 1)
-    assert [(d["day"], d["requests"]) for d in usage["days"]] == [("2026-03-02", 2),
-                                                                 ("2026-03-03", 1)]
+    assert [(d["day"], d["requests"]) for d in usage["days"]] == [
+        ("2026-03-02", 2),
+        ("2026-03-03", 1),
+    ]
     assert usage["endpoints"] == {"/api/v1/experiments/{id}": 3}
     problem(client.get("/api/v1/admin/traffic/keys/999999/usage", headers=headers), 404)
 

@@ -290,7 +290,9 @@ def test_openapi_31_describes_routes_security_and_problems(client):
         assert {"bearer": []} in op["security"] and {"apiKey": []} in op["security"], where
         for status in ("401", "403", "422", "429", "503"):
             content = op["responses"][status]["content"]
-            assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}, where  # noqa: E501
+            assert content == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }, where
         successes = [s for s in op["responses"] if s.startswith("2")]
         assert successes, where
         assert "RateLimit-Remaining" in op["responses"][successes[0]]["headers"], where

@@ -8,16 +8,11 @@ import io
 
 import pytest
 
-from api_support import auth
+from api_support import auth, problem
 
 pytest_plugins = ["api_support"]
 
 BASE = "/api/v1/experiments"
-
-
-@pytest.fixture
-def owner(user_key):
-    return user_key()
 
 
 @pytest.fixture
@@ -45,14 +40,6 @@ def epoch(n, **extra):
 
 def log(client, key, ident, rows):
     return client.post(f"{BASE}/{ident}/epochs", json={"epochs": rows}, headers=auth(key))
-
-
-def problem(response, status, field=None):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    if field is not None:
-        assert response.json().get("field") == field, response.json()
-    return response.json()
 
 
 def test_logging_a_batch_twice_changes_nothing(client, db, owner, experiment_id):

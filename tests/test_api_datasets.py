@@ -3,7 +3,7 @@ sees which; auth and error mappings."""
 
 from __future__ import annotations
 
-from api_support import auth
+from api_support import auth, problem
 
 pytest_plugins = ["api_support"]
 
@@ -18,14 +18,6 @@ def body(name="vibration", **extra):
         "file_path": "data/v.h5",
         **extra,
     }
-
-
-def problem(response, status, field=None):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    if field is not None:
-        assert response.json().get("field") == field, response.json()
-    return response.json()
 
 
 def test_register_read_and_list(client, user_key):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api_support import auth
+from api_support import auth, problem
 
 pytest_plugins = ["api_support"]
 
@@ -25,17 +25,6 @@ def dataset_id(db):
 def new(client, key, dataset, name="run-1", **extra):
     body = {"name": name, "model_type": "cnn1d", "dataset": dataset, "config": {"lr": 0.01}}
     return client.post(BASE, json={**body, **extra}, headers=auth(key))
-
-
-def problem(response, status, field=None):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    if field is not None:
-        assert body.get("field") == field, body
-    assert "Traceback" not in response.text and "SELECT" not in response.text
-    return body
 
 
 def test_create_read_list_delete(client, user_key, dataset_id):

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from api_support import auth
+from api_support import auth, problem
 
 pytest_plugins = ["api_support"]
 
 BASE = "/api/v1/jobs"
-
-
-def problem(response, status, field=None):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    if field is not None:
-        assert response.json().get("field") == field, response.json()
-    return response.json()
 
 
 @pytest.fixture
