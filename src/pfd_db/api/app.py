@@ -99,12 +99,13 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],
             expose_headers=[
-                "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "Retry-After",
             ],
         )
-    app.add_middleware(
-        RequestTiming, request_log=app.state.request_log, metrics=app.state.metrics
-    )
+    app.add_middleware(RequestTiming, request_log=app.state.request_log, metrics=app.state.metrics)
     proxies = [p for p in settings.server_trusted_proxies.split(",") if p]
     if proxies:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware

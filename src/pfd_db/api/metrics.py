@@ -45,9 +45,7 @@ class Metrics:
     ``scrape_addresses``: comma-separated addresses or networks (CIDR) that may
     read ``/metrics`` without a key (none by default)."""
 
-    def __init__(
-        self, engine: Engine, request_log: RequestLog, scrape_addresses: str = ""
-    ) -> None:
+    def __init__(self, engine: Engine, request_log: RequestLog, scrape_addresses: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.scrape_networks = parse_networks(scrape_addresses)
         self.requests = Counter(

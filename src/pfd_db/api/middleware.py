@@ -243,7 +243,9 @@ def _non_finite_number(body: bytes) -> ApiProblem | None:
     except ValueError as exc:
         if "is not a JSON number" in str(exc):
             return ApiProblem(
-                422, f"body: {exc}: NaN and Infinity are refused", slug="invalid-input",
+                422,
+                f"body: {exc}: NaN and Infinity are refused",
+                slug="invalid-input",
                 field="body",
             )
     return None

@@ -248,8 +248,7 @@ class RequestLog:
         with self.sessions() as session:
             kept = set(session.scalars(select(APIKey.id).where(APIKey.id.in_(wanted))))
         return [
-            row if row.get("api_key_id") in kept else {**row, "api_key_id": None}
-            for row in batch
+            row if row.get("api_key_id") in kept else {**row, "api_key_id": None} for row in batch
         ]
 
     def _one_by_one(self, batch: list[Row]) -> int:

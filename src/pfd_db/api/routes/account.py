@@ -65,9 +65,7 @@ def list_notifications(
         return log_page(rows, limit, Notification.of)
 
 
-@router.get(
-    "/notifications/unread-count", response_model=UnreadCount, responses=WITH_404
-)
+@router.get("/notifications/unread-count", response_model=UnreadCount, responses=WITH_404)
 def unread_count(request: Request, caller: Reader, user: UserParam = None) -> UnreadCount:
     """How many of the caller's notifications are unread."""
     with read_session(request) as session:

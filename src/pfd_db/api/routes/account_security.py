@@ -127,9 +127,7 @@ def login_history(
         return log_page(rows, limit, Login.of)
 
 
-@router.get(
-    "/security/sessions", response_model=Page[ActiveSession], responses=WITH_404
-)
+@router.get("/security/sessions", response_model=Page[ActiveSession], responses=WITH_404)
 def active_sessions(
     request: Request,
     caller: Reader,
@@ -143,9 +141,7 @@ def active_sessions(
         return short_list_page(rows, cursor, limit, ActiveSession.of, newest_first=True)
 
 
-@router.delete(
-    "/security/sessions/{session_id}", response_model=SessionRevoked, responses=WITH_404
-)
+@router.delete("/security/sessions/{session_id}", response_model=SessionRevoked, responses=WITH_404)
 def revoke_session(request: Request, caller: Owner, session_id: RowId) -> SessionRevoked:
     """Log out one of the caller's devices (``revoked`` is false if it had ended already)."""
     with write_session(request) as session:

@@ -81,9 +81,7 @@ def get_webhook(request: Request, caller: Reader, webhook_id: RowId) -> Webhook:
         return Webhook.of(_own(session, caller, webhook_id))
 
 
-@router.delete(
-    "/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=WITH_404
-)
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=WITH_404)
 def delete_webhook(request: Request, caller: Owner, webhook_id: RowId) -> Response:
     """Delete one of the caller's webhooks with its delivery log."""
     with write_session(request) as session:

@@ -89,9 +89,7 @@ def short_list_page(
     after = before_id(cursor)
     ordered = sorted(rows, key=lambda row: row.id, reverse=newest_first)
     if after is not None:
-        ordered = [
-            row for row in ordered if (row.id < after if newest_first else row.id > after)
-        ]
+        ordered = [row for row in ordered if (row.id < after if newest_first else row.id > after)]
     page = ordered[:limit]
     more = len(ordered) > limit
     return Page[Any](

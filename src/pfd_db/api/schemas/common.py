@@ -52,6 +52,4 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # The errors any authenticated route may answer with; add 404/409 per route.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses(
-    401, 403, 413, 422, 429, 503
-)
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 413, 422, 429, 503)
