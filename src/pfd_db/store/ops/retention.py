@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, column, delete, func, or_, select, table
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import Executable
 
 from pfd_db.config import Settings, get_settings
 from pfd_db.errors import InvalidInput
@@ -243,14 +244,31 @@ def _remove(
     if dry_run or total == 0:
         return total
     model = rule.model
-    batch = delete(model).where(model.id.in_(select(model.id).where(old).limit(size)))
-    removed = 0
+    batch = (
+        delete(model)
+        .where(model.id.in_(select(model.id).where(old).limit(size)))
+        .execution_options(synchronize_session=False)
+    )
+    return _delete_in_batches(
+        sessions, batch, size, 0, lambda n: progress(rule.table, n, max(total, n))
+    )
+
+
+def _delete_in_batches(
+    sessions: sessionmaker[Session],
+    batch: Executable,
+    size: int,
+    removed: int,
+    done: Callable[[int], None],
+) -> int:
+    """Run ``batch`` (a DELETE of at most ``size`` rows), a committed transaction
+    each time, until it removes fewer; ``removed`` plus the rows it removed, told to
+    ``done`` as it goes."""
     while True:
         with sessions() as session, session.begin():
-            deleted = session.execute(batch, execution_options={"synchronize_session": False})
-            count = int(deleted.rowcount)  # type: ignore[attr-defined]
+            count = int(session.execute(batch).rowcount)  # type: ignore[attr-defined]
         removed += count
-        progress(rule.table, removed, max(total, removed))
+        done(removed)
         if count < size:
             return removed
 
@@ -285,22 +303,20 @@ def _remove_by_partition(
         return total, tuple(whole)
     removed = 0
     dropped = []
+
+    def told(done: int) -> None:
+        progress(rule.table, done, max(total, done))
+
     for partition in whole:
         with sessions() as session, session.begin():
             rows = partitions.drop_partition(session, partition)
         dropped.append(replace(partition, rows=rows))
         removed += rows
-        progress(rule.table, removed, max(total, removed))
+        told(removed)
     for part in parts:
         old = part.c[key] < cutoff
         batch = delete(part).where(old, part.c.id.in_(select(part.c.id).where(old).limit(size)))
-        while True:
-            with sessions() as session, session.begin():
-                count = int(session.execute(batch).rowcount)  # type: ignore[attr-defined]
-            removed += count
-            progress(rule.table, removed, max(total, removed))
-            if count < size:
-                break
+        removed = _delete_in_batches(sessions, batch, size, removed, told)
     return removed, tuple(dropped)
 
 
