@@ -244,6 +244,16 @@ def fresh_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
         server.drop_database(name)
 
 
+
+@pytest.fixture
+def fresh_engine(fresh_url: str) -> Iterator[Engine]:
+    """An engine on :func:`fresh_url`'s empty database, disposed afterwards."""
+    from pfd_db.engine import make_engine
+
+    engine = make_engine(fresh_url)
+    yield engine
+    engine.dispose()
+
 def empty_tables(engine: Engine, metadata: MetaData) -> None:
     """Delete every row of every table in the database and restart the id counters.
 

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, inspect, select, text
 
@@ -20,13 +19,6 @@ from pgserver import worker_name
 
 HEAD = migrations.head_revision()
 FIRST = migrations.history()[0].revision
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def table_names(engine) -> set[str]:

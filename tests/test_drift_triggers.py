@@ -9,17 +9,9 @@ from sqlalchemy import text
 
 from cli_support import pfd_db
 from pfd_db import migrations
-from pfd_db.engine import make_engine
 from pfd_db.errors import SchemaDrift
 from pfd_db.migrations.compare import expected_functions, expected_triggers
 from pfd_db.models import Base
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def live_triggers(engine) -> set[str]:

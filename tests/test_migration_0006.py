@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import inspect, text
 
 from factories import insert_row
 from pfd_db import migrations
-from pfd_db.engine import make_engine
 
 ADDED = {
     "api_request_logs": {
@@ -25,13 +23,6 @@ ADDED = {
     "system_logs": {"idx_system_log_action_time"},
 }
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def indexes(engine) -> dict[str, set[str]]:

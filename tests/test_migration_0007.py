@@ -11,20 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from cli_support import pfd_db
 from factories import insert_row
 from pfd_db import migrations
-from pfd_db.engine import make_engine
 from pfd_db.errors import Conflict, MigrationError
 from pfd_db.models import User
 from pfd_db.store.identity import users
 
 INDEXES = {"ux_users_username_lower", "ux_users_email_lower"}
 PASSWORD = "a long enough passphrase"
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def case_indexes(engine) -> set[str]:

@@ -10,14 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from factories import insert_row
 from pfd_db import migrations
-from pfd_db.engine import make_engine
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def columns(engine) -> set[str]:

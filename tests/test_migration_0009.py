@@ -3,22 +3,13 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import bindparam, inspect, text
 
 from factories import insert_row
 from pfd_db import migrations
-from pfd_db.engine import make_engine
 from pfd_db.types import StringList
 
 WINDOW = {"rate_window_start", "rate_window_count"}
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def columns(engine) -> set[str]:

@@ -14,19 +14,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from pfd_db import migrations
-from pfd_db.engine import make_engine
 from pfd_db.errors import MigrationError, SchemaDrift, UnversionedDatabase
 from pfd_db.migrations.revisions import downgrade_loses_data, plan_downgrade
 from pfd_db.models import Base
 
 FAILING_REVISION_DIR = Path(__file__).parent / "failing_revision"
-
-
-@pytest.fixture
-def fresh_engine(fresh_url):
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
 
 
 def table_names(engine) -> set[str]:

@@ -328,15 +328,6 @@ def test_roll_up_periods_takes_period_starts_only(db, bad):
 # --- revision 0010 -------------------------------------------------------------------
 
 
-@pytest.fixture
-def fresh_engine(fresh_url):
-    from pfd_db.engine import make_engine
-
-    engine = make_engine(fresh_url)
-    yield engine
-    engine.dispose()
-
-
 def test_0010_adds_the_two_tables_and_goes_back_keeping_logs_and_summaries(fresh_engine):
     from pfd_db import migrations
 
