@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData
     from sqlalchemy.orm import Session
 
+# Shared helpers whose asserts should explain themselves as the tests' own do.
+pytest.register_assert_rewrite("api_support", "cli_support", "probes")
+
+
 # Settings for the whole suite, before pfd_db reads them: a throwaway instance key
 # and cheap argon2 parameters (the benchmarks and production keep the defaults).
 os.environ.setdefault("PFD_DB_SECRET_KEY", "LFd7TlRSdWR5dW9ycFctSW5mVUw2WTIzT1JqTFRGOHA=")
