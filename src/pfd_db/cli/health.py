@@ -251,7 +251,11 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
         counts = row_counts(engine)
         partitioned = partitions_of(engine)
         pooled = engine.dialect.name == "postgresql" and behind_pgbouncer(engine)
-        replicas = replica_status(engine) if engine.dialect.name == "postgresql" else []
+        replicas = (
+            replica_status(engine)
+            if engine.dialect.name == "postgresql"
+            else unusable_replicas(engine.dialect.name)
+        )
         key = key_health()
         settings = get_settings()
         shown = target_of(url).shown
@@ -309,6 +313,29 @@ def describe_replica(replica: dict[str, Any]) -> str:
     lag = replica["lag_seconds"]
     behind = "lag unknown" if lag is None else f"lag {lag:.1f} s"
     return f"in use, {behind}" if replica["in_use"] else f"skipped: {replica['problem']}"
+
+
+def unusable_replicas(dialect: str) -> list[dict[str, Any]]:
+    """The replicas of ``PFD_DB_REPLICA_URLS`` for a database that is not
+    PostgreSQL: none can be used (pfd-db serve refuses them), each with why."""
+    from sqlalchemy.engine import make_url
+
+    from pfd_db.replicas import configured_urls
+
+    problem = (
+        f"read replicas need a PostgreSQL primary and the database is {dialect}: "
+        "unset PFD_DB_REPLICA_URLS"
+    )
+    return [
+        {
+            "url": make_url(url).render_as_string(hide_password=True),
+            "reachable": False,
+            "lag_seconds": None,
+            "in_use": False,
+            "problem": problem,
+        }
+        for url in configured_urls()
+    ]
 
 
 def server_version(engine: Engine) -> str:

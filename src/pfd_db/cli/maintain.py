@@ -81,7 +81,7 @@ def maintain(
         say(describe_rollup(done))
     if not tables:
         say(
-            "nothing to do: no log table is partitioned"
+            "no partitions to create: no log table is partitioned"
             + (" (SQLite)" if dialect == "sqlite" else " (run pfd-db migrate to partition them)")
         )
         return

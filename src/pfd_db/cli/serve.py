@@ -60,6 +60,7 @@ def serve(
     from pfd_db.cli.output import say
     from pfd_db.config import get_settings
     from pfd_db.errors import ConfigurationError
+    from pfd_db.replicas import configured_urls
 
     settings = get_settings()
     target = target_of(url)
@@ -68,6 +69,11 @@ def serve(
         raise ConfigurationError(
             f"--workers {count}: a SQLite database is served by one worker process: "
             "use --workers 1, or PostgreSQL for several"
+        )
+    if target.path is not None and configured_urls():
+        raise ConfigurationError(
+            "PFD_DB_REPLICA_URLS: read replicas need a PostgreSQL primary and "
+            f"{target.described} is SQLite: unset PFD_DB_REPLICA_URLS"
         )
     with database(url, WRITE):
         pass  # checked: reachable, writable, at head

@@ -205,12 +205,12 @@ def drop_partition(session: Session, partition: Partition) -> int:
     _partitionable(partition.table, "partition")
     if session.get_bind().dialect.name != "postgresql":
         return 0
+    _take_turns(session)  # first: a run that held the turn may have dropped it meanwhile
     exists, parent = session.execute(text(PARENT), {"name": partition.name}).one()
     if not exists:
         return 0
     if parent != partition.table or partition.name == f"{partition.table}_default":
         raise InvalidInput(f"partition: {shown(partition.name)} is no monthly one of {parent}")
-    _take_turns(session)
     table, name = _quoted(session, partition.table), _quoted(session, partition.name)
     rows = _count(session, partition.name)
     with _lock_timeout(session, partition.table):
