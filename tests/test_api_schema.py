@@ -90,7 +90,9 @@ def exercise(operation, headers: dict[str, str], failures: list[str]):
         database=None,
         derandomize=True,
         phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
+        # Generating a case from the larger request schemas can take over Hypothesis's
+        # time budget on a loaded shared machine; the other health checks stay on.
+        suppress_health_check=[HealthCheck.too_slow],
     )
     @given(case=operation.as_strategy())
     def run(case) -> None:
