@@ -7,6 +7,9 @@ the first one moves it: the others update no row, re-read it and get
 :class:`InvalidTransition` naming the status it has now. No lock is taken
 beforehand; the statement is the check. The caller's object shows the stored
 row afterwards (``RETURNING`` it, or re-reading it on a refusal).
+
+The same guarded statement serves every other conditional change: of one loaded
+row (:func:`update_if`) or of the rows a condition finds (:func:`update_where`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Enum, inspect, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from pfd_db.errors import InvalidTransition, NotFound
 from pfd_db.models import Base
@@ -80,6 +84,29 @@ def update_if(session: Session, row: Base, *conditions: ColumnElement[bool], **v
         statement, execution_options={"synchronize_session": False, "populate_existing": True}
     )
     return updated.scalars().one_or_none() is not None
+
+
+def update_where(
+    session: Session, model: type[Base], *conditions: ColumnElement[bool], **values: Any
+) -> int:
+    """Set ``values`` on every stored ``model`` row that meets ``conditions``; how
+    many it did. One ``UPDATE ... WHERE <conditions> RETURNING id``, the change of
+    many rows (or of one not loaded) as :func:`update_if` is of one loaded row: a
+    row another session changed first so that it no longer meets ``conditions``
+    is neither changed nor counted. This session's objects of the changed rows
+    are expired, so that they show the stored row when next read."""
+    if not conditions:
+        raise ValueError("update_where needs at least one condition")
+    session.flush()  # the rows as the session holds them, before the database answers for them
+    changed = session.scalars(
+        update(model).where(*conditions).values(values).returning(model.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    for key in changed:
+        held = session.identity_map.get(identity_key(model, key))
+        if held is not None:
+            session.expire(held)
+    return len(changed)
 
 
 def reread(session: Session, row: R, *, lock: bool = False) -> R:

@@ -25,7 +25,8 @@ from pfd_db.store.identity.credentials import optional_client_text, presented
 from pfd_db.store.identity.logins import USER_AGENT_LENGTH, address
 from pfd_db.store.ops import audit
 from pfd_db.store.remote_text import storable
-from pfd_db.store.writes import load, take_write_lock
+from pfd_db.store.status import update_where
+from pfd_db.store.writes import load
 from pfd_db.types import utc_or_now, utcnow
 
 TOKEN_BYTES = 32
@@ -170,15 +171,16 @@ def _session_of(session: Session, user: User, record: SessionLog | int, field: s
 
 
 def _end(session: Session, where: ColumnElement[bool]) -> int:
-    """Mark the active sessions matching ``where`` ended; how many there were."""
-    take_write_lock(session)  # SQLite: a concurrent end does not count them again
-    records = session.scalars(select(SessionLog).where(SessionLog.is_active.is_(True), where)).all()
-    now = utcnow()
-    for record in records:
-        record.is_active = False
-        record.logged_out_at = now
-    session.flush()
-    return len(records)
+    """Mark the active sessions matching ``where`` ended; how many there were (a
+    concurrent end does not count them again: the UPDATE's condition is the check)."""
+    return update_where(
+        session,
+        SessionLog,
+        SessionLog.is_active.is_(True),
+        where,
+        is_active=False,
+        logged_out_at=utcnow(),
+    )
 
 
 def _live(now: datetime) -> tuple[ColumnElement[bool], ...]:
