@@ -34,10 +34,9 @@ import re
 import secrets
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, cast
 
 import pyotp
-from sqlalchemy import CursorResult, Executable, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
@@ -50,6 +49,7 @@ from pfd_db.store.identity.logins import Attempt, address, recent_failures, reco
 from pfd_db.store.ops import audit
 from pfd_db.store.ops.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
 from pfd_db.store.own_transaction import in_own_transaction
+from pfd_db.store.status import update_if, update_where
 from pfd_db.store.validation import require_count
 from pfd_db.store.writes import load, take_write_lock
 from pfd_db.types import utc_or_now
@@ -216,14 +216,10 @@ def _matching_step(secret: str, digits: str, now: datetime) -> int | None:
 
 
 def _claim_step(session: Session, user: User, step: int) -> bool:
-    """Record ``step`` as ``user``'s last used one, if it is later than the last."""
-    claim = (
-        update(User)
-        .where(User.id == user.id)
-        .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step)
-    )
-    return _rows_changed(session, claim) == 1
+    """Record ``step`` as ``user``'s last used one, if it is later than the last
+    (a compare-and-set: of two sessions claiming one step, only the first does)."""
+    later = or_(User.totp_last_step.is_(None), User.totp_last_step < step)
+    return update_if(session, user, later, totp_last_step=step)
 
 
 # --- backup codes --------------------------------------------------------------
@@ -298,13 +294,17 @@ def _normalised_backup_code(code: str) -> str | None:
 def _consume(session: Session, code_hashes: list[str], attempt: Attempt) -> bool:
     """Mark the unused code of ``attempt``'s user whose hash is one of
     ``code_hashes`` used, if there is one."""
-    consume = (
-        update(BackupCode)
-        .where(BackupCode.user_id == attempt.user_id, BackupCode.code_hash.in_(code_hashes))
-        .where(BackupCode.is_used.is_(False))
-        .values(is_used=True, used_at=attempt.now, ip_address=address(attempt.ip))
+    used = update_where(
+        session,
+        BackupCode,
+        BackupCode.user_id == attempt.user_id,
+        BackupCode.code_hash.in_(code_hashes),
+        BackupCode.is_used.is_(False),
+        is_used=True,
+        used_at=attempt.now,
+        ip_address=address(attempt.ip),
     )
-    return _rows_changed(session, consume) == 1
+    return used == 1
 
 
 def _new_codes(n: int) -> list[str]:
@@ -343,10 +343,3 @@ def _settle(session: Session, attempt: Attempt, failure: str | None) -> None:
 def _record(session: Session, attempt: Attempt, failure: str | None) -> None:
     """Record the attempt so that it outlasts a rollback of ``session``."""
     in_own_transaction(session, partial(record_attempt, attempt=attempt, reason=failure))
-
-
-def _rows_changed(session: Session, statement: Executable) -> int:
-    """Run a conditional UPDATE, keeping loaded objects in step (their new values
-    are fetched back); the number of rows it changed."""
-    result = session.execute(statement, execution_options={"synchronize_session": "fetch"})
-    return cast("CursorResult[Any]", result).rowcount
