@@ -1,8 +1,10 @@
-"""pfd_db.target: URL forms and masking, SQLite file URIs of odd paths, client
-programs' arguments, reachability and the instance key's place, on both dialects."""
+"""pfd_db.target: URL forms and masking, SQLite file URIs of odd paths and side
+files, client programs' arguments, reachability, the instance key's place, what
+tells databases apart and the same database on another server, on both dialects."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -15,15 +17,23 @@ from sqlalchemy.exc import DBAPIError
 from pfd_db.engine import make_engine
 from pfd_db.errors import DatabaseUnavailable
 from pfd_db.target import (
+    SQLITE_MAGIC,
+    as_text,
+    command_url,
+    first_line,
+    identity,
     instance_key_path,
     locate,
     mask_password,
     normalise_url,
+    on_server,
     parse_url,
+    sqlite_side_file,
+    sqlite_side_files,
     sqlite_uri,
     verify_reachable,
 )
-from pgserver import find_bindir
+from pgserver import PostgresServer, find_bindir
 
 ODD_NAMES = [
     "with space.db",
@@ -200,3 +210,113 @@ def test_client_programs_reach_the_database_with_the_password_only_in_the_enviro
     done = subprocess.run(command.argv, env=command.environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (expected if not target.sqlite else f"in {expected}")
+
+
+def test_a_socket_directory_is_shown_readable_and_still_parses():
+    given = "postgresql://u:topsecret@/db?host=/run/pfd%20pg&password=topsecret"
+    shown = mask_password(given)
+    assert shown == "postgresql://u:***@/db?host=/run/pfd+pg&password=***"
+    assert parse_url(shown).query["host"] == "/run/pfd pg"
+    assert mask_password("postgresql://a%2Fb:pw@h/db") == "postgresql://a%2Fb:***@h/db"
+
+
+def test_the_full_text_of_a_url_parses_back_to_it_password_included():
+    url = parse_url("postgresql://u:p%40ss w@h:6/db?sslmode=require")
+    assert parse_url(as_text(url)) == url
+    assert url.password == "p@ss w"
+
+
+def test_one_database_has_one_identity_however_its_url_spells_it(tmp_path, monkeypatch):
+    path = tmp_path / "what?.db"
+    make_sqlite_file(path)
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    spellings = [sqlite_uri(path), f"sqlite:///{link}", "sqlite:///link.db", sqlite_uri(link, "rw")]
+    assert {identity(url) for url in spellings} == {str(path)}
+    assert identity(f"sqlite:///{tmp_path / 'other.db'}") != str(path)
+    first = identity("postgresql://u:topsecret@h/db")
+    assert first == identity("postgres://u:other@h/db") == identity("postgresql+psycopg://u@h/db")
+    assert "topsecret" not in first
+    assert first != identity("postgresql://u@h/db2") != identity("postgresql://u@h2/db")
+
+
+def test_the_same_database_on_another_server_keeps_the_options_not_the_address():
+    given = parse_url("postgresql://app:pw@bouncer:6432/db?sslmode=require&host=x&hostaddr=1.2.3.4")
+    moved = on_server(given, database="real", username="app", host="10.0.0.5", port=5433)
+    assert (moved.host, moved.port, moved.database, moved.password) == (
+        "10.0.0.5",
+        5433,
+        "real",
+        "pw",
+    )
+    assert dict(moved.query) == {"sslmode": "require"}
+    assert moved.drivername == "postgresql+psycopg"
+    other = on_server(
+        given, database="real", username="owner", socket_directory="/run/pg", port=5433
+    )
+    assert (other.host, other.port, other.password, other.username) == (None, None, None, "owner")
+    assert dict(other.query) == {"sslmode": "require", "host": "/run/pg", "port": "5433"}
+    usual = on_server(given, database="real", username="app", socket_directory="/run/pg", port=5432)
+    assert dict(usual.query) == {"sslmode": "require", "host": "/run/pg"}
+
+
+def test_a_url_moved_to_the_real_server_reaches_the_same_database(dialect, db_url, request):
+    if dialect == "sqlite":
+        assert on_server(parse_url(db_url), database="x", username="u").database == "x"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    given = parse_url("postgresql://postgres:pw@nowhere.invalid:9/wrong?application_name=moved")
+    moved = on_server(
+        given,
+        database=str(parse_url(db_url).database),
+        username="postgres",
+        socket_directory=str(server.sockdir),
+    )
+    engine = make_engine(moved)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT current_database(), current_setting('application_name')")
+            ).one()
+    finally:
+        engine.dispose()
+    assert tuple(row) == (parse_url(db_url).database, "moved")
+
+
+def test_the_side_files_and_header_are_the_ones_sqlite_writes(tmp_path):
+    path = tmp_path / "pfd.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.execute("INSERT INTO t VALUES ('x')")
+    conn.commit()
+    try:
+        assert path.read_bytes()[: len(SQLITE_MAGIC)] == SQLITE_MAGIC
+        assert sqlite_side_file(path, "wal").exists()
+        assert sqlite_side_file(path, "shm").exists()
+    finally:
+        conn.close()
+    assert sqlite_side_files(path) == (
+        tmp_path / "pfd.db-wal",
+        tmp_path / "pfd.db-shm",
+        tmp_path / "pfd.db-journal",
+    )
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_a_suggested_command_names_the_same_file(tmp_path, name):
+    path = tmp_path / name
+    given = command_url(sqlite_uri(path, "ro"))
+    (unquoted,) = shlex.split(given)
+    assert locate(unquoted).path == path
+
+
+def test_a_suggested_command_never_holds_a_password():
+    given = command_url("postgresql://u:topsecret@h:6/db?sslmode=require&password=topsecret")
+    assert given == "'postgresql://u@h:6/db?sslmode=require'"
+
+
+def test_the_first_line_of_a_message_or_the_type_when_it_is_empty():
+    assert first_line(ValueError("  first\nsecond")) == "first"
+    assert first_line(ValueError()) == "ValueError"

@@ -25,12 +25,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from pfd_db.config import get_settings
 from pfd_db.errors import ConfigurationError
 from pfd_db.target import instance_key_path
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 def sha256_hex(value: str) -> str:
@@ -43,10 +47,10 @@ def random_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-_database_url: str | None = None  # set by session.configure; None: the settings' URL
+_database_url: str | URL | None = None  # set by session.configure; None: the settings' URL
 
 
-def follow_database(url: str | None) -> None:
+def follow_database(url: str | URL | None) -> None:
     """Look for the default key file beside ``url``'s database from now on (None:
     beside the settings' database again). Called by :func:`pfd_db.session.configure`."""
     global _database_url
@@ -71,7 +75,7 @@ def key_file_path() -> Path | None:
     settings = get_settings()
     if settings.secret_key_file is not None:
         return settings.secret_key_file
-    return instance_key_path(_database_url or settings.url)
+    return instance_key_path(settings.url if _database_url is None else _database_url)
 
 
 def create_key_file(path: Path) -> bool:

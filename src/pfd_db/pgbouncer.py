@@ -49,7 +49,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from pfd_db.errors import ThroughPgBouncer
-from pfd_db.target import mask_password
+from pfd_db.target import mask_password, on_server
 
 DETECTED = "pfd_pgbouncer"
 """Connection-record info key: whether the connection is taken to go through
@@ -58,7 +58,6 @@ PgBouncer (set on each connection of a PostgreSQL engine)."""
 NO_PREPARED_STATEMENTS: dict[str, Any] = {"prepare_threshold": None}
 """psycopg's connect arguments that turn server-side prepared statements off."""
 
-DEFAULT_PORT = "5432"
 _PROBE = "SELECT pg_backend_pid()"
 _WHERE = (
     "SELECT host(inet_server_addr()), inet_server_port(), "
@@ -207,7 +206,7 @@ def refuse_through_pgbouncer(bind: Engine | Connection, what: str) -> None:
         return
     given = bind.engine.url
     direct = _direct_url(bind, given)
-    shown = mask_password(direct).replace("%2F", "/") if direct else ""  # a socket's path
+    shown = mask_password(direct) if direct else ""
     instead = f"e.g. {shown}, as PgBouncer reaches it" if direct else "not PgBouncer"
     raise ThroughPgBouncer(
         f"{what} cannot run through PgBouncer ({mask_password(given)}): point --url "
@@ -229,23 +228,21 @@ def _direct_url(connection: Connection, given: URL) -> URL | None:
     finally:
         if began:
             connection.rollback()
-    query = {k: v for k, v in given.query.items() if k not in ("host", "port", "hostaddr")}
-    if address is None:  # a Unix socket: its directory goes in the query
-        directory = str(sockets).split(",")[0].strip()
-        if not directory:
-            return None
-        query["host"] = directory
-        if str(socket_port) != DEFAULT_PORT:
-            query["port"] = str(socket_port)
-        host, port = None, None
-    else:
-        host = str(address)
-    return URL.create(
-        given.drivername,
-        username=role,
-        password=given.password if role == given.username else None,
-        host=host,
-        port=None if port is None else int(port),
+    if address is not None:
+        return on_server(
+            given,
+            database=database,
+            username=role,
+            host=str(address),
+            port=None if port is None else int(port),
+        )
+    directory = str(sockets).split(",")[0].strip()  # a Unix socket: its directory
+    if not directory:
+        return None
+    return on_server(
+        given,
         database=database,
-        query=query,
+        username=role,
+        port=int(socket_port),
+        socket_directory=directory,
     )

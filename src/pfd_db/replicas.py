@@ -50,7 +50,7 @@ from sqlalchemy.exc import DBAPIError
 from pfd_db.config import get_settings
 from pfd_db.engine import make_engine, read_only
 from pfd_db.errors import ConfigurationError
-from pfd_db.target import mask_password
+from pfd_db.target import identity, mask_password
 
 logger = logging.getLogger("pfd_db.replicas")
 
@@ -331,7 +331,7 @@ def router_for(primary: Engine) -> Router | None:
         return None
     _require_postgresql(primary)
     key = (
-        primary.url.render_as_string(hide_password=True),
+        identity(primary.url),
         settings.replica_urls,
         settings.replica_max_lag_seconds,
     )

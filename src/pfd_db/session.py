@@ -58,7 +58,7 @@ def configure(url: str | None = None, engine: Engine | None = None) -> Engine:
         _engine, _owned = (engine, False) if engine is not None else (make_engine(url), True)
         SessionLocal.configure(bind=_engine)
         if url is not None or engine is not None:
-            crypto.follow_database(_engine.url.render_as_string(hide_password=False))
+            crypto.follow_database(_engine.url)
         return _engine
 
 

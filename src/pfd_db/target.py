@@ -5,13 +5,16 @@ psycopg 3), masked for display, and turned into what each user needs: the
 SQLite file and the ``file:`` URI that opens it read-only (or writable), the
 argv and libpq environment of a client program (``psql``, ``pg_dump``,
 ``sqlite3``: the password only in the environment), the location of the
-instance key beside a SQLite file, and a check that the database answers.
-Nothing else in pfd-db builds any of these.
+instance key beside a SQLite file, the names of a SQLite file's side files
+and its header, what tells two databases apart (:func:`identity`), the same
+database on another server (:func:`on_server`), and a check that the database
+answers. Nothing else in pfd-db builds any of these.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +33,16 @@ SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 """The database each backend is reached through: the standard library's sqlite3, psycopg 3."""
 URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DBNAME"
 IN_MEMORY = (None, "", ":memory:")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+SideFile = Literal["wal", "shm", "journal"]
+"""A file SQLite keeps beside a database: its write-ahead log, the WAL index, the
+rollback journal."""
 Mode = Literal["ro", "ro-immutable", "rw", "rwc"]
 """How a SQLite file is opened: read-only (``immutable``: nothing can change it,
 not even its WAL index), read-write, or read-write and created if missing."""
 
+DEFAULT_PG_PORT = 5432
 PG_ENVIRONMENT = {
     "host": "PGHOST",
     "port": "PGPORT",
@@ -86,7 +95,56 @@ def mask_password(url: str | URL) -> str:
         return "<unparseable URL>"
     if "password" in parsed.query:
         parsed = parsed.update_query_dict({"password": "MASKED"})
-    return parsed.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
+    shown = parsed.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
+    base, question, query = shown.partition("?")
+    return base + question + query.replace("%2F", "/")  # a socket directory, readable
+
+
+def as_text(url: URL) -> str:
+    """``url`` as text, password included, for a library that takes only text
+    (Alembic's offline mode). Never show it: :func:`mask_password` is for that."""
+    return url.render_as_string(hide_password=False)
+
+
+def identity(url: str | URL) -> str:
+    """What tells databases apart, for a cache key or a same-database check: a
+    SQLite file by its resolved path (however the URL spells it: relative, a
+    ``file:`` URI, through a symlink), anything else by its normalised URL without
+    any password (in the user info or the query). Holds no secret."""
+    target = locate(url)
+    if target.path is not None:
+        return str(target.path.resolve())
+    return as_text(target.url._replace(password=None).difference_update_query(["password"]))
+
+
+def on_server(
+    given: URL,
+    *,
+    database: str,
+    username: str,
+    host: str | None = None,
+    port: int | None = None,
+    socket_directory: str | None = None,
+) -> URL:
+    """``database`` as ``username`` on another server than ``given`` names, with
+    ``given``'s driver and query options: at ``host``:``port``, or through the Unix
+    socket in ``socket_directory`` (the port then goes in the query, unless it is
+    libpq's default). ``given``'s password is kept only for the same user."""
+    query = {k: v for k, v in given.query.items() if k not in ("host", "port", "hostaddr")}
+    if socket_directory is not None:
+        query["host"] = socket_directory
+        if port is not None and port != DEFAULT_PG_PORT:
+            query["port"] = str(port)
+        host, port = None, None
+    return URL.create(
+        given.drivername,
+        username=username,
+        password=given.password if username == given.username else None,
+        host=host,
+        port=port,
+        database=database,
+        query=query,
+    )
 
 
 @dataclass(frozen=True)
@@ -191,13 +249,50 @@ def _sqlite_file_named(url: URL) -> str | None:
     return name
 
 
-def sqlite_uri(path: Path, mode: Mode = "ro") -> URL:
-    """The URL opening the SQLite file ``path`` as a ``file:`` URI in ``mode``: the
-    path percent-encoded, so spaces, ``?``, ``#``, ``%`` and any Unicode stay in it."""
-    query = {"mode": mode.removesuffix("-immutable"), "uri": "true"}
+def sqlite_uri(path: Path, mode: Mode | None = "ro") -> URL:
+    """The URL opening the SQLite file ``path`` as a ``file:`` URI in ``mode`` (None:
+    as the program opening it decides): the path percent-encoded, so spaces, ``?``,
+    ``#``, ``%`` and any Unicode stay in it."""
+    query = {"uri": "true"}
+    if mode is not None:
+        query["mode"] = mode.removesuffix("-immutable")
     if mode == "ro-immutable":
         query["immutable"] = "1"
     return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
+
+
+def command_url(url: str | URL) -> str:
+    """``url`` as an argument of a suggested ``pfd-db`` command, one that ``--url``
+    and ``--to`` accept as written: a SQLite file as ``sqlite:////abs/path`` (or as
+    a ``file:`` URI when its path would not survive a plain URL), a server's URL
+    without any password (libpq finds it in PGPASSWORD or ``~/.pgpass``); quoted
+    for a POSIX shell when it needs to be."""
+    target = locate(url)
+    if target.path is not None:
+        plain = f"sqlite:///{target.path}"
+        try:
+            kept = locate(plain).path == target.path
+        except DatabaseUnavailable:
+            kept = False
+        if not kept:
+            plain = as_text(sqlite_uri(target.path, None))
+        return shlex.quote(plain)
+    given = target.url
+    server = URL.create(
+        "postgresql", given.username, None, given.host, given.port, given.database, given.query
+    ).difference_update_query(["password"])
+    return shlex.quote(as_text(server))
+
+
+def sqlite_side_file(path: str | Path, kind: SideFile) -> Path:
+    """The ``kind`` side file SQLite keeps beside the database file ``path``."""
+    return Path(f"{path}-{kind}")
+
+
+def sqlite_side_files(path: str | Path) -> tuple[Path, ...]:
+    """Every side file SQLite may keep beside the database file ``path``: its
+    write-ahead log, WAL index and rollback journal."""
+    return tuple(sqlite_side_file(path, kind) for kind in ("wal", "shm", "journal"))
 
 
 def key_beside(file: str | Path) -> Path:
@@ -220,7 +315,7 @@ def verify_reachable(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.exec_driver_sql(probe)
     except DBAPIError as exc:
-        raise DatabaseUnavailable(unreachable(target, _first_line(exc.orig))) from None
+        raise DatabaseUnavailable(unreachable(target, first_line(exc.orig))) from None
 
 
 def unreachable(target: Target, reason: str) -> str:
@@ -235,6 +330,7 @@ def unreachable(target: Target, reason: str) -> str:
     return f"cannot open the database {target.path} ({reason}): check the file, or pass --url"
 
 
-def _first_line(value: object) -> str:
+def first_line(value: object) -> str:
+    """The first line of ``value``'s text (its type's name when it has none)."""
     text = str(value).strip()
     return text.splitlines()[0].strip() if text else type(value).__name__

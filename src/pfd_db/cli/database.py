@@ -158,7 +158,7 @@ def check_file(path: Path, access: Access) -> None:
 @contextmanager
 def _engine(target: Target, *, writable: bool) -> Iterator[Engine]:
     """An engine on ``target``, checked to be reachable. Read-only: SQLite is opened
-    with ``mode=ro`` (and ``immutable`` when it cannot be written at all), and the
+    read-only (and immutable when it cannot be written at all), and the
     engine refuses writes. Writable: an existing SQLite file is never re-created."""
     from pfd_db.engine import make_engine, read_only
     from pfd_db.target import verify_reachable
@@ -174,13 +174,14 @@ def _engine(target: Target, *, writable: bool) -> Iterator[Engine]:
 def _mode(path: Path | None, writable: bool) -> Mode:
     """How to open the SQLite file ``path``, so that a read never creates a file."""
     from pfd_db.cli.sqlite_files import wal_without_readers
+    from pfd_db.target import sqlite_side_file
 
     if path is None or writable:
         return "rw" if path is None or path.exists() else "rwc"
     if os.access(path.parent, os.W_OK) and wal_without_readers(path):
         return "rw"  # so that it removes its -wal/-shm; read_only() refuses writes
     if os.access(path, os.W_OK) and (
-        os.access(path.parent, os.W_OK) or Path(f"{path}-shm").exists()
+        os.access(path.parent, os.W_OK) or sqlite_side_file(path, "shm").exists()
     ):
         return "ro"
     return "ro-immutable"  # nothing can write it (nor its WAL index): read it as it is
@@ -215,8 +216,8 @@ def unknown_revision(state: DatabaseState) -> str:
     from pfd_db import __version__
 
     return (
-        f"the database is at revision {state.current}, which this pfd-db ({__version__}, "
-        f"head {state.head}) does not know: upgrade pfd-db, or pass --url"
+        f"the database is at unknown revision {state.current} (this pfd-db, {__version__}, "
+        f"knows up to {state.head}): upgrade pfd-db, or pass --url"
     )
 
 

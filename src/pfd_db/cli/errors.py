@@ -119,14 +119,14 @@ def describe_failure(exc: BaseException) -> str | None:
 
     if isinstance(exc, PfdDbError | CommandFailed):
         return str(exc)
+    from pfd_db.target import URL_FORMS, first_line  # loads SQLAlchemy: only for the rest
+
     if "sqlalchemy" in sys.modules:
         from sqlalchemy import exc as sa
 
         if isinstance(exc, sa.DBAPIError):
             return database_refusal(exc)
         if isinstance(exc, sa.NoSuchModuleError | sa.ArgumentError):
-            from pfd_db.target import URL_FORMS
-
             return f"unusable database URL: {first_line(exc)}: use {URL_FORMS}"
     if "sqlite3" in sys.modules:  # the driver's own errors, outside SQLAlchemy (backups)
         import sqlite3
@@ -146,15 +146,11 @@ def describe_failure(exc: BaseException) -> str | None:
 
 def database_refusal(exc: Exception) -> str:
     """What the database said, on one line, with what to do about it."""
+    from pfd_db.target import first_line
+
     reason = first_line(getattr(exc, "orig", None) or exc)
     if "readonly" in reason or "read-only" in reason:
         return f"the database is read-only ({reason}): make it writable, or only read from it"
     if "database is locked" in reason:
         return f"the database is busy ({reason}): another process holds its write lock; retry"
     return f"the database refused the operation: {reason}"
-
-
-def first_line(value: object) -> str:
-    """The first line of ``value``'s text (its type's name when it has none)."""
-    text = str(value).strip()
-    return text.splitlines()[0].strip() if text else type(value).__name__

@@ -70,11 +70,12 @@ def migrate(
 ) -> None:
     """Upgrade the schema to head (or --to REV). Running it again is a no-op."""
     from pfd_db import migrations
+    from pfd_db.target import as_text
 
     if sql:
         with url_in_settings(url):
             target = target_of(url)
-        print(migrations.offline_sql(target.url.render_as_string(False), to), end="")
+        print(migrations.offline_sql(as_text(target.url), to), end="")
         return
     if adopt:
         check_adoptable(url)

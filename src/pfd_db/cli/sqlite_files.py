@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
+from pfd_db.target import SQLITE_MAGIC, sqlite_side_file
+
 WAL_VERSIONS = b"\x02\x02"  # file format write and read versions 2: WAL mode
 
 
@@ -23,5 +24,5 @@ def wal_without_readers(path: Path) -> bool:
     return (
         header[:16] == SQLITE_MAGIC
         and header[18:20] == WAL_VERSIONS
-        and not Path(f"{path}-wal").exists()
+        and not sqlite_side_file(path, "wal").exists()
     )

@@ -48,7 +48,7 @@ from pfd_db.portability.rows import (
     write_rows,
 )
 from pfd_db.progress import Progress, no_progress
-from pfd_db.target import locate
+from pfd_db.target import identity, locate
 
 DEFAULT_BATCH_SIZE = 20_000
 
@@ -225,15 +225,8 @@ def require_head(engine: Engine) -> None:
 
 def require_distinct(source: Engine, destination: Engine) -> None:
     """:class:`Conflict` when both engines reach the same database."""
-    if _identity(source) == _identity(destination):
+    if identity(source.url) == identity(destination.url):
         raise Conflict("the source and the target are the same database")
-
-
-def _identity(engine: Engine) -> str:
-    file = sqlite_file(engine)
-    if file is not None:
-        return str(file.resolve())
-    return engine.url.render_as_string(hide_password=True)
 
 
 def shown(engine: Engine) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pfd_db import migrations
 from pfd_db.errors import InvalidInput, MigrationError
+from pfd_db.target import sqlite_side_files
 
 SUFFIX = ".manifest.json"
 FORMAT = "pfd-db backup manifest 1"
@@ -65,7 +66,7 @@ def written_aside(path: Path) -> Iterator[Path]:
     try:
         yield partial
     except BaseException:
-        for leftover in (partial, *(Path(f"{partial}{s}") for s in ("-wal", "-shm", "-journal"))):
+        for leftover in (partial, *sqlite_side_files(partial)):
             leftover.unlink(missing_ok=True)
         raise
 
