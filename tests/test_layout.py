@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,48 @@ def test_imports_only_go_down_the_layers():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout
+
+
+TARGET = str(Path("pfd_db", "target.py"))
+URL_BUILDING = re.compile(r"make_url|render_as_string|URL\.create|[\"']file:|mode=ro|PGPASSWORD")
+"""What parses, renders or builds a database URL, a SQLite ``file:`` URI or a
+client's libpq environment: pfd_db.target's job alone (docs/architecture.md)."""
+URL_BUILDING_ALLOWED: dict[str, str] = {}
+"""Module (relative to src/) → why it may do target.py's job itself. Empty: none may."""
+
+
+def url_building(source: Path = SOURCE) -> list[str]:
+    """Every line under ``source``, outside target.py and the allowed modules, that
+    does target.py's job, as "path:line: text"."""
+    found = []
+    for path in sorted(source.rglob("*.py")):
+        name = str(path.relative_to(source))
+        if name == TARGET or name in URL_BUILDING_ALLOWED:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if URL_BUILDING.search(line):
+                found.append(f"{name}:{number}: {line.strip()}")
+    return found
+
+
+def test_only_target_py_parses_renders_or_builds_a_database_url():
+    found = url_building()
+    assert not found, f"use pfd_db.target (or allow-list with a reason): {found}"
+
+
+def test_the_url_check_finds_each_way_of_building_one(tmp_path):
+    package = tmp_path / "pfd_db"
+    package.mkdir()
+    lines = [
+        "u = make_url(text)",
+        "s = u.render_as_string(False)",
+        "u = URL.create('sqlite')",
+        "d = f'file:{path}?mode=ro'",
+        'e["PGPASSWORD"] = secret',
+        "x = 'the key file: missing'",  # prose, not a URI
+    ]
+    (package / "module.py").write_text("\n".join(lines) + "\n")
+    (package / "target.py").write_text("u = make_url(text)\n")
+    found = url_building(tmp_path)
+    assert [entry.split(":")[1] for entry in found] == ["1", "2", "3", "4", "5"]
+    assert all(entry.startswith(str(Path("pfd_db", "module.py"))) for entry in found)
