@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import Conflict, InvalidInput, NotFound
@@ -383,15 +383,8 @@ def _offer_best(session: Session, campaign: Campaign, best_id: int, score: float
     conditional UPDATE, so concurrent trials keep the true best."""
     model = type(campaign)
     best = "best_experiment_id" if model is HPOCampaign else "best_trial_id"
-    session.execute(
-        update(model)
-        .where(
-            model.id == campaign.id, or_(model.best_accuracy.is_(None), model.best_accuracy < score)
-        )
-        .values({best: best_id, "best_accuracy": score})
-        .returning(model)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).all()
+    beaten = or_(model.best_accuracy.is_(None), model.best_accuracy < score)
+    update_if(session, campaign, beaten, **{best: best_id, "best_accuracy": score})
 
 
 def _require_json_object(value: object, field: str) -> dict[str, Any]:

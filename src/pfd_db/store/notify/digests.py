@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     and_,
     case,
     false,
@@ -38,7 +37,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -47,6 +45,7 @@ from pfd_db.errors import Conflict, InvalidInput
 from pfd_db.models import EmailDigestQueue, NotificationPreference, User
 from pfd_db.models.enums import EmailFrequency, EventType, default_preferences
 from pfd_db.store import paging
+from pfd_db.store.status import update_where
 from pfd_db.store.validation import require_count, require_flag, require_items, require_member
 from pfd_db.store.writes import require_id
 from pfd_db.types import utc_or_now
@@ -114,19 +113,17 @@ def mark_sent(
     if not ids:
         raise InvalidInput("entries must name at least one digest entry")
     with session.begin_nested():  # undone alone when another worker got there first
-        result = session.execute(
-            update(EmailDigestQueue)
-            .where(
-                EmailDigestQueue.id.in_(ids),
-                EmailDigestQueue.user_id == user_id,
-                EmailDigestQueue.included_in_digest == false(),
-            )
-            .values(included_in_digest=True)
+        marked = update_where(
+            session,
+            EmailDigestQueue,
+            EmailDigestQueue.id.in_(ids),
+            EmailDigestQueue.user_id == user_id,
+            EmailDigestQueue.included_in_digest == false(),
+            included_in_digest=True,
         )
-        assert isinstance(result, CursorResult)
-        if result.rowcount != len(ids):
+        if marked != len(ids):
             raise Conflict(
-                f"{len(ids) - result.rowcount} of the {len(ids)} digest entries were already "
+                f"{len(ids) - marked} of the {len(ids)} digest entries were already "
                 f"sent or are not user {user_id}'s; none marked"
             )
     return ids

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from pfd_db.errors import NotFound
 from pfd_db.models import EmailLog, User
 from pfd_db.store import paging
-from pfd_db.store.status import update_if
+from pfd_db.store.status import update_if, update_where
 from pfd_db.store.validation import require_flag
 from pfd_db.store.writes import load, require_id
 from pfd_db.types import utc_or_now
@@ -70,13 +70,8 @@ def mark_read(
 
 def mark_all_read(session: Session, user: User | int, now: datetime | None = None) -> int:
     """Mark every unread notification of ``user`` read at ``now``; how many were."""
-    conditions = [*_of(session, user), EmailLog.opened_at.is_(None)]
-    session.flush()
-    result = session.execute(
-        update(EmailLog).where(*conditions).values(opened_at=utc_or_now(now)),
-        execution_options={"synchronize_session": False},
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    unread = [*_of(session, user), EmailLog.opened_at.is_(None)]
+    return update_where(session, EmailLog, *unread, opened_at=utc_or_now(now))
 
 
 def _of(session: Session, user: User | int) -> list[ColumnElement[bool]]:

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from pfd_db.config import get_settings
@@ -45,7 +45,7 @@ from pfd_db.store import paging
 from pfd_db.store.notify.webhook_targets import check_url
 from pfd_db.store.ops import audit
 from pfd_db.store.ops.rotation import REENCRYPT_BATCH, Reencrypted, reencrypt_batch
-from pfd_db.store.status import reread, update_if
+from pfd_db.store.status import reread, update_if, update_where
 from pfd_db.store.validation import (
     optional_text,
     require_items,
@@ -305,18 +305,17 @@ def record_success(
     webhook_id = require_id(session, WebhookConfiguration, webhook, "webhook")
     now = utc_or_now(now)
     config = WebhookConfiguration
-    session.execute(
-        update(config)
-        .where(
-            config.id == webhook_id,
-            or_(
-                config.consecutive_failures != 0,
-                config.last_used_at.is_(None),
-                config.last_used_at <= now - TOUCH_INTERVAL,
-            ),
-        )
-        .values(consecutive_failures=0, last_used_at=now),
-        execution_options={"synchronize_session": False},
+    update_where(
+        session,
+        config,
+        config.id == webhook_id,
+        or_(
+            config.consecutive_failures != 0,
+            config.last_used_at.is_(None),
+            config.last_used_at <= now - TOUCH_INTERVAL,
+        ),
+        consecutive_failures=0,
+        last_used_at=now,
     )
 
 
