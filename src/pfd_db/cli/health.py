@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pfd_db.cli.database import INSPECT, database, target_of
-from pfd_db.cli.errors import BEHIND_HEAD, KEY_MISSING, SCHEMA_DRIFT, CommandFailed
+from pfd_db.cli.errors import BEHIND_HEAD, FAILED, KEY_MISSING, SCHEMA_DRIFT, CommandFailed
 from pfd_db.cli.options import JsonOption, UrlOption
 from pfd_db.cli.output import console, print_json, say, warn
 
@@ -172,11 +172,14 @@ def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
     instance key that opens its 2FA data.
 
     Otherwise exit 1 (not at head), 3 (schema drift), 4 (no usable instance key,
-    or two-factor data it does not open), or 2 when it cannot be checked.
+    or two-factor data it does not open), or 2 when it cannot be checked (a
+    database marked unfinished by a copy, restore or import cut short is refused,
+    naming the command that completes it).
     """
     from pfd_db import migrations
 
     with database(url, INSPECT) as engine:
+        refuse_unfinished(engine, as_json)
         state = migrations.state(engine)
         differences = migrations.schema_drift(engine) if state.at_head else []
         two_factor = two_factor_health(engine) if state.at_head and not differences else None
@@ -201,6 +204,31 @@ def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
             say(f"ok: reachable, at head {state.head}, no drift, instance key {key.describe()}")
         return
     raise CommandFailed(problem, code, differences)
+
+
+def refuse_unfinished(engine: Engine, as_json: bool) -> None:
+    """Refuse a database that carries the unfinished-copy marker (a copy, restore
+    or import cut short): its tables are not a whole database to check or count.
+    The refusal is ``require_finished``'s one line, naming the command that
+    completes it (exit 2); with ``as_json`` the same verdict is also the one
+    document on stdout."""
+    from pfd_db.errors import Conflict
+    from pfd_db.portability import filling
+    from pfd_db.target import locate
+
+    try:
+        filling.require_finished(engine, locate(engine.url).described)
+    except Conflict as refused:
+        if as_json:
+            print_json(
+                {
+                    "ok": False,
+                    "exit_code": FAILED,
+                    "problem": str(refused),
+                    "unfinished": filling.unfinished_copy(engine),
+                }
+            )
+        raise
 
 
 def verdict(
@@ -238,7 +266,9 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show the database, server, revision, rows (and partitions) per table, pool,
     read replicas (with their lag), PgBouncer, and the instance key.
 
-    Reads only: a read-only SQLite file can be inspected.
+    Reads only: a read-only SQLite file can be inspected. A database marked
+    unfinished (a copy, restore or import cut short) is refused (exit 2): its
+    counts would not be a whole database's.
     """
     from pfd_db import migrations
     from pfd_db.config import get_settings
@@ -246,6 +276,7 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
     from pfd_db.replicas import replica_status
 
     with database(url, INSPECT) as engine:
+        refuse_unfinished(engine, as_json)
         state = migrations.state(engine)
         server = server_version(engine)
         counts = row_counts(engine)
@@ -318,9 +349,8 @@ def describe_replica(replica: dict[str, Any]) -> str:
 def unusable_replicas(dialect: str) -> list[dict[str, Any]]:
     """The replicas of ``PFD_DB_REPLICA_URLS`` for a database that is not
     PostgreSQL: none can be used (pfd-db serve refuses them), each with why."""
-    from sqlalchemy.engine import make_url
-
     from pfd_db.replicas import configured_urls
+    from pfd_db.target import mask_password
 
     problem = (
         f"read replicas need a PostgreSQL primary and the database is {dialect}: "
@@ -328,7 +358,7 @@ def unusable_replicas(dialect: str) -> list[dict[str, Any]]:
     )
     return [
         {
-            "url": make_url(url).render_as_string(hide_password=True),
+            "url": mask_password(url),
             "reachable": False,
             "lag_seconds": None,
             "in_use": False,

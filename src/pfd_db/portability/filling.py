@@ -8,23 +8,27 @@ partitioned log table's default partition the monthly partitions of their months
 (:func:`pfd_db.store.ops.partitions.ensure_partitions`), and drops the marker last. So a
 copy stopped at any moment (a crash, a kill, a full disk) leaves either the
 database as it was or one that still carries the marker: every later copy
-refuses it until told to replace it, and ``pfd-db check`` reports the marker
-as a table the models do not have.
+refuses it until told to replace it, and every command that reads it whole
+(``copy``, ``backup``, ``restore``, ``check``, ``status``) refuses it in the one
+line of :func:`require_finished`, naming the command that completes it.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy import URL, Connection, Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from pfd_db import migrations
-from pfd_db.errors import Conflict, UnversionedDatabase
+from pfd_db.errors import Conflict, DatabaseUnavailable, UnversionedDatabase
 from pfd_db.models import Base, Experiment
 from pfd_db.models.fulltext import FTS_TABLE, search_document
+from pfd_db.target import locate
 from pfd_db.types import utcnow
 
 MARKER_TABLE = "pfd_unfinished_copy"
@@ -53,9 +57,37 @@ REDO = {
 }
 
 
+def command_url(url: URL) -> str:
+    """``url`` as an argument of a suggested ``pfd-db`` command, one that ``--url``
+    and ``--to`` accept as written: a SQLite file as ``sqlite:////abs/path`` (or as
+    a ``file:`` URI when its path would not survive a plain URL), a server's URL
+    without any password (libpq finds it in PGPASSWORD or ``~/.pgpass``); quoted
+    for a POSIX shell when it needs to be."""
+    target = locate(url)
+    if target.path is not None:
+        plain = f"sqlite:///{target.path}"
+        try:
+            kept = locate(plain).path == target.path
+        except DatabaseUnavailable:
+            kept = False
+        if not kept:
+            file_uri = URL.create(
+                "sqlite", database=f"file:{quote(str(target.path))}", query={"uri": "true"}
+            )
+            plain = file_uri.render_as_string(hide_password=False)
+        return shlex.quote(plain)
+    url = target.url
+    server = URL.create(
+        "postgresql", url.username, None, url.host, url.port, url.database, url.query
+    ).difference_update_query(["password"])
+    return shlex.quote(server.render_as_string(hide_password=False))
+
+
 def require_finished(engine: Engine, shown: str) -> None:
     """:class:`Conflict` when ``engine``'s database (``shown`` to the operator)
-    carries the unfinished-copy marker: it is not a whole database to read from."""
+    carries the unfinished-copy marker: it is not a whole database to read from.
+    The message names the command that completes it, with the database's URL as
+    ``pfd-db`` accepts it (:func:`command_url`: never a password)."""
     with engine.connect() as conn:
         if not inspect(conn).has_table(MARKER_TABLE):
             return
@@ -63,7 +95,7 @@ def require_finished(engine: Engine, shown: str) -> None:
             text(f"SELECT operation, source FROM {MARKER_TABLE}")  # noqa: S608
         ).first()
     operation, source = (row.operation, row.source) if row else ("copy", "another database")
-    redo = REDO.get(operation, REDO["copy"]).format(this=shown)
+    redo = REDO.get(operation, REDO["copy"]).format(this=command_url(engine.url))
     raise Conflict(
         f"{shown} holds an unfinished {operation} from {source}, not a whole database: "
         f"run `{redo}` again to complete it (or start again), then use it"
