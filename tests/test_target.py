@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from cli_support import assert_refused, pfd_db
+from pfd_db import migrations
 from pfd_db.engine import make_engine
 from pfd_db.errors import DatabaseUnavailable
 from pfd_db.target import (
@@ -320,3 +322,13 @@ def test_a_suggested_command_never_holds_a_password():
 def test_the_first_line_of_a_message_or_the_type_when_it_is_empty():
     assert first_line(ValueError("  first\nsecond")) == "first"
     assert first_line(ValueError()) == "ValueError"
+
+
+def test_a_database_at_an_unknown_revision_says_which_and_what_to_do(fresh_url, fresh_engine):
+    migrations.upgrade(fresh_engine)
+    with fresh_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'fffffffffff0'")
+    line = assert_refused(
+        pfd_db("user", "list", "--url", fresh_url), "unknown revision fffffffffff0"
+    )
+    assert f"knows up to {migrations.head_revision()}): upgrade pfd-db, or pass --url" in line
