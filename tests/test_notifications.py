@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import (
@@ -21,9 +22,10 @@ from pfd_db.models import (
 from pfd_db.models.enums import NOTIFIABLE_EVENTS
 from pfd_db.seed import seed
 from pfd_db.store.identity import users
-from pfd_db.store.notify import digests, notifications, webhooks
+from pfd_db.store.notify import digests, inbox, notifications, webhooks
 
 T0 = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)  # a Wednesday
+T1 = datetime(2026, 6, 3, 13, 0, tzinfo=UTC)
 QUEUES = (EmailLog, EmailDigestQueue, WebhookLog)
 
 
@@ -240,3 +242,24 @@ def test_emit_refuses_a_subject_too_long(db, ada):
     assert db.scalar(select(func.count()).select_from(NotificationPreference)) == len(
         NOTIFIABLE_EVENTS
     )
+
+
+def test_mark_all_read_marks_each_unread_notification_once(db, ada, engine):
+    emails = [
+        notifications.emit(db, "training.complete", [ada], {"run": f"r{i}"}, now=T0).emails[0]
+        for i in range(3)
+    ]
+    db.commit()
+    inbox.mark_read(db, ada, emails[0], now=T0)
+    db.commit()
+    assert [e.opened_at for e in emails] == [T0, None, None]  # loaded in this session
+    with Session(engine) as other:  # another session holds the same rows, loaded
+        mine = other.get(EmailLog, emails[1].id)
+        assert mine is not None and mine.opened_at is None
+        assert inbox.mark_all_read(db, ada, now=T1) == 2
+        assert [e.opened_at for e in emails] == [T0, T1, T1]  # this session's copies follow
+        db.commit()
+        assert inbox.mark_all_read(other, ada.id, now=T1) == 0  # none left unread
+        other.commit()
+        assert mine.opened_at == T1
+    assert inbox.unread_count(db, ada) == 0
