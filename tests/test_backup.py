@@ -282,3 +282,40 @@ def test_restore_of_a_backup_at_an_unknown_revision_says_so_and_creates_nothing(
     assert_refused(refused, f"unknown revision ffff0000 (this pfd-db knows up to {head})")
     assert "Can't locate" not in refused.output
     assert_no_database(restore_url)
+
+
+def test_a_pg_dump_archive_that_cannot_go_into_the_target_creates_nothing(
+    pg_server, restore_url, dialect, tmp_path, monkeypatch
+):
+    from test_copy import assert_no_database
+
+    name = f"pfd_archive_{uuid.uuid4().hex[:8]}"
+    pg_server.create_database(name)
+    try:
+        engine = make_engine(pg_server.url(name))
+        migrations.upgrade(engine)
+        archive = tmp_path / "pfd.dump"
+        try:
+            assert backup(engine, archive).method == PG_DUMP
+        finally:
+            engine.dispose()
+    finally:
+        pg_server.drop_database(name)
+    assert verify_backup(archive)[0] == PG_DUMP  # a whole archive, with its manifest
+    into_sqlite = f"sqlite:///{tmp_path / 't.db'}"
+    refused = runner.invoke(app, ["restore", str(archive), "--url", into_sqlite])
+    assert_refused(refused, "is a pg_dump archive: restore it into PostgreSQL")
+    assert_no_database(into_sqlite)
+
+    nowhere = tmp_path / "no-tools"
+    nowhere.mkdir()
+    monkeypatch.setenv("PATH", str(nowhere))  # no pg_restore
+    refused = runner.invoke(app, ["restore", str(archive), "--url", restore_url])
+    why = "is a pg_dump archive" if dialect == "sqlite" else "pg_restore is not on the PATH"
+    assert_refused(refused, why)
+    assert_no_database(restore_url)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "no-tools",
+        "pfd.dump",
+        "pfd.dump.manifest.json",
+    ]

@@ -116,3 +116,18 @@ def test_status_on_sqlite_with_replicas_says_none_can_be_used_and_serve_refuses(
     assert "s3cr3t" not in shown.stdout + document.stdout
     refused = pfd_db_process("serve", "--url", url, "--port", "1", env=env, timeout=60)
     assert "s3cr3t" not in assert_refused(refused, "PFD_DB_REPLICA_URLS", "PostgreSQL primary")
+
+
+def test_status_never_shows_a_replica_password_given_in_the_query(fresh_url):
+    assert pfd_db("migrate", "--url", fresh_url).exit_code == 0
+    env = {"PFD_DB_REPLICA_URLS": "postgresql://rep:s3cret@127.0.0.1:1/db?password=qsecret"}
+    shown = pfd_db("status", "--url", fresh_url, env=env)
+    assert shown.exit_code == 0, shown.output
+    document = pfd_db("status", "--json", "--url", fresh_url, env=env)
+    assert document.exit_code == 0, document.output
+    (replica,) = json.loads(document.stdout)["replicas"]
+    assert replica["in_use"] is False and replica["problem"]
+    assert "rep:***@127.0.0.1:1/db" in replica["url"] and "password=***" in replica["url"]
+    assert "rep:***@127.0.0.1:1/db" in shown.stdout
+    for secret in ("s3cret", "qsecret"):
+        assert secret not in shown.stdout + shown.stderr + document.stdout + document.stderr

@@ -46,6 +46,7 @@ from pfd_db.models import (
 from pfd_db.passwords import needs_rehash, verify_password
 from pfd_db.store.identity import api_keys, users
 from pfd_db.store.ml import search
+from pfd_db.target import locate
 
 runner = CliRunner()
 # pfd-db's own tables (revision 0010), which no LSTM_PFD database has:
@@ -277,3 +278,59 @@ def test_a_refused_option_creates_no_target(legacy, fresh_url, option):
     assert refused.exit_code == 2
     assert option[1] in refused.output
     assert_no_database(fresh_url)
+
+
+def files_of(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("source_kind", ["pfd-db", "not LSTM_PFD"])
+def test_a_source_that_is_not_lstm_pfd_creates_no_target_nor_key(tmp_path, fresh_url, source_kind):
+    import sqlite3
+
+    from cli_support import assert_refused, pfd_db
+    from test_copy import assert_no_database
+
+    folder = tmp_path / "source"
+    folder.mkdir()
+    source = folder / "src.db"
+    if source_kind == "pfd-db":
+        assert pfd_db("init", "--url", f"sqlite:///{source}", "--quiet").exit_code == 0
+    else:
+        with sqlite3.connect(source) as conn:
+            conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.close()
+    before = files_of(folder)
+    refused = pfd_db(
+        "import-legacy", "--from", f"sqlite:///{source}", "--url", fresh_url,
+        env={"PFD_DB_SECRET_KEY": ""},
+    )  # fmt: skip
+    expected = "is a pfd-db database" if source_kind == "pfd-db" else "is not an LSTM_PFD database"
+    assert_refused(refused, f"{source} {expected}")
+    assert "instance key" not in refused.output
+    assert_no_database(fresh_url)  # no file, no -wal/-shm/-journal (SQLite), no table
+    target = locate(fresh_url).path
+    if target is not None:
+        assert files_of(target.parent) == ["source"]  # no new.db.key either
+    assert files_of(folder) == before  # the source is only read
+
+
+def test_secrets_to_encrypt_without_an_instance_key_to_come_create_nothing(
+    legacy, fresh_url, dialect
+):
+    from cli_support import assert_refused, pfd_db
+    from test_copy import assert_no_database
+
+    result = pfd_db(
+        "import-legacy", "--from", legacy[0], "--url", fresh_url, "--json",
+        env={"PFD_DB_SECRET_KEY": ""},
+    )  # fmt: skip
+    if dialect == "postgresql":  # no key anywhere: refused before the target is touched
+        assert_refused(result, "no instance key")
+        assert "warning" not in result.output
+        assert_no_database(fresh_url)
+        return
+    assert result.exit_code == 0, result.output  # a key is created beside the new file
+    target = locate(fresh_url).path
+    assert target is not None and Path(f"{target}.key").exists()
+    assert json.loads(result.stdout)["accounted"]

@@ -98,9 +98,13 @@ def restore_command(
     as_json: JsonOption = False,
 ) -> None:
     """Restore a backup made by `pfd-db backup` into an empty database (at head after)."""
-    from pfd_db.portability.backup import restore, verify_backup
+    from pfd_db.cli.database import target_of
+    from pfd_db.portability.backup import require_restorable, restore, verify_backup
 
-    verify_backup(path)  # not a whole backup: refused before the target is created
+    # Refused before the target is created: not a whole backup, or one that cannot
+    # go into this database (a pg_dump archive into SQLite, or without pg_restore).
+    kind, _ = verify_backup(path)
+    require_restorable(path, kind, target_of(url).url.get_backend_name())
     with database(url, CREATE) as destination:
         confirm_replace(destination, replace, yes)
         with progress_bar("restore") as progress:
@@ -141,27 +145,35 @@ def import_legacy_command(
     backup codes are dropped. The legacy database is never written. Prints,
     per table, rows read, imported, converted and skipped with the reasons.
     """
-    from pfd_db.cli.database import INSPECT, opened, target_of
-    from pfd_db.cli.health import ensure_instance_key
+    from pfd_db.cli.database import INSPECT, opened, target_of, url_in_settings
+    from pfd_db.cli.health import check_key_file, ensure_instance_key
+    from pfd_db.config import get_settings
+    from pfd_db.crypto import key_file_path
     from pfd_db.errors import DatabaseUnavailable
-    from pfd_db.portability.legacy import check_options, import_legacy
+    from pfd_db.portability.legacy import check_options, check_source, import_legacy
 
     check_options(source_timezone, default_role)  # before any file is opened or created
     legacy = target_of(from_url)
     if legacy.path is not None and not legacy.path.exists():
         raise DatabaseUnavailable(f"no legacy database at {legacy.path}: check --from")
-    with opened(legacy, INSPECT) as source, database(url, CREATE) as destination:
-        confirm_replace(destination, replace, yes)
-        ensure_instance_key(quiet=as_json)
-        with progress_bar("import") as progress:
-            report = import_legacy(
-                source,
-                destination,
-                source_timezone=source_timezone,
-                default_role=default_role,
-                replace=replace,
-                progress=progress,
-            )
+    with opened(legacy, INSPECT) as source:
+        with url_in_settings(url):  # the key the import will use: the target's
+            check_key_file()
+            to_create = None if get_settings().secret_key is not None else key_file_path()
+            # Not LSTM_PFD, or secrets and no key: refused before the target or key exist.
+            check_source(source, key_to_come=to_create is not None and not to_create.exists())
+        with database(url, CREATE) as destination:
+            confirm_replace(destination, replace, yes)
+            ensure_instance_key(quiet=as_json)
+            with progress_bar("import") as progress:
+                report = import_legacy(
+                    source,
+                    destination,
+                    source_timezone=source_timezone,
+                    default_role=default_role,
+                    replace=replace,
+                    progress=progress,
+                )
     if as_json:
         print_json(legacy_json(report))
         return

@@ -237,6 +237,25 @@ def verify_backup(path: Path) -> tuple[str, manifest.Manifest]:
     return kind, described
 
 
+def require_restorable(
+    path: Path, kind: str, dialect: str, tools_path: str | None = None
+) -> str | None:
+    """Refuse, before the target is opened or created, a backup of ``kind`` (from
+    :func:`verify_backup`) that cannot go into a ``dialect`` database: a ``pg_dump``
+    archive needs PostgreSQL and ``pg_restore`` (looked for in ``tools_path``,
+    default the PATH). The ``pg_restore`` to run, or None for a SQLite backup."""
+    if kind != PG_DUMP:
+        return None
+    if dialect != "postgresql":
+        raise InvalidInput(
+            f"{path} is a pg_dump archive: restore it into PostgreSQL (--url postgresql://...)"
+        )
+    pg_restore = shutil.which("pg_restore", path=tools_path)
+    if pg_restore is None:
+        raise PfdDbError("pg_restore is not on the PATH: install PostgreSQL's client tools")
+    return pg_restore
+
+
 def backup_kind(path: Path) -> str:
     """:data:`PG_DUMP` or :data:`ONLINE_BACKUP` (any SQLite file), read from the
     file's first bytes; :class:`InvalidInput` for anything else."""
@@ -279,14 +298,9 @@ def _at_head(path: Path) -> Iterator[Engine]:
 def _pg_restore(
     path: Path, destination: Engine, replace: bool, progress: Progress, tools_path: str | None
 ) -> BackupReport:
-    if destination.dialect.name != "postgresql":
-        raise InvalidInput(
-            f"{path} is a pg_dump archive: restore it into PostgreSQL (--url postgresql://...)"
-        )
+    pg_restore = require_restorable(path, PG_DUMP, destination.dialect.name, tools_path)
+    assert pg_restore is not None
     refuse_through_pgbouncer(destination, "pg_restore")  # as pg_dump, and then migrations
-    pg_restore = shutil.which("pg_restore", path=tools_path)
-    if pg_restore is None:
-        raise PfdDbError("pg_restore is not on the PATH: install PostgreSQL's client tools")
     found = filling.unfinished_copy(destination)
     filled = filling.tables_with_rows(destination)
     if (found or filled) and not replace:

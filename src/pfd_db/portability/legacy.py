@@ -112,14 +112,7 @@ def import_legacy(
     context = Context(_zone(source_timezone), _role(default_role), utcnow())
     layouts = [layout_of(t) for t in Base.metadata.sorted_tables]
     with snapshot(source) as reader:
-        present = set(inspect(reader).get_table_names())
-        if "alembic_version" in present:
-            raise InvalidInput(
-                f"{locate(source.url).described} is a pfd-db database, not an LSTM_PFD one: "
-                "use pfd-db copy or pfd-db restore"
-            )
-        if "users" not in present or "experiments" not in present:
-            raise InvalidInput(f"{locate(source.url).described} is not an LSTM_PFD database")
+        present = _legacy_tables(reader, locate(source.url).described)
         _require_instance_key_if_needed(reader)
         filling.prepare(
             destination,
@@ -298,6 +291,34 @@ def check_options(source_timezone: str, default_role: Role | str) -> None:
     ``default_role``: checked before any database is opened."""
     _zone(source_timezone)
     _role(default_role)
+
+
+def check_source(source: Engine, *, key_to_come: bool = False) -> None:
+    """Refuse ``source`` before any target is created or key written:
+    :class:`InvalidInput` when it is a pfd-db database or not an LSTM_PFD one;
+    ``ConfigurationError`` when it holds TOTP secrets and no instance key is
+    usable to encrypt them, unless ``key_to_come`` (one is created before the
+    import: ``pfd-db import-legacy`` makes one beside a new SQLite target)."""
+    with source.connect() as reader:
+        _legacy_tables(reader, locate(source.url).described)
+        if not key_to_come:
+            _require_instance_key_if_needed(reader)
+
+
+def _legacy_tables(reader: Connection, described: str) -> set[str]:
+    """The tables of the LSTM_PFD database ``reader`` reads; :class:`InvalidInput`
+    when it is not one (a pfd-db database, or one without users and experiments)."""
+    present = set(inspect(reader).get_table_names())
+    if "alembic_version" in present:
+        raise InvalidInput(
+            f"{described} is a pfd-db database, not an LSTM_PFD one: "
+            "use pfd-db copy or pfd-db restore"
+        )
+    if "users" not in present or "experiments" not in present:
+        raise InvalidInput(
+            f"{described} is not an LSTM_PFD database (it has no users and experiments tables)"
+        )
+    return present
 
 
 def _zone(name: str) -> tzinfo:
