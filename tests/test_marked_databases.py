@@ -17,8 +17,8 @@ from pfd_db.cli import app
 from pfd_db.engine import make_engine
 from pfd_db.models import Experiment
 from pfd_db.portability import CopyMismatch, filling
-from pfd_db.portability.filling import MARKER_TABLE, command_url
-from pfd_db.target import locate, sqlite_uri
+from pfd_db.portability.filling import MARKER_TABLE
+from pfd_db.target import command_url, locate, sqlite_uri
 from test_copy import copy, make_demo, marked_unfinished, table_rows
 
 runner = CliRunner()

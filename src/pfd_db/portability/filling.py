@@ -15,20 +15,18 @@ line of :func:`require_finished`, naming the command that completes it.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from urllib.parse import quote
 
-from sqlalchemy import URL, Connection, Engine, func, inspect, select, text
+from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from pfd_db import migrations
-from pfd_db.errors import Conflict, DatabaseUnavailable, UnversionedDatabase
+from pfd_db.errors import Conflict, UnversionedDatabase
 from pfd_db.models import Base, Experiment
 from pfd_db.models.fulltext import FTS_TABLE, search_document
-from pfd_db.target import locate
+from pfd_db.target import command_url
 from pfd_db.types import utcnow
 
 MARKER_TABLE = "pfd_unfinished_copy"
@@ -55,32 +53,6 @@ REDO = {
     "backup": "pfd-db backup NEW_FILE (this file is not a whole backup)",
     "import-legacy": "pfd-db import-legacy --from LEGACY --url {this} --replace",
 }
-
-
-def command_url(url: URL) -> str:
-    """``url`` as an argument of a suggested ``pfd-db`` command, one that ``--url``
-    and ``--to`` accept as written: a SQLite file as ``sqlite:////abs/path`` (or as
-    a ``file:`` URI when its path would not survive a plain URL), a server's URL
-    without any password (libpq finds it in PGPASSWORD or ``~/.pgpass``); quoted
-    for a POSIX shell when it needs to be."""
-    target = locate(url)
-    if target.path is not None:
-        plain = f"sqlite:///{target.path}"
-        try:
-            kept = locate(plain).path == target.path
-        except DatabaseUnavailable:
-            kept = False
-        if not kept:
-            file_uri = URL.create(
-                "sqlite", database=f"file:{quote(str(target.path))}", query={"uri": "true"}
-            )
-            plain = file_uri.render_as_string(hide_password=False)
-        return shlex.quote(plain)
-    url = target.url
-    server = URL.create(
-        "postgresql", url.username, None, url.host, url.port, url.database, url.query
-    ).difference_update_query(["password"])
-    return shlex.quote(server.render_as_string(hide_password=False))
 
 
 def require_finished(engine: Engine, shown: str) -> None:
