@@ -32,9 +32,12 @@ def take_write_lock(session: Session) -> None:
     begin_write(session.connection())
 
 
-def insert_for(session: Session, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
-    """``INSERT INTO`` ``model``'s table in the session's dialect, which knows ``ON CONFLICT``."""
-    if session.get_bind().dialect.name == "postgresql":
+def insert_for(session: Session | str, model: Any) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT INTO`` ``model`` (a model or a table) in the session's dialect, or
+    the dialect named (for statements prepared once per dialect), which knows
+    ``ON CONFLICT``."""
+    dialect = session if isinstance(session, str) else session.get_bind().dialect.name
+    if dialect == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
 

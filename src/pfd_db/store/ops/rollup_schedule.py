@@ -42,8 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Connection, Integer, Table, bindparam, delete, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Integer, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -53,6 +52,7 @@ from pfd_db.models.enums import Aggregation
 from pfd_db.store import paging
 from pfd_db.store.ops import rollups
 from pfd_db.store.validation import require_count, require_items, require_member
+from pfd_db.store.writes import insert_for
 from pfd_db.transactions import begin_write
 from pfd_db.types import UTCDateTime, utc_or_now, utcnow
 
@@ -218,7 +218,7 @@ def reset(session: Session) -> None:
 def _upsert(dialect: str) -> Executable:
     """Set a type's watermark, its row made the first time."""
     stamp = bindparam("now", type_=UTCDateTime())
-    insert = _insert(dialect, WATERMARKS).values(
+    insert = insert_for(dialect, WATERMARKS).values(
         aggregation_type=bindparam("kind"),
         computed_through=bindparam("through", type_=UTCDateTime()),
         created_at=stamp,
@@ -236,7 +236,7 @@ def _upsert(dialect: str) -> Executable:
 def _mark(dialect: str) -> Executable:
     """Mark a stale period; a mark already there stays (``ON CONFLICT DO NOTHING``)."""
     stamp = bindparam("now", type_=UTCDateTime())
-    insert = _insert(dialect, MARKS).values(
+    insert = insert_for(dialect, MARKS).values(
         aggregation_type=bindparam("kind"),
         period_start=bindparam("start", type_=UTCDateTime()),
         created_at=stamp,
@@ -244,10 +244,6 @@ def _mark(dialect: str) -> Executable:
     )
     ignoring: Executable = insert.on_conflict_do_nothing()
     return ignoring
-
-
-def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _locked(session: Session, *, shared: bool) -> Connection:
