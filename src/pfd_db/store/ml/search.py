@@ -56,7 +56,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    update,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql.ext import phraseto_tsquery, plainto_tsquery
@@ -84,6 +83,7 @@ from pfd_db.store.ml.query_language import (
     parse,
 )
 from pfd_db.store.ml.tags import slugify
+from pfd_db.store.status import update_if
 from pfd_db.store.validation import require_count, require_flag, require_text
 from pfd_db.store.writes import add_unique, load
 from pfd_db.types import utcnow
@@ -409,14 +409,9 @@ def run_saved_search(
     time; ``saved`` (the session's copy) shows the stored count after."""
     saved = load(session, SavedSearch, saved, "saved")
     results = search(session, saved.query, limit, offset)
-    counted = session.scalars(
-        update(SavedSearch)
-        .where(SavedSearch.id == saved.id)
-        .values(usage_count=SavedSearch.usage_count + 1, last_used_at=utcnow())
-        .returning(SavedSearch)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).all()
-    if not counted:
+    if not update_if(
+        session, saved, usage_count=SavedSearch.usage_count + 1, last_used_at=utcnow()
+    ):
         raise NotFound(f"saved search {saved.name!r} no longer exists")
     return results
 
