@@ -51,9 +51,8 @@ from pfd_db.portability.copy import (
     shown,
 )
 from pfd_db.progress import Progress, no_progress
-from pfd_db.target import key_beside, locate, sqlite_uri
+from pfd_db.target import SQLITE_MAGIC, key_beside, locate, sqlite_uri
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = b"PGDMP"
 ONLINE_BACKUP = "SQLite online backup"
 PG_DUMP = "pg_dump --format=custom"

@@ -41,7 +41,7 @@ from pfd_db.portability.legacy_rows import Context, Skip, as_row, convert
 from pfd_db.portability.rows import Layout, Row, layout_of, write_rows
 from pfd_db.progress import Progress, no_progress
 from pfd_db.store.validation import require_member
-from pfd_db.target import locate
+from pfd_db.target import first_line, locate
 from pfd_db.types import utcnow
 
 DEFAULT_BATCH_SIZE = 2000
@@ -268,18 +268,14 @@ def _write_sifting(
                 write_rows(writer, layout, [row])
             written.append(row)
         except REFUSALS as exc:
-            summary.skipped[f"refused by the database: {_first_line(exc)}"] += 1
+            reason = first_line(getattr(exc, "orig", None) or exc)[:200]
+            summary.skipped[f"refused by the database: {reason}"] += 1
     return written
 
 
 REFUSALS = (DBAPIError, PfdDbError, psycopg.Error, sqlite3.Error)
 """How a database refuses a row: through SQLAlchemy, pfd-db's translation, or a
 driver's COPY."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _count(conn: Connection, name: str) -> int:
