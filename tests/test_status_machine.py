@@ -25,7 +25,7 @@ from pfd_db.models import (
     NASCampaign,
 )
 from pfd_db.store.ml import campaigns, experiments, jobs
-from pfd_db.store.status import describe, move_status, update_if
+from pfd_db.store.status import describe, move_status, update_if, update_where
 from probes import statements
 from racing import race
 
@@ -167,6 +167,28 @@ def test_update_if_leaves_a_row_that_fails_the_condition_alone(db, engine, datas
     db.commit()
 
 
+def test_update_where_changes_the_rows_that_meet_the_condition_and_counts_them(db, engine, dataset):
+    jobs_made = [jobs.create_generation(db, f"nightly-{n}", {"n": n}) for n in range(3)]
+    db.commit()
+    jobs.start(db, jobs_made[0])
+    db.commit()
+    assert [job.progress for job in jobs_made] == [0, 0, 0]  # loaded in this session
+    pending_only = DatasetGeneration.status == JobStatus.PENDING
+    assert update_where(db, DatasetGeneration, pending_only, progress=5) == 2
+    assert [job.progress for job in jobs_made] == [0, 5, 5]  # the session's copies follow
+    assert update_where(db, DatasetGeneration, pending_only, DatasetGeneration.progress < 5,
+                        progress=9) == 0  # fmt: skip
+    db.commit()
+    with Session(engine) as fresh:
+        stored = fresh.scalars(select(DatasetGeneration.progress).order_by(DatasetGeneration.id))
+        assert list(stored) == [0, 5, 5]
+
+
+def test_update_where_refuses_to_change_every_row(db):
+    with pytest.raises(ValueError, match="at least one condition"):
+        update_where(db, DatasetGeneration, progress=1)
+
+
 def test_messages_name_the_kind_and_the_row(db, dataset):
     names = {kind: describe(make(db, kind, dataset)) for kind in KINDS}
     assert names == {
@@ -288,3 +310,30 @@ def test_racing_progress_reports_end_at_the_highest_and_never_go_back(
     db.expire_all()
     assert job.progress == max(attempted) == in_commit_order[-1]
     assert all(v < job.progress for _, refused in outcomes for v in refused)
+
+
+def try_to_claim(job_id: int, engine: Engine, index: int, ready) -> int:
+    """Claim a pending job by a guarded change of its progress: how many rows it changed."""
+    with Session(engine) as own:
+        ready()
+        claimed = update_where(
+            own,
+            DatasetGeneration,
+            DatasetGeneration.id == job_id,
+            DatasetGeneration.progress == 0,
+            progress=index + 1,
+        )
+        own.commit()
+        return claimed
+
+
+def test_of_workers_making_one_guarded_change_with_update_where_exactly_one_counts_it(
+    db, engine, db_url, dialect
+):
+    job = jobs.create_generation(db, "nightly", {"n": 1})
+    db.commit()
+    count = WORKERS[dialect]
+    outcomes = race(dialect, engine, db_url, count, partial(try_to_claim, job.id))
+    assert sorted(outcomes) == [0] * (count - 1) + [1]
+    db.refresh(job)
+    assert job.progress == outcomes.index(1) + 1  # the one that counted it changed it
