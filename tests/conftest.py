@@ -250,6 +250,21 @@ def fresh_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
 
 
 @pytest.fixture
+def settings_on_fresh(fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``PFD_DB_URL`` (and so the settings and pfd_db.session) pointed at
+    :func:`fresh_url`'s empty database, for code run as a user would run it."""
+    from pfd_db import session as sessions
+    from pfd_db.config import get_settings
+
+    monkeypatch.setenv("PFD_DB_URL", fresh_url)
+    get_settings.cache_clear()
+    sessions.reset()
+    yield fresh_url
+    sessions.reset()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def fresh_engine(fresh_url: str) -> Iterator[Engine]:
     """An engine on :func:`fresh_url`'s empty database, disposed afterwards."""
     from pfd_db.engine import make_engine

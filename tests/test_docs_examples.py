@@ -2,7 +2,7 @@
 
 docs/coming-from-lstm-pfd.md has its own test (test_guide_examples.py), which
 also checks its before/after form; every other page's blocks run here, in order,
-against a fresh database that pfd_db.session is pointed at.
+against a fresh database at head that pfd_db.session is pointed at.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import pytest
 from sqlalchemy import Engine
 
 from pfd_db import migrations
-from pfd_db import session as sessions
-from pfd_db.config import get_settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -30,24 +28,13 @@ def pages_with_examples() -> list[Path]:
     )
 
 
-@pytest.fixture
-def settings_on(fresh_url: str, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch):
-    """The settings (and so pfd_db.session) pointed at a fresh database at head."""
-    migrations.upgrade(fresh_engine)
-    monkeypatch.setenv("PFD_DB_URL", fresh_url)
-    get_settings.cache_clear()
-    sessions.reset()
-    yield fresh_url
-    sessions.reset()
-    get_settings.cache_clear()
-
-
 def test_some_page_besides_the_guide_has_examples():
     assert [page.name for page in pages_with_examples()] == ["rollups.md"]
 
 
 @pytest.mark.parametrize("page", pages_with_examples(), ids=lambda page: page.name)
-def test_a_pages_examples_run_in_order(settings_on, page: Path):
+def test_a_pages_examples_run_in_order(settings_on_fresh, fresh_engine: Engine, page: Path):
+    migrations.upgrade(fresh_engine)
     namespace: dict[str, object] = {}
     for number, code in enumerate(PYTHON_BLOCK.findall(page.read_text()), start=1):
         exec(compile(code, f"{page.name} example {number}", "exec"), namespace)

@@ -862,6 +862,14 @@ CALLS: dict[str, Entry] = {
         internal=True,
     ),
     "status.update_if": Entry(lambda w: {"row": w.running_import, "progress": 10}, internal=True),
+    "status.update_where": Entry(
+        lambda w: {
+            "model": DatasetImport,
+            "where": [DatasetImport.id == w.running_import.id],
+            "progress": 20,
+        },
+        internal=True,
+    ),
     "status.reread": Entry(_reread, internal=True),
     "status.row_id": Entry(_reread, internal=True),
     "status.describe": Entry(_reread, internal=True),

@@ -5,11 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
-from pfd_db import session as sessions
-from pfd_db.config import get_settings
-
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "coming-from-lstm-pfd.md"
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
@@ -18,18 +13,7 @@ def examples() -> list[str]:
     return PYTHON_BLOCK.findall(GUIDE.read_text())
 
 
-@pytest.fixture
-def settings_on(fresh_url: str, monkeypatch: pytest.MonkeyPatch):
-    """The settings (and so pfd_db.session) pointed at a fresh database."""
-    monkeypatch.setenv("PFD_DB_URL", fresh_url)
-    get_settings.cache_clear()
-    sessions.reset()
-    yield fresh_url
-    sessions.reset()
-    get_settings.cache_clear()
-
-
-def test_the_guide_examples_run_in_order(settings_on):
+def test_the_guide_examples_run_in_order(settings_on_fresh):
     namespace: dict[str, object] = {}
     for number, code in enumerate(examples(), start=1):
         exec(compile(code, f"{GUIDE.name} example {number}", "exec"), namespace)

@@ -174,9 +174,9 @@ def test_update_where_changes_the_rows_that_meet_the_condition_and_counts_them(d
     db.commit()
     assert [job.progress for job in jobs_made] == [0, 0, 0]  # loaded in this session
     pending_only = DatasetGeneration.status == JobStatus.PENDING
-    assert update_where(db, DatasetGeneration, pending_only, progress=5) == 2
+    assert update_where(db, DatasetGeneration, [pending_only], progress=5) == 2
     assert [job.progress for job in jobs_made] == [0, 5, 5]  # the session's copies follow
-    assert update_where(db, DatasetGeneration, pending_only, DatasetGeneration.progress < 5,
+    assert update_where(db, DatasetGeneration, [pending_only, DatasetGeneration.progress < 5],
                         progress=9) == 0  # fmt: skip
     db.commit()
     with Session(engine) as fresh:
@@ -186,7 +186,7 @@ def test_update_where_changes_the_rows_that_meet_the_condition_and_counts_them(d
 
 def test_update_where_refuses_to_change_every_row(db):
     with pytest.raises(ValueError, match="at least one condition"):
-        update_where(db, DatasetGeneration, progress=1)
+        update_where(db, DatasetGeneration, [], progress=1)
 
 
 def test_messages_name_the_kind_and_the_row(db, dataset):
@@ -319,8 +319,7 @@ def try_to_claim(job_id: int, engine: Engine, index: int, ready) -> int:
         claimed = update_where(
             own,
             DatasetGeneration,
-            DatasetGeneration.id == job_id,
-            DatasetGeneration.progress == 0,
+            [DatasetGeneration.id == job_id, DatasetGeneration.progress == 0],
             progress=index + 1,
         )
         own.commit()

@@ -15,7 +15,7 @@ row (:func:`update_if`) or of the rows a condition finds (:func:`update_where`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -68,7 +68,7 @@ def move_status(session: Session, row: R, new: E, allowed: Machine[E], **values:
 
 
 def update_if(session: Session, row: Base, *conditions: ColumnElement[bool], **values: Any) -> bool:
-    """Set ``values`` on ``row``'s stored row if it still meets ``conditions``;
+    """Set ``values`` on ``row``'s stored row if it still meets the conditions;
     whether it did. One ``UPDATE ... WHERE id = :id AND <conditions> RETURNING``:
     a row it updates is loaded back into ``row`` (``updated_at`` included); a
     row it does not is left as it was, in the database and in ``row``."""
@@ -87,14 +87,15 @@ def update_if(session: Session, row: Base, *conditions: ColumnElement[bool], **v
 
 
 def update_where(
-    session: Session, model: type[Base], *conditions: ColumnElement[bool], **values: Any
+    session: Session, model: type[Base], where: Sequence[ColumnElement[bool]], **values: Any
 ) -> int:
-    """Set ``values`` on every stored ``model`` row that meets ``conditions``; how
-    many it did. One ``UPDATE ... WHERE <conditions> RETURNING id``, the change of
+    """Set ``values`` on every stored ``model`` row that meets every condition in
+    ``where``; how many it did. One ``UPDATE ... WHERE <conditions> RETURNING id``, the change of
     many rows (or of one not loaded) as :func:`update_if` is of one loaded row: a
-    row another session changed first so that it no longer meets ``conditions``
+    row another session changed first so that it no longer meets the conditions
     is neither changed nor counted. This session's objects of the changed rows
     are expired, so that they show the stored row when next read."""
+    conditions = list(where)
     if not conditions:
         raise ValueError("update_where needs at least one condition")
     session.flush()  # the rows as the session holds them, before the database answers for them

@@ -176,8 +176,7 @@ def _end(session: Session, where: ColumnElement[bool]) -> int:
     return update_where(
         session,
         SessionLog,
-        SessionLog.is_active.is_(True),
-        where,
+        [SessionLog.is_active.is_(True), where],
         is_active=False,
         logged_out_at=utcnow(),
     )

@@ -297,9 +297,11 @@ def _consume(session: Session, code_hashes: list[str], attempt: Attempt) -> bool
     used = update_where(
         session,
         BackupCode,
-        BackupCode.user_id == attempt.user_id,
-        BackupCode.code_hash.in_(code_hashes),
-        BackupCode.is_used.is_(False),
+        [
+            BackupCode.user_id == attempt.user_id,
+            BackupCode.code_hash.in_(code_hashes),
+            BackupCode.is_used.is_(False),
+        ],
         is_used=True,
         used_at=attempt.now,
         ip_address=address(attempt.ip),

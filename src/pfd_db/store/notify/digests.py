@@ -116,9 +116,11 @@ def mark_sent(
         marked = update_where(
             session,
             EmailDigestQueue,
-            EmailDigestQueue.id.in_(ids),
-            EmailDigestQueue.user_id == user_id,
-            EmailDigestQueue.included_in_digest == false(),
+            [
+                EmailDigestQueue.id.in_(ids),
+                EmailDigestQueue.user_id == user_id,
+                EmailDigestQueue.included_in_digest == false(),
+            ],
             included_in_digest=True,
         )
         if marked != len(ids):

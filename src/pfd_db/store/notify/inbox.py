@@ -71,7 +71,7 @@ def mark_read(
 def mark_all_read(session: Session, user: User | int, now: datetime | None = None) -> int:
     """Mark every unread notification of ``user`` read at ``now``; how many were."""
     unread = [*_of(session, user), EmailLog.opened_at.is_(None)]
-    return update_where(session, EmailLog, *unread, opened_at=utc_or_now(now))
+    return update_where(session, EmailLog, unread, opened_at=utc_or_now(now))
 
 
 def _of(session: Session, user: User | int) -> list[ColumnElement[bool]]:

@@ -308,12 +308,14 @@ def record_success(
     update_where(
         session,
         config,
-        config.id == webhook_id,
-        or_(
-            config.consecutive_failures != 0,
-            config.last_used_at.is_(None),
-            config.last_used_at <= now - TOUCH_INTERVAL,
-        ),
+        [
+            config.id == webhook_id,
+            or_(
+                config.consecutive_failures != 0,
+                config.last_used_at.is_(None),
+                config.last_used_at <= now - TOUCH_INTERVAL,
+            ),
+        ],
         consecutive_failures=0,
         last_used_at=now,
     )
