@@ -32,6 +32,7 @@ from pfd_db.portability.backup import (
     verify_backup,
 )
 from pfd_db.portability.manifest import manifest_path
+from pfd_db.target import locate
 
 runner = CliRunner()
 WRITERS = 4
@@ -232,6 +233,35 @@ def test_a_backup_is_renamed_into_place_with_a_manifest_that_describes_it(
     assert described["tables"] == rows and rows["users"] == 0
     assert described["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert verify_backup(path)[1].tables == rows
+
+
+def test_a_backup_whose_name_is_taken_meanwhile_leaves_that_file_its_manifest_and_no_key(
+    migrated, dialect, tmp_path
+):
+    engine = make_engine(migrated)
+    source_key = locate(engine.url).key_path
+    if source_key is not None:  # SQLite: the key beside the file goes with its backups
+        source_key.write_bytes(b"instance key")
+    path = tmp_path / "pfd.backup"
+
+    def theirs_appears(*_args: object) -> None:
+        if not path.exists():
+            path.write_bytes(b"theirs")
+            manifest_path(path).write_text("theirs\n")
+
+    try:
+        with pytest.raises(Conflict, match="appeared while the backup was written"):
+            backup(engine, path, progress=theirs_appears)
+    finally:
+        engine.dispose()
+    assert path.read_bytes() == b"theirs"
+    assert manifest_path(path).read_text() == "theirs\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("pfd.backup")) == [
+        "pfd.backup",
+        "pfd.backup.manifest.json",
+    ]  # no key of ours beside their file
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert (source_key is not None) == (dialect == "sqlite")
 
 
 def test_restore_refuses_a_cut_short_or_undescribed_backup_and_creates_nothing(

@@ -105,6 +105,7 @@ def backup(
     if not path.parent.is_dir():
         raise InvalidInput(f"no directory {path.parent} for the backup")
     filling.require_finished(source, shown(source))
+    held = locate(source.url).key_path
     with manifest.written_aside(path) as partial:
         if source.dialect.name == "sqlite":
             report = _online_backup(source, partial, progress)
@@ -113,10 +114,15 @@ def backup(
         else:
             report = _copy_to_sqlite(source, partial, progress)
         described = manifest.describe(partial, report.method, report.revision, report.tables)
-        manifest.publish(partial, path, described)
+        # The key goes first: a backup that has its name has its key beside it.
+        report.key_file = copy_key_file(held, key_beside(path)) if held else None
+        try:
+            manifest.publish(partial, path, described)
+        except BaseException:
+            if report.key_file is not None:
+                report.key_file.unlink(missing_ok=True)
+            raise
     report.path = path
-    held = locate(source.url).key_path
-    report.key_file = copy_key_file(held, key_beside(path)) if held else None
     return report
 
 

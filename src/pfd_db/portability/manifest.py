@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pfd_db import migrations
-from pfd_db.errors import InvalidInput, MigrationError
+from pfd_db.errors import Conflict, InvalidInput, MigrationError
 from pfd_db.target import sqlite_side_files
 
 SUFFIX = ".manifest.json"
@@ -72,16 +72,27 @@ def written_aside(path: Path) -> Iterator[Path]:
 
 
 def publish(partial: Path, path: Path, manifest: Manifest) -> None:
-    """Give the complete file ``partial`` its name ``path``, its manifest first,
-    each synced; never replaces an existing ``path``."""
+    """Give the complete file ``partial`` its name ``path``, then its manifest its
+    name, each synced; never replaces an existing ``path`` (nor its manifest). Cut
+    short between the two, the backup has no manifest, which restore refuses."""
     _sync(partial)
     text = json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n"
     described = manifest_path(path)
     aside = described.parent / f".{described.name}.{uuid.uuid4().hex[:12]}.partial"
     aside.write_text(text)
     _sync(aside)
+    try:
+        os.link(partial, path)  # fails if path appeared meanwhile: nothing is overwritten
+    except FileExistsError:
+        aside.unlink()
+        raise Conflict(
+            f"{path} appeared while the backup was written; it was left as it is: "
+            "choose a new file for the backup"
+        ) from None
+    except BaseException:
+        aside.unlink(missing_ok=True)
+        raise
     os.replace(aside, described)
-    os.link(partial, path)  # fails if path appeared meanwhile: nothing is overwritten
     partial.unlink()
     _sync_folder(path.parent)
 
