@@ -72,29 +72,33 @@ def written_aside(path: Path) -> Iterator[Path]:
 
 
 def publish(partial: Path, path: Path, manifest: Manifest) -> None:
-    """Give the complete file ``partial`` its name ``path``, then its manifest its
-    name, each synced; never replaces an existing ``path`` (nor its manifest). Cut
-    short between the two, the backup has no manifest, which restore refuses."""
+    """Give the complete file ``partial`` its name ``path``, its manifest first
+    (cut short between the two, a manifest lies beside no backup, and a name holds
+    either nothing or a described whole backup), each synced; never replaces an
+    existing ``path``, nor the manifest of one found there."""
     _sync(partial)
     text = json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n"
     described = manifest_path(path)
     aside = described.parent / f".{described.name}.{uuid.uuid4().hex[:12]}.partial"
     aside.write_text(text)
     _sync(aside)
+    if path.exists():
+        aside.unlink()
+        raise _taken(path)
+    os.replace(aside, described)
     try:
         os.link(partial, path)  # fails if path appeared meanwhile: nothing is overwritten
     except FileExistsError:
-        aside.unlink()
-        raise Conflict(
-            f"{path} appeared while the backup was written; it was left as it is: "
-            "choose a new file for the backup"
-        ) from None
-    except BaseException:
-        aside.unlink(missing_ok=True)
-        raise
-    os.replace(aside, described)
+        raise _taken(path) from None
     partial.unlink()
     _sync_folder(path.parent)
+
+
+def _taken(path: Path) -> Conflict:
+    return Conflict(
+        f"{path} appeared while the backup was written; it was left as it is: "
+        "choose a new file for the backup"
+    )
 
 
 def _sync(path: Path) -> None:
