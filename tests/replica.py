@@ -26,6 +26,10 @@ REPLICA_SETTINGS = {
     "hot_standby": "on",
     "listen_addresses": "''",
     "max_standby_streaming_delay": "-1",  # never cancel a test's query for a conflict
+    # ... and so the primary keeps the rows a standby snapshot still sees: without
+    # it, a cleanup record (autovacuum of another worker's tables) waits for any
+    # query or idle transaction on the standby, and replay stopped for over 45 s.
+    "hot_standby_feedback": "on",
     "wal_receiver_status_interval": "1s",
 }
 WAIT_SECONDS = 30.0
@@ -128,8 +132,28 @@ class StreamingReplica(PostgresServer):
             if got is not None and got[0] is not None and int(got[0]) >= target:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the replica has not replayed up to {target} in {timeout} s")
+                state = self.replay_state()
+                raise TimeoutError(f"the replica has not replayed up to {target} in {timeout} s: "
+                                   f"{state}")  # fmt: skip
             time.sleep(0.02)
+
+    def replay_state(self) -> str:
+        """Where the standby is and what its replay waits for (for a timeout's message)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT pg_get_wal_replay_pause_state(), pg_last_wal_receive_lsn() - '0/0'::pg_lsn,"
+                " pg_last_wal_replay_lsn() - '0/0'::pg_lsn,"
+                " (SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity"
+                "  WHERE backend_type = 'startup'),"
+                " (SELECT string_agg(state || ' ' || left(query, 60), '; ') FROM pg_stat_activity"
+                "  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())"
+            ).fetchone()
+        assert row is not None
+        pause, received, replayed, waits_on, others = row
+        return (
+            f"replay {pause}, received {received}, replayed {replayed}, "
+            f"startup waits on {waits_on}, other sessions: {others}"
+        )
 
 
 def _in_main_thread() -> bool:

@@ -223,6 +223,7 @@ def test_a_replica_lagging_too_much_is_skipped_with_one_warning(
     caplog.set_level(logging.INFO, logger="pfd_db.replicas")
     assert read_side()
     replica.pause_replay()
+    assert replica.replay_state().startswith("replay pause")  # 'pause requested' or 'paused'
     write_a_row()
     assert until(lambda: not read_side(), timeout=15) >= 1.0  # only once it lags over 1 s
     assert not any(reads_for(2.5 * RETRY)), "a lagging replica is skipped until it catches up"
