@@ -20,6 +20,7 @@ run: venv
 test: venv
 	$(PY) -m pip install -q -e '.[test]'
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -n auto --dist loadgroup
@@ -27,6 +28,7 @@ test: venv
 lint: venv
 	$(PY) -m pip install -q -e '.[test]'
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 

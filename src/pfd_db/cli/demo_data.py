@@ -51,6 +51,7 @@ FINAL_STATUSES = [ExperimentStatus.COMPLETED] * 7 + [
     ExperimentStatus.CANCELLED,
 ]
 
+
 @dataclass
 class DemoSummary:
     datasets: int = 0

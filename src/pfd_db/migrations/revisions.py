@@ -93,8 +93,7 @@ def _undone(current: str, wanted: str) -> list[Script]:
             ) from None
         known = ", ".join(reversed([s.revision for s in directory.walk_revisions()]))
         raise MigrationError(
-            f"no single revision {wanted!r} (known: {known}; or -N, or base): "
-            "see pfd-db history"
+            f"no single revision {wanted!r} (known: {known}; or -N, or base): see pfd-db history"
         ) from None
 
 

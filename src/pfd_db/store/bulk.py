@@ -74,9 +74,7 @@ class Writer:
     """A JSON document as :meth:`write` takes it."""
     send: Callable[[Connection, Sequence[Row], Mapping[str, Any]], None]
 
-    def write(
-        self, connection: Connection, rows: Sequence[Row], shared: Mapping[str, Any]
-    ) -> None:
+    def write(self, connection: Connection, rows: Sequence[Row], shared: Mapping[str, Any]) -> None:
         """Insert ``rows`` with the ``shared`` values (plain Python values: converted
         here, once), one statement per batch."""
         size = self.bulk.batch

@@ -205,7 +205,6 @@ def _curve_summary() -> dict[str, Any]:
     return {"best_epoch": best, "total_epochs": total}
 
 
-
 def _optional_notes(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"notes must be a string or None (got {type(value).__name__})")

@@ -66,9 +66,7 @@ class RequestPercentiles:
     p99_response_time_ms: float | None
 
 
-def request_stats(
-    session: Session, since: datetime, until: datetime | None = None
-) -> RequestStats:
+def request_stats(session: Session, since: datetime, until: datetime | None = None) -> RequestStats:
     """The requests from ``since`` (inclusive) to ``until`` (exclusive; now and on
     when None) to every endpoint: how many, how many succeeded and failed, and
     their mean and largest response time. One aggregate the database computes
@@ -76,8 +74,9 @@ def request_stats(
     log = APIRequestLog
     failed = func.count().filter(log.status_code >= 400)
     requests, failures, mean, largest = session.execute(
-        select(func.count(), failed, func.avg(log.response_time_ms), func.max(log.response_time_ms))
-        .where(*_window(since, until))
+        select(
+            func.count(), failed, func.avg(log.response_time_ms), func.max(log.response_time_ms)
+        ).where(*_window(since, until))
     ).one()
     return RequestStats(
         requests=int(requests),
