@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Connection, Integer, bindparam, delete, func, select, text
+from sqlalchemy import Connection, Integer, Table, bindparam, delete, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -217,13 +218,7 @@ def reset(session: Session) -> None:
 @cache
 def _upsert(dialect: str) -> Executable:
     """Set a type's watermark, its row made the first time."""
-    stamp = bindparam("now", type_=UTCDateTime())
-    insert = insert_for(dialect, WATERMARKS).values(
-        aggregation_type=bindparam("kind"),
-        computed_through=bindparam("through", type_=UTCDateTime()),
-        created_at=stamp,
-        updated_at=stamp,
-    )
+    insert = _stamped_insert(dialect, WATERMARKS, "computed_through", "through")
     excluded = insert.excluded
     upsert: Executable = insert.on_conflict_do_update(
         index_elements=["aggregation_type"],
@@ -235,15 +230,26 @@ def _upsert(dialect: str) -> Executable:
 @cache
 def _mark(dialect: str) -> Executable:
     """Mark a stale period; a mark already there stays (``ON CONFLICT DO NOTHING``)."""
-    stamp = bindparam("now", type_=UTCDateTime())
-    insert = insert_for(dialect, MARKS).values(
-        aggregation_type=bindparam("kind"),
-        period_start=bindparam("start", type_=UTCDateTime()),
-        created_at=stamp,
-        updated_at=stamp,
-    )
-    ignoring: Executable = insert.on_conflict_do_nothing()
+    ignoring: Executable = _stamped_insert(
+        dialect, MARKS, "period_start", "start"
+    ).on_conflict_do_nothing()
     return ignoring
+
+
+def _stamped_insert(
+    dialect: str, table: Table, column: str, parameter: str
+) -> postgresql.Insert | sqlite.Insert:
+    """INSERT of a row of ``table`` for the type ``:kind``, ``column`` set from the
+    time ``:parameter``, both time stamps from ``:now``."""
+    stamp = bindparam("now", type_=UTCDateTime())
+    return insert_for(dialect, table).values(
+        {
+            "aggregation_type": bindparam("kind"),
+            column: bindparam(parameter, type_=UTCDateTime()),
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+    )
 
 
 def _locked(session: Session, *, shared: bool) -> Connection:
