@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pgbouncer import pgbouncer  # noqa: F401 - the session fixture, for every test module
-from pgserver import BASE_ENV, PostgresNotFoundError, PostgresServer, worker_name
+from pgserver import BASE_ENV, PostgresNotFoundError, PostgresServer, started, worker_name
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData
@@ -88,19 +88,8 @@ def pg_server() -> Iterator[PostgresServer]:
     if os.environ.get(BASE_ENV):
         yield PostgresServer.attach(Path(os.environ[BASE_ENV]))
         return
-    try:
-        server = PostgresServer()
-    except PostgresNotFoundError as exc:
-        missing = str(exc)  # fail outside the except block: one clean message per test
-    else:
-        missing = ""
-    if missing:
-        pytest.fail(missing, pytrace=False)
-    server.start()
-    try:
+    with started(PostgresServer, PostgresNotFoundError) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -248,7 +237,6 @@ def fresh_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
         server.drop_database(name)
 
 
-
 @pytest.fixture
 def settings_on_fresh(fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``PFD_DB_URL`` (and so the settings and pfd_db.session) pointed at
@@ -272,6 +260,7 @@ def fresh_engine(fresh_url: str) -> Iterator[Engine]:
     engine = make_engine(fresh_url)
     yield engine
     engine.dispose()
+
 
 def empty_tables(engine: Engine, metadata: MetaData) -> None:
     """Delete every row of every table in the database and restart the id counters.

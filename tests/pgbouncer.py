@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgserver import PostgresServer, _ensure_pg_user
+from pgserver import PostgresServer, _ensure_pg_user, started
 
 BINARY_ENV = "PFD_TEST_PGBOUNCER"
 SERVER_CONNECTIONS = 2
@@ -205,16 +205,5 @@ class PgBouncer:
 def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
     """PgBouncer (transaction pooling, 2 server connections a database) in front of
     the suite's PostgreSQL server; stopped at session end."""
-    try:
-        bouncer = PgBouncer(pg_server)
-    except PgBouncerNotFoundError as exc:
-        missing = str(exc)  # fail outside the except block: one clean message per test
-    else:
-        missing = ""
-    if missing:
-        pytest.fail(missing, pytrace=False)
-    bouncer.start()
-    try:
+    with started(lambda: PgBouncer(pg_server), PgBouncerNotFoundError) as bouncer:
         yield bouncer
-    finally:
-        bouncer.stop()

@@ -24,9 +24,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import psycopg
+import pytest
 from psycopg import sql
 
 PG_USER = "pfd_pgtest"
@@ -266,3 +269,31 @@ if __name__ == "__main__":  # manual check: python tests/pgserver.py
     with server.connect() as conn:
         print(conn.execute("SHOW server_version").fetchone())
     server.stop()
+
+
+class Service(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> object: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
+@contextlib.contextmanager
+def started(make: Callable[[], S], missing: type[Exception]) -> Iterator[S]:
+    """The service ``make()`` builds, started, and stopped when the block ends. When
+    its programs are not installed (``missing``), every test using it fails with that
+    one clean line (raised outside the except block, so with no chained traceback)."""
+    try:
+        service = make()
+    except missing as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()

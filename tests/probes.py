@@ -34,9 +34,12 @@ def statements(engine) -> Iterator[list[str]]:
     texts.extend(statement for statement, _ in sent)
 
 
-def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Run ``work(0) ... work(count - 1)`` on threads released at the same moment."""
-    barrier = threading.Barrier(count)
+def run_together(
+    count: int, work: Callable[[int], Any], *, seconds: float = 300
+) -> tuple[list[Any], list[BaseException]]:
+    """Run ``work(0) ... work(count - 1)`` on threads released at the same moment;
+    their results and errors. A thread still running after ``seconds`` fails the test."""
+    barrier = threading.Barrier(count, timeout=60)
     results: list[Any] = [None] * count
     errors: list[BaseException] = []
 
@@ -51,7 +54,8 @@ def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], lis
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(seconds)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
     return results, errors
 
 

@@ -9,6 +9,7 @@ import math
 import pytest
 from sqlalchemy import func, select
 
+from factories import epoch
 from pfd_db.errors import InvalidInput, NotFound
 from pfd_db.models import Dataset, Experiment, TrainingRun
 from pfd_db.store.ml import curves, experiments
@@ -28,17 +29,6 @@ def experiment(db) -> Experiment:
     made = experiments.create_experiment(db, "resnet-1", "resnet18", dataset, {"lr": 0.001})
     db.commit()
     return made
-
-
-def epoch(number: int, **extra) -> dict:
-    return {
-        "epoch": number,
-        "train_loss": 1 / (number + 1),
-        "val_loss": 1.2 / (number + 1),
-        "train_accuracy": 0.5 + number / 100,
-        "val_accuracy": 0.45 + number / 100,
-        **extra,
-    }
 
 
 def stored_metrics(db, experiment) -> list:

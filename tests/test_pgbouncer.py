@@ -29,6 +29,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import sessionmaker
 
 from cli_support import assert_refused, pfd_db
+from factories import epoch
 from pfd_db import migrations
 from pfd_db.config import get_settings
 from pfd_db.engine import make_engine, read_only
@@ -56,6 +57,7 @@ from pfd_db.store.ops import audit, request_log, retention, rollups
 from pfd_db.types import utcnow
 from pgbouncer import SERVER_CONNECTIONS, PgBouncer
 from pgserver import PostgresServer
+from probes import run_together
 
 THREADS = 8
 ROUNDS = 3
@@ -130,27 +132,6 @@ def server_connections(pg_server: PostgresServer, name: str) -> int:
             (name,),
         ).fetchone()
     return int(found[0]) if found else 0
-
-
-def on_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
-    """Run ``work(index)`` on ``count`` threads at once; every error they raised."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(count, timeout=60)
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            work(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    return errors
 
 
 class Sampler:
@@ -254,16 +235,6 @@ def everyday_work(engine: Engine, index: int) -> None:
             retention.clean(engine, older_than=timedelta(days=30), batch_size=7)
 
 
-def epoch(number: int) -> dict[str, Any]:
-    return {
-        "epoch": number,
-        "train_loss": 1 / (number + 1),
-        "val_loss": 1.2 / (number + 1),
-        "train_accuracy": 0.5 + number / 100,
-        "val_accuracy": 0.45 + number / 100,
-    }
-
-
 def requests(key_id: int, hour: Any) -> list[dict[str, Any]]:
     """20 request-log rows of this hour and 5 a hundred days old (for ``clean``)."""
     recent = [
@@ -285,7 +256,7 @@ def test_the_store_core_paths_run_through_pgbouncer_on_8_threads(
 ):
     engine = engines(bounced.through)
     with Sampler(pg_server, bounced.name) as servers:
-        errors = on_threads(THREADS, lambda index: everyday_work(engine, index))
+        _, errors = run_together(THREADS, lambda index: everyday_work(engine, index))
     assert errors == [], f"{len(errors)} errors, the first: {errors[0]!r}"
     assert 1 <= servers.most <= SERVER_CONNECTIONS
     assert pgbouncer.servers(bounced.name) <= SERVER_CONNECTIONS
@@ -332,7 +303,7 @@ def test_the_server_routes_run_through_pgbouncer(bounced, engines, plaintexts):
                 found = client.get(f"/api/v1/experiments/{made.id}", headers=headers)
                 statuses.extend(r.status_code for r in (written, listed, found))
 
-        errors = on_threads(THREADS, work)
+        _, errors = run_together(THREADS, work)
     assert errors == []
     assert len(statuses) == THREADS * calls * 3
     assert {code for code in statuses} <= {200, 201}, sorted(set(statuses))
@@ -360,7 +331,7 @@ def test_prepared_statements_fail_through_pgbouncer_unless_turned_off(
             with engine.begin() as conn:
                 assert conn.scalar(query) == 1
 
-    errors = on_threads(THREADS, work)
+    _, errors = run_together(THREADS, work)
     if not fails:
         assert errors == []
         return
