@@ -332,3 +332,13 @@ def test_a_database_at_an_unknown_revision_says_which_and_what_to_do(fresh_url, 
         pfd_db("user", "list", "--url", fresh_url), "unknown revision fffffffffff0"
     )
     assert f"knows up to {migrations.head_revision()}): upgrade pfd-db, or pass --url" in line
+
+
+def test_a_server_url_holding_a_byte_that_is_not_utf8_is_refused_in_words():
+    undecodable = b"postgresql://u:s3cret@127.0.0.1:1/d\xffb".decode("utf-8", "surrogateescape")
+    with pytest.raises(DatabaseUnavailable, match="not UTF-8") as refused:
+        parse_url(undecodable)
+    assert "s3cret" not in str(refused.value)
+    file = b"sqlite:////tmp/d\xffb.db".decode("utf-8", "surrogateescape")
+    assert parse_url(file).database == "/tmp/d\udcffb.db"  # any bytes name a file
+    assert mask_password(file) == "<unparseable URL>"

@@ -83,7 +83,21 @@ def parse_url(url: str | URL) -> URL:
             f"unsupported database URL scheme {parsed.drivername}:// "
             f"({mask_password(parsed)}): use {URL_FORMS} (psycopg 3)"
         )
+    if backend != "sqlite" and not _utf8(parsed):
+        # a file name may hold any bytes; a server's connection string may not
+        raise DatabaseUnavailable(
+            f"not a database URL: it holds a byte that is not UTF-8: use {URL_FORMS}"
+        )
     return parsed
+
+
+def _utf8(url: URL) -> bool:
+    """Whether ``url`` is text a server's connection string can carry."""
+    try:
+        as_text(url).encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def mask_password(url: str | URL) -> str:
@@ -91,11 +105,12 @@ def mask_password(url: str | URL) -> str:
     info (``user:secret@host``) or as a ``password`` query parameter."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        if "password" in parsed.query:
+            parsed = parsed.update_query_dict({"password": "MASKED"})
+        shown = parsed.render_as_string(hide_password=True)
+    except (ArgumentError, UnicodeError):
         return "<unparseable URL>"
-    if "password" in parsed.query:
-        parsed = parsed.update_query_dict({"password": "MASKED"})
-    shown = parsed.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
+    shown = shown.replace("password=MASKED", "password=***")
     base, question, query = shown.partition("?")
     return base + question + query.replace("%2F", "/")  # a socket directory, readable
 
