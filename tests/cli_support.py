@@ -97,7 +97,8 @@ def error_lines(stderr: str) -> list[str]:
 
 def assert_refused(result: Result | subprocess.CompletedProcess[str], *fragments: str) -> str:
     """The command failed as an expected failure must: exit 2, exactly one line on
-    stderr starting ``error:``, no traceback, nothing on stdout. Returns the line."""
+    stderr starting ``error:``, no traceback (on stdout, nothing but, with ``--json``,
+    the failure's one document). Returns the line."""
     code, stdout, stderr = outcome(result)
     assert code == 2, f"exit {code}\nstdout: {stdout}\nstderr: {stderr}"
     assert "Traceback" not in stdout + stderr, stderr

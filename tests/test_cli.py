@@ -390,3 +390,32 @@ def test_a_missing_legacy_database_is_named_as_the_from_database(fresh_url, tmp_
     )
     assert "pfd-db init" not in line
     assert not missing.exists()
+
+
+# --- --json when a command fails --------------------------------------------------------
+
+
+def test_a_failed_json_run_prints_one_document_naming_the_failure(tmp_path):
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    for args in (
+        ["status", "--json", "--url", missing],
+        ["check", "--json", "--url", missing],
+        ["user", "list", "--json", "--url", "foo://x"],
+        ["status", "--json", "--no-such-option"],
+    ):
+        result = pfd_db(*args)
+        line = assert_refused(result)
+        document = json.loads(result.stdout)  # one document, nothing else
+        assert document == {"ok": False, "exit_code": 2, "problem": line.removeprefix("error: ")}
+        assert pfd_db(*[a for a in args if a != "--json"]).stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_json_verdict_the_command_printed_is_not_followed_by_a_second(fresh_url):
+    result = pfd_db("check", "--json", "--url", fresh_url)  # no file (2) or no schema (1)
+    assert json.loads(result.stdout)["exit_code"] == result.exit_code != 0
+    migrations.upgrade(engine := make_engine(fresh_url))
+    engine.dispose()
+    drifted = pfd_db("check", "--json", "--url", fresh_url, env={"PFD_DB_SECRET_KEY": ""})
+    document = json.loads(drifted.stdout)  # check's own document, only once
+    assert document["exit_code"] == drifted.exit_code != 0 and "revision" in document

@@ -198,7 +198,7 @@ def test_a_copy_killed_midway_is_refused_until_replaced(demo_url, fresh_url):
     assert again.exit_code == 2
     assert "unfinished copy" in again.output
     check = runner.invoke(app, ["check", "--url", fresh_url])
-    assert_refused(check, "holds an unfinished copy", "--replace` again")  # not "drift"
+    assert_refused(check, "holds an unfinished copy", "--replace --yes` again")  # not "drift"
 
     replaced = copy(demo_url, fresh_url, "--replace", "--yes")
     assert replaced.exit_code == 0, replaced.output
@@ -316,7 +316,7 @@ def test_a_source_marked_unfinished_is_refused_by_copy_and_backup_and_keeps_its_
     marked_unfinished(fresh_url)
     into = f"sqlite:///{tmp_path / 'into.db'}"
     line = assert_refused(copy(fresh_url, into), "unfinished copy from /elsewhere/old.db")
-    assert "pfd-db copy --url SOURCE --to" in line and "--replace` again" in line
+    assert "pfd-db copy --url SOURCE --to" in line and "--replace --yes` again" in line
     assert_no_database(into)
     with pytest.raises(Conflict, match="unfinished"):
         copy_database(make_engine(fresh_url), make_engine(into))
@@ -325,7 +325,7 @@ def test_a_source_marked_unfinished_is_refused_by_copy_and_backup_and_keeps_its_
     folder = tmp_path / "backups"
     folder.mkdir()
     backed = runner.invoke(app, ["backup", str(folder / "marked.bak"), "--url", fresh_url])
-    assert_refused(backed, "unfinished copy", "--replace` again")
+    assert_refused(backed, "unfinished copy", "--replace --yes` again")
     assert list(folder.iterdir()) == []  # no backup, no manifest, no partial file
     engine = make_engine(fresh_url)
     try:
@@ -352,7 +352,7 @@ def test_a_backup_file_holding_an_unfinished_copy_is_refused_by_restore(tmp_path
         engine.dispose()
     manifest.publish(partial, path, manifest.describe(partial, "test", revision, rows))
     restored = runner.invoke(app, ["restore", str(path), "--url", fresh_url])
-    assert_refused(restored, f"{path} holds an unfinished copy", "--replace` again")
+    assert_refused(restored, f"{path} holds an unfinished copy", "--replace --yes` again")
     assert_no_database(fresh_url)
 
 

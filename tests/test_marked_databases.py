@@ -51,7 +51,7 @@ def test_the_refusal_suggests_a_command_that_completes_the_database(fresh_url, t
     into = f"sqlite:///{tmp_path / 'into.db'}"
     line = assert_refused(copy(fresh_url, into), "unfinished copy from /elsewhere/old.db")
     suggested = suggested_command(line)
-    assert suggested[:2] == ["pfd-db", "copy"] and suggested[-1] == "--replace", suggested
+    assert suggested[:2] == ["pfd-db", "copy"] and suggested[-2:] == ["--replace", "--yes"]
     named = suggested[suggested.index("--to") + 1]
     assert locate(named).url.database == locate(fresh_url).url.database
     assert locate(named).path == locate(fresh_url).path
@@ -59,7 +59,7 @@ def test_the_refusal_suggests_a_command_that_completes_the_database(fresh_url, t
     source = f"sqlite:///{tmp_path / 'whole.db'}"
     make_demo(source)
     args = [source if arg == "SOURCE" else arg for arg in suggested[1:]]
-    done = runner.invoke(app, [*args, "--yes"])
+    done = runner.invoke(app, args, input="")  # as written: no terminal to confirm on
     assert done.exit_code == 0, done.output
     assert not still_marked(fresh_url)
     assert table_rows(fresh_url) == table_rows(source)
@@ -102,7 +102,7 @@ def test_check_and_status_refuse_a_marked_database_in_one_line(fresh_url, comman
         runner.invoke(app, [command, "--url", fresh_url]),
         "holds an unfinished copy from /elsewhere/old.db, not a whole database",
         "pfd-db copy --url SOURCE --to",
-        "--replace` again",
+        "--replace --yes` again",
     )
     assert MARKER_TABLE not in line and "drift" not in line
 
@@ -111,7 +111,7 @@ def test_check_and_status_refuse_a_marked_database_in_one_line(fresh_url, comman
     document = json.loads(as_json.stdout)  # one document, nothing else on stdout
     assert document["ok"] is False and document["exit_code"] == 2
     assert f"error: {document['problem']}" == line
-    assert "unfinished copy from /elsewhere/old.db" in document["unfinished"]
+    assert "unfinished copy from /elsewhere/old.db" in document["problem"]
     assert "tables" not in document  # no counts as if whole
     assert still_marked(fresh_url)  # only read
 

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from pfd_db.cli.output import err_console
+from pfd_db.cli.output import documents_printed, err_console, print_json
 
 OK = 0
 BEHIND_HEAD = 1
@@ -66,25 +66,37 @@ class Commands(TyperGroup):
         complete_var: str | None,
         **extra: Any,
     ) -> int:
+        wants_json = "--json" in _options(sys.argv[1:] if args is None else args)
+        printed = documents_printed()
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as exc:  # usage errors: bad option, value out of range
             usage = exc.format_message()
             if not usage:  # no arguments: the help was shown
                 return FAILED
-            report(f"{usage}{_help_hint(exc)}")
-            return int(getattr(exc, "exit_code", FAILED))
+            code = int(getattr(exc, "exit_code", FAILED))
+            message = f"{usage}{_help_hint(exc)}"
         except typer.Abort:
-            report("aborted: nothing was changed")
-            return FAILED
+            code, message = FAILED, "aborted: nothing was changed"
         except Exception as exc:
             failure = describe_failure(exc)
             if failure is None:
                 raise
             _print_details(exc)
-            report(failure)
-            return exc.exit_code if isinstance(exc, CommandFailed) else FAILED
-        return result if isinstance(result, int) else OK
+            code = exc.exit_code if isinstance(exc, CommandFailed) else FAILED
+            message = failure
+        else:
+            return result if isinstance(result, int) else OK
+        report(message)
+        if wants_json and documents_printed() == printed:  # the one document scripts read
+            print_json({"ok": False, "exit_code": code, "problem": " ".join(message.split())})
+        return code
+
+
+def _options(args: Sequence[str]) -> Sequence[str]:
+    """The arguments before ``--`` (after it, everything is a value)."""
+    args = list(args)
+    return args[: args.index("--")] if "--" in args else args
 
 
 def report(message: str) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pfd_db.cli.database import INSPECT, database, target_of
-from pfd_db.cli.errors import BEHIND_HEAD, FAILED, KEY_MISSING, SCHEMA_DRIFT, CommandFailed
+from pfd_db.cli.errors import BEHIND_HEAD, KEY_MISSING, SCHEMA_DRIFT, CommandFailed
 from pfd_db.cli.options import JsonOption, UrlOption
 from pfd_db.cli.output import console, print_json, say, warn
 
@@ -179,7 +179,7 @@ def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
     from pfd_db import migrations
 
     with database(url, INSPECT) as engine:
-        refuse_unfinished(engine, as_json)
+        refuse_unfinished(engine)
         state = migrations.state(engine)
         differences = migrations.schema_drift(engine) if state.at_head else []
         two_factor = two_factor_health(engine) if state.at_head and not differences else None
@@ -206,29 +206,15 @@ def check(url: UrlOption = None, as_json: JsonOption = False) -> None:
     raise CommandFailed(problem, code, differences)
 
 
-def refuse_unfinished(engine: Engine, as_json: bool) -> None:
+def refuse_unfinished(engine: Engine) -> None:
     """Refuse a database that carries the unfinished-copy marker (a copy, restore
     or import cut short): its tables are not a whole database to check or count.
     The refusal is ``require_finished``'s one line, naming the command that
-    completes it (exit 2); with ``as_json`` the same verdict is also the one
-    document on stdout."""
-    from pfd_db.errors import Conflict
+    completes it (exit 2)."""
     from pfd_db.portability import filling
     from pfd_db.target import locate
 
-    try:
-        filling.require_finished(engine, locate(engine.url).described)
-    except Conflict as refused:
-        if as_json:
-            print_json(
-                {
-                    "ok": False,
-                    "exit_code": FAILED,
-                    "problem": str(refused),
-                    "unfinished": filling.unfinished_copy(engine),
-                }
-            )
-        raise
+    filling.require_finished(engine, locate(engine.url).described)
 
 
 def verdict(
@@ -276,7 +262,7 @@ def status(url: UrlOption = None, as_json: JsonOption = False) -> None:
     from pfd_db.replicas import replica_status
 
     with database(url, INSPECT) as engine:
-        refuse_unfinished(engine, as_json)
+        refuse_unfinished(engine)
         state = migrations.state(engine)
         server = server_version(engine)
         counts = row_counts(engine)

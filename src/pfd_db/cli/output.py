@@ -50,9 +50,20 @@ def say(text: str, *, quiet: bool = False) -> None:
         console.print(text, markup=False)
 
 
+_printed = [0]
+"""How many documents :func:`print_json` printed (the error funnel prints one
+for a failed ``--json`` run only when the command printed none)."""
+
+
 def print_json(document: Any) -> None:
     """``document`` as one JSON document on stdout (datetimes in ISO 8601)."""
     print(json.dumps(document, indent=2, default=_json_value))
+    _printed[0] += 1
+
+
+def documents_printed() -> int:
+    """How many JSON documents were printed in this process so far."""
+    return _printed[0]
 
 
 def _json_value(value: Any) -> Any:

@@ -48,11 +48,15 @@ def unfinished_copy(engine: Engine) -> str | None:
 
 
 REDO = {
-    "copy": "pfd-db copy --url SOURCE --to {this} --replace",
-    "restore": "pfd-db restore BACKUP --url {this} --replace",
-    "backup": "pfd-db backup NEW_FILE (this file is not a whole backup)",
-    "import-legacy": "pfd-db import-legacy --from LEGACY --url {this} --replace",
+    "copy": "run `pfd-db copy --url SOURCE --to {this} --replace --yes` again to complete it",
+    "restore": "run `pfd-db restore BACKUP --url {this} --replace --yes` again to complete it",
+    "backup": "it is a backup cut short: take a new one (`pfd-db backup NEW_FILE --url SOURCE`)",
+    "import-legacy": (
+        "run `pfd-db import-legacy --from LEGACY --url {this} --replace --yes` again to complete it"
+    ),
 }
+"""What to do about a database each operation left unfinished (``--yes``: the
+target is a half-filled database, which ``--replace`` may empty)."""
 
 
 def require_finished(engine: Engine, shown: str) -> None:
@@ -70,7 +74,7 @@ def require_finished(engine: Engine, shown: str) -> None:
     redo = REDO.get(operation, REDO["copy"]).format(this=command_url(engine.url))
     raise Conflict(
         f"{shown} holds an unfinished {operation} from {source}, not a whole database: "
-        f"run `{redo}` again to complete it (or start again), then use it"
+        f"{redo} (or start again), then use it"
     )
 
 
